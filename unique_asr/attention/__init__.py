@@ -1,0 +1,1 @@
+"""attention package of unique_asr."""

@@ -1,0 +1,1 @@
+"""triton package of unique_asr."""

@@ -1,0 +1,1 @@
+"""bench package of unique_asr."""

@@ -1,0 +1,1 @@
+"""scoring package of unique_asr."""
