@@ -1,0 +1,93 @@
+"""A stand-in for the speech LLM with the decoding API of interface_model.md.
+
+Its next-token logits are a deterministic function of (audio row, tokens so far), given by a
+Python callable, so a test can say exactly what greedy and beam search must return.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+class FakeCache:
+    def __init__(self, batch, max_len):
+        self.lens = torch.zeros(batch, dtype=torch.long)
+        self.max_len = max_len
+        self.rows = [None] * batch  # (audio row, history) per sequence
+        self.reorders = 0
+
+    def reorder(self, index):
+        self.rows = [(self.rows[i][0], list(self.rows[i][1])) for i in index.tolist()]
+        self.lens = self.lens.index_select(0, index)
+        self.reorders += 1
+
+
+class FakeModel:
+    """logits_fn(audio [Ta, D], history list[int]) -> FloatTensor[V]."""
+
+    def __init__(self, logits_fn, n_text=10):
+        self.cfg = SimpleNamespace(n_text=n_text, task_id=n_text, eos_id=n_text + 1,
+                                   vocab_size=n_text + 2, max_positions=4096)
+        self.logits_fn = logits_fn
+        self.caches = []
+        self.steps = 0
+
+    def new_cache(self, batch, max_len, device, dtype=None, backend="dense", budget=None):
+        assert backend == "dense"
+        c = FakeCache(batch, max_len)
+        self.caches.append(c)
+        return c
+
+    def _logits(self, cache):
+        return torch.stack([self.logits_fn(a, h) for a, h in cache.rows])
+
+    def prefill(self, audio_emb, audio_lens, cache):
+        for b in range(audio_emb.shape[0]):
+            cache.rows[b] = (audio_emb[b, : audio_lens[b]], [])
+        cache.lens = audio_lens + 1
+        assert int(cache.lens.max()) <= cache.max_len
+        return self._logits(cache)
+
+    def decode_step(self, tokens, cache):
+        self.steps += 1
+        for b, t in enumerate(tokens.tolist()):
+            cache.rows[b][1].append(t)
+        cache.lens = cache.lens + 1
+        assert int(cache.lens.max()) <= cache.max_len, "cache overflow"
+        return self._logits(cache)
+
+
+def copy_logits(n_text=10):
+    """The 'transcript' is the audio's first feature of each token, truncated to Ta // 2 tokens."""
+    eos = n_text + 1
+
+    def fn(audio, hist):
+        logits = torch.zeros(n_text + 2)
+        target = audio[: audio.shape[0] // 2, 0].long().tolist()
+        nxt = target[len(hist)] if len(hist) < len(target) else eos
+        logits[nxt] = 5.0
+        logits[n_text] = 10.0  # the task token is always the most likely: must be suppressed
+        return logits
+
+    return fn
+
+
+@pytest.fixture
+def fake_model():
+    return FakeModel(copy_logits())
+
+
+@pytest.fixture
+def make_fake():
+    return lambda fn, n_text=10: FakeModel(fn, n_text)
+
+
+@pytest.fixture
+def copy_batch():
+    """Three recordings of 6, 11 and 2 audio tokens; targets are their first Ta//2 values."""
+    g = torch.Generator().manual_seed(0)
+    lens = torch.tensor([6, 11, 2])
+    emb = torch.randint(0, 10, (3, 11, 4), generator=g).float()
+    targets = [emb[b, : lens[b] // 2, 0].long().tolist() for b in range(3)]
+    return emb, lens, targets

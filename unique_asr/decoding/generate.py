@@ -1,0 +1,174 @@
+"""Compact generation loop (gpt-fast style): one dense prefill, then one decode step per token.
+
+Works on a batch of sequences of different lengths: the model's KV cache keeps each sequence's
+length, prefill returns each sequence's next-token logits, and every decode step appends one
+token per sequence. Finished sequences keep being stepped (with the end token) until the whole
+batch is done; their outputs are ignored. The model contract is in /work/notes/interface_model.md:
+`new_cache`, `prefill(audio_emb, audio_lens, cache)`, `decode_step(tokens, cache)`,
+`cache.reorder(index)` (beam search only), and `cfg.eos_id` / `cfg.task_id`.
+
+Token limits are per sequence (`max_new`), so a short recording in a batch of long ones stops
+early instead of running on to the longest one's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from unique_asr.decoding.backends import new_cache
+
+
+@dataclass
+class GenStats:
+    """Timing of one generate call (seconds; synchronised on CUDA)."""
+
+    prefill_seconds: float = 0.0
+    step_seconds: float = 0.0
+    steps: int = 0
+    tokens: int = 0  # emitted transcript tokens, end tokens excluded
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _as_limits(max_new, batch: int) -> torch.Tensor:
+    lim = torch.as_tensor(max_new, dtype=torch.long).flatten()
+    if lim.numel() == 1:
+        lim = lim.expand(batch)
+    if lim.numel() != batch or (lim < 0).any():
+        raise ValueError(f"max_new must be one non-negative limit or one per sequence; got {lim}")
+    return lim.clone()
+
+
+def _mask_logits(logits: torch.Tensor, suppress: tuple[int, ...]) -> torch.Tensor:
+    logits = logits.float()
+    if suppress:
+        logits[:, list(suppress)] = float("-inf")
+    return logits
+
+
+@torch.inference_mode()
+def greedy_search(
+    model,
+    audio_emb: torch.Tensor,
+    audio_lens: torch.Tensor,
+    max_new,
+    attention: str = "dense",
+    budget: int | None = None,
+) -> tuple[list[list[int]], GenStats]:
+    """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped)."""
+    B, dev = audio_emb.shape[0], audio_emb.device
+    eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
+    lim = _as_limits(max_new, B).to(dev)
+    n_max = int(lim.max()) if B else 0
+    stats = GenStats()
+    t0 = time.perf_counter()
+    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
+    logits = model.prefill(audio_emb, audio_lens, cache)
+    _sync(dev)
+    t1 = time.perf_counter()
+    stats.prefill_seconds = t1 - t0
+    out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
+    done = lim == 0
+    for t in range(n_max):
+        tok = _mask_logits(logits, suppress).argmax(-1)
+        tok = torch.where(done, torch.full_like(tok, eos), tok)
+        out[:, t] = tok
+        done = done | (tok == eos) | (lim <= t + 1)
+        stats.steps += 1
+        if bool(done.all()):
+            break
+        logits = model.decode_step(tok, cache)
+    _sync(dev)
+    stats.step_seconds = time.perf_counter() - t1
+    hyps = []
+    for row in out.tolist():
+        n = row.index(eos) if eos in row else len(row)
+        hyps.append(row[:n])
+    stats.tokens = sum(len(h) for h in hyps)
+    return hyps, stats
+
+
+@torch.inference_mode()
+def beam_search(
+    model,
+    audio_emb: torch.Tensor,
+    audio_lens: torch.Tensor,
+    max_new,
+    beam: int = 4,
+    length_penalty: float = 1.0,
+    attention: str = "dense",
+    budget: int | None = None,
+) -> tuple[list[list[int]], GenStats]:
+    """Batched beam search: `beam` hypotheses per sequence share one KV cache of B*beam rows.
+
+    A finished hypothesis stays in its slot, extended only by the end token at no cost. At the
+    end the best hypothesis maximises log p / len^length_penalty (len counts the end token).
+    Histories are kept as back-pointers (O(1) per step), not copied per step.
+    """
+    B, K, dev = audio_emb.shape[0], beam, audio_emb.device
+    if K < 1:
+        raise ValueError(f"decode.beam must be >= 1, got {K}")
+    eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
+    lim = _as_limits(max_new, B).to(dev)
+    n_max = int(lim.max()) if B else 0
+    stats = GenStats()
+    t0 = time.perf_counter()
+    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
+    logp = torch.log_softmax(_mask_logits(model.prefill(audio_emb, audio_lens, cache), suppress), -1)
+    _sync(dev)
+    t1 = time.perf_counter()
+    stats.prefill_seconds = t1 - t0
+    V = logp.shape[-1]
+    rows = torch.arange(B, device=dev)
+    cache.reorder(rows.repeat_interleave(K))  # K copies of every sequence
+    # Only beam 0 is live at the start, so the first expansion does not pick K copies of a token.
+    score = torch.full((B, K), float("-inf"), device=dev)
+    score[:, 0] = 0.0
+    logp = logp.repeat_interleave(K, 0)
+    length = torch.zeros(B, K, dtype=torch.long, device=dev)
+    fin = torch.zeros(B, K, dtype=torch.bool, device=dev)
+    toks, parents = [], []
+    for t in range(n_max):
+        fin = fin | (lim <= t)[:, None]  # out of room: ends here (an end token is forced)
+        lp = logp.view(B, K, V).clone()
+        # finished: only the end token, at no cost
+        lp[fin] = float("-inf")
+        lp[..., eos] = torch.where(fin, torch.zeros_like(lp[..., eos]), lp[..., eos])
+        cand = (score[:, :, None] + lp).view(B, K * V)
+        score, idx = cand.topk(K, dim=-1)
+        parent, tok = idx // V, idx % V
+        fin = fin.gather(1, parent)
+        length = length.gather(1, parent) + (~fin).long()
+        fin = fin | (tok == eos)
+        toks.append(tok)
+        parents.append(parent)
+        stats.steps += 1
+        if bool(fin.all()):
+            break
+        flat = (rows[:, None] * K + parent).flatten()
+        cache.reorder(flat)
+        logp = torch.log_softmax(_mask_logits(model.decode_step(tok.flatten(), cache), suppress), -1)
+    _sync(dev)
+    stats.step_seconds = time.perf_counter() - t1
+    hyps: list[list[int]] = []
+    if not toks:
+        return [[] for _ in range(B)], stats
+    norm = score / length.clamp_min(1).float() ** length_penalty
+    best = norm.argmax(-1)
+    tok_t, par_t = torch.stack(toks).tolist(), torch.stack(parents).tolist()  # [T][B][K]
+    for b in range(B):
+        k, seq = int(best[b]), []
+        for t in range(len(tok_t) - 1, -1, -1):
+            seq.append(tok_t[t][b][k])
+            k = par_t[t][b][k]
+        seq.reverse()
+        n = seq.index(eos) if eos in seq else len(seq)
+        hyps.append(seq[:n])
+    stats.tokens = sum(len(h) for h in hyps)
+    return hyps, stats
