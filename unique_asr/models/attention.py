@@ -1,0 +1,110 @@
+"""The decoder's one attention interface, with backends chosen by config (`attention=<name>`).
+
+Two registries:
+- TRAIN_ATTENTION[name](q, k, v, cfg) -> out, for training and dense-shaped passes. q [B,H,L,D],
+  k/v [B,Hkv,L,D] (post-RoPE), causal; sequences are packed to the left so causal masking alone
+  keeps padding out of every real query's view.
+- CACHE_BACKENDS[name](...) -> a KV cache for decoding: `prefill(layer, q, k, v, lens)` stores the
+  prompt and returns its attention output, `step(layer, q, k, v)` appends one token per sequence
+  and attends, `advance(n)` moves the lengths once all layers are done.
+
+Adding a backend is one registry line, e.g.
+    TRAIN_ATTENTION["unique_soft"] = partial(_softmask, mode="soft")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def _expand_kv(k: torch.Tensor, groups: int) -> torch.Tensor:
+    return k if groups == 1 else k.repeat_interleave(groups, dim=1)
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """Causal GQA attention with torch SDPA."""
+    g = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, _expand_kv(k, g), _expand_kv(v, g), is_causal=True)
+
+
+def _softmask(q, k, v, cfg: dict, mode: str):
+    """UNIQUE sparsity-aware training attention (kernel owned by the attention helper)."""
+    from unique_asr.attention import softmask_attention  # lazy: optional until that lands
+
+    return softmask_attention(
+        q, k, v, int(cfg.get("page_size", 8)), int(cfg.get("budget", 512)),
+        float(cfg.get("tau", 1.0)), mode,
+    )
+
+
+TRAIN_ATTENTION: dict[str, Callable] = {
+    "dense": dense_attention,
+    "unique_soft": lambda q, k, v, cfg: _softmask(q, k, v, cfg, "soft"),
+    "unique_hard": lambda q, k, v, cfg: _softmask(q, k, v, cfg, "hard"),
+}
+
+
+def train_attention(name: str) -> Callable:
+    """Training/prefill attention for a backend name; decode-only backends prefill densely."""
+    if name in TRAIN_ATTENTION:
+        return TRAIN_ATTENTION[name]
+    if name in CACHE_BACKENDS:
+        return dense_attention
+    raise ValueError(
+        f"attention={name!r} unknown; training backends: {sorted(TRAIN_ATTENTION)}, "
+        f"decoding backends: {sorted(CACHE_BACKENDS)}"
+    )
+
+
+class DenseKVCache:
+    """Contiguous per-layer K/V storage [B, Hkv, max_len, D] with per-sequence lengths."""
+
+    def __init__(self, n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype, cfg=None):
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.lens = torch.zeros(batch, dtype=torch.long, device=device)
+        self.max_len = max_len
+
+    def prefill(self, layer: int, q, k, v, lens: torch.Tensor) -> torch.Tensor:
+        """Store the right-padded prompt K/V (length L) and return causal attention output."""
+        L = k.shape[2]
+        if L > self.max_len:
+            raise ValueError(f"prompt of {L} tokens exceeds cache max_len={self.max_len}")
+        self.k[layer][:, :, :L] = k.to(self.k[layer].dtype)
+        self.v[layer][:, :, :L] = v.to(self.v[layer].dtype)
+        return dense_attention(q, k, v, {})
+
+    def step(self, layer: int, q, k, v) -> torch.Tensor:
+        """Append one token per sequence (q/k/v [B,*,1,D]) at position lens[b] and attend."""
+        if int(self.lens.max()) >= self.max_len:
+            raise ValueError(f"KV cache full (max_len={self.max_len}); allocate a larger cache")
+        b = torch.arange(k.shape[0], device=k.device)
+        self.k[layer][b, :, self.lens] = k[:, :, 0].to(self.k[layer].dtype)
+        self.v[layer][b, :, self.lens] = v[:, :, 0].to(self.v[layer].dtype)
+        n = int(self.lens.max()) + 1
+        kk, vv = self.k[layer][:, :, :n], self.v[layer][:, :, :n]
+        mask = torch.arange(n, device=k.device)[None, :] <= self.lens[:, None]  # [B, n]
+        g = q.shape[1] // kk.shape[1]
+        return F.scaled_dot_product_attention(
+            q, _expand_kv(kk, g).to(q.dtype), _expand_kv(vv, g).to(q.dtype),
+            attn_mask=mask[:, None, None, :],
+        )
+
+    def set_lens(self, lens: torch.Tensor) -> None:
+        self.lens = lens.to(self.lens.device, torch.long).clone()
+
+    def advance(self, n: int = 1) -> None:
+        self.lens = self.lens + n
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Beam search: row i of the cache becomes old row index[i]."""
+        self.k = [t.index_select(0, index) for t in self.k]
+        self.v = [t.index_select(0, index) for t in self.v]
+        self.lens = self.lens.index_select(0, index)
+
+
+CACHE_BACKENDS: dict[str, Callable] = {"dense": DenseKVCache}

@@ -1,0 +1,88 @@
+"""Build a model from a config and load one from a checkpoint, with clear mismatch errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unique_asr.models.config import ModelConfig
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint does not fit the model/config it is loaded into."""
+
+
+def build_model(cfg: ModelConfig | dict):
+    from unique_asr.models.speech_llm import SpeechLLM
+
+    if not isinstance(cfg, ModelConfig):
+        cfg = ModelConfig.from_dict(dict(cfg))
+    return SpeechLLM(cfg)
+
+
+def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose values differ (ignoring keys that do not change parameter shapes or meaning
+    are NOT ignored: any difference is reported)."""
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint={saved.get(k, '<missing>')!r} config={current.get(k, '<missing>')!r}"
+            for k in keys if saved.get(k, "<missing>") != current.get(k, "<missing>")]
+
+
+# keys that may differ between training and decoding without invalidating the weights
+RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl"} | {
+    k for k in ModelConfig.__dataclass_fields__ if k.startswith("specaug_")
+}
+
+
+def check_config(saved: dict, current: dict, path: str | Path) -> None:
+    diffs = [d for d in config_mismatch(saved, current) if d.split(":")[0] not in RUNTIME_KEYS]
+    if diffs:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was trained with another model config; mismatched keys:\n  "
+            + "\n  ".join(diffs)
+            + "\nUse the model=<name> the checkpoint was trained with, or another exp dir."
+        )
+
+
+def load_state_strict(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state) if state[k].shape != own[k].shape)
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not fit this model:\n  missing: {missing[:20]}\n  "
+            f"unexpected: {unexpected[:20]}\n  shape mismatches: {shapes[:20]}"
+        )
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu", model_cfg: dict | None = None,
+                    overrides: dict | None = None):
+    """Load (model, cfg dict) from a checkpoint written by training (or averaging).
+
+    model_cfg: if given, it must match the stored config (CheckpointMismatchError otherwise).
+    overrides: runtime keys to change for decoding, e.g. {"attention": "unique"}.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found (train first: run.sh --stage 4)")
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    if "model" not in ck or "model_cfg" not in ck:
+        raise CheckpointMismatchError(f"{path} is not a unique_asr checkpoint (no model/model_cfg)")
+    saved = dict(ck["model_cfg"])
+    if model_cfg is not None:
+        check_config(saved, ModelConfig.from_dict(dict(model_cfg)).to_dict(), path)
+    cfg = dict(saved)
+    bad = sorted(set(overrides or {}) - RUNTIME_KEYS)
+    if bad:
+        raise ValueError(f"overrides {bad} would change the weights' meaning; allowed: "
+                         f"{sorted(RUNTIME_KEYS)}")
+    cfg.update(overrides or {})
+    model = build_model(cfg)
+    load_state_strict(model, ck["model"], path)
+    model.eval()
+    return model, cfg

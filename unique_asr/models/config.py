@@ -1,0 +1,97 @@
+"""Model hyper-parameters as one dataclass, built from the hydra `model` group.
+
+Kept flat so a checkpoint can store it as a plain dict and compare it key by key against the
+config of a later run (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    # frontend
+    n_mels: int = 80
+    specaug_freq_masks: int = 2
+    specaug_freq_width: int = 15
+    specaug_time_masks: int = 2
+    specaug_time_width_ratio: float = 0.05  # max width of one time mask as a share of length
+    specaug_time_width_max: int = 40
+    # encoder (conformer)
+    enc_dim: int = 144
+    enc_layers: int = 4
+    enc_heads: int = 4
+    enc_ff_mult: int = 4
+    enc_conv_kernel: int = 15
+    enc_chunk: int = 32          # encoder frames (40 ms each) per attention chunk
+    enc_left_chunks: int = 4     # chunks of left context each chunk sees
+    subsample_channels: int = 64
+    # projector
+    stack: int = 2
+    # decoder
+    dec_dim: int = 256
+    dec_layers: int = 2
+    dec_heads: int = 4
+    dec_kv_heads: int = 1
+    dec_ff: int = 704
+    rope_base: float = 500000.0
+    max_positions: int = 65536
+    # text
+    n_text: int = 256            # sentencepiece vocabulary size; set from the tokenizer
+    # losses
+    ctc_weight: float = 0.3
+    ce_weight: float = 1.0
+    ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
+    dropout: float = 0.1
+    # attention backend of the decoder (training/prefill and decoding)
+    attention: str = "dense"
+    attention_cfg: dict = field(default_factory=dict)
+
+    @property
+    def task_id(self) -> int:
+        return self.n_text
+
+    @property
+    def eos_id(self) -> int:
+        return self.n_text + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_text + 2
+
+    @property
+    def ctc_blank(self) -> int:
+        return self.n_text
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - {"name"})
+        if unknown:
+            raise ValueError(
+                f"unknown model config keys {unknown}; valid keys: {sorted(names)} "
+                "(fix conf/model/*.yaml or the model.* override)"
+            )
+        kw = {k: v for k, v in d.items() if k in names}
+        if "attention_cfg" in kw and kw["attention_cfg"] is not None:
+            kw["attention_cfg"] = dict(kw["attention_cfg"])
+        cfg = cls(**kw)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.dec_heads % self.dec_kv_heads:
+            raise ValueError(
+                f"model.dec_heads={self.dec_heads} must be a multiple of "
+                f"model.dec_kv_heads={self.dec_kv_heads} (GQA)"
+            )
+        if self.dec_dim % self.dec_heads or self.enc_dim % self.enc_heads:
+            raise ValueError("model.dec_dim/enc_dim must be divisible by the number of heads")
+        if (self.dec_dim // self.dec_heads) % 2 or (self.enc_dim // self.enc_heads) % 2:
+            raise ValueError("head dims must be even for RoPE")

@@ -1,0 +1,130 @@
+"""The speech LLM: fbank -> normalisation (+SpecAugment) -> conformer -> projector -> decoder.
+
+Sequence layout per utterance, packed to the left (padding only at the end, so causal attention
+alone isolates it):  [audio tokens (Ta)] [task] [text tokens (U)]  -> targets [text..., eos]
+on the last U+1 positions. Loss: cross-entropy on text + eos, plus CTC on the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unique_asr.models.attention import CACHE_BACKENDS
+from unique_asr.models.config import ModelConfig
+from unique_asr.models.ctc import CTCHead
+from unique_asr.models.decoder import Decoder
+from unique_asr.models.encoder import ConformerEncoder
+from unique_asr.models.frontend import GlobalCMVN, SpecAugment
+from unique_asr.models.projector import Projector
+
+ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
+
+
+class SpeechLLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.cmvn = GlobalCMVN(cfg.n_mels)
+        self.specaug = SpecAugment(cfg)
+        self.encoder = ConformerEncoder(cfg)
+        self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl)
+        self.projector = Projector(cfg)
+        self.decoder = Decoder(cfg)
+
+    # ---------------------------------------------------------------- encoder side
+    def _encode(self, feats, feat_lens):
+        x = self.cmvn(feats)
+        x = self.specaug(x, feat_lens)
+        slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES
+        return self.encoder(x, feat_lens, slice_frames)
+
+    def encode_with_ctc(self, feats, feat_lens):
+        enc, enc_lens = self._encode(feats, feat_lens)
+        audio, audio_lens = self.projector(enc, enc_lens)
+        return audio, audio_lens, self.ctc.logprobs(enc), enc_lens
+
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """feats [B,T,n_mels] raw fbank -> (audio_emb [B,Ta,dec_dim], audio_lens [B])."""
+        enc, enc_lens = self._encode(feats, feat_lens)
+        return self.projector(enc, enc_lens)
+
+    # ---------------------------------------------------------------- training
+    def _pack(self, audio, audio_lens, tokens, token_lens):
+        """Left-packed decoder inputs [B,L,D] and targets [B,L] (-100 where no loss)."""
+        _B, Ta_max, _D = audio.shape
+        dev = audio.device
+        L = int((audio_lens + token_lens).max()) + 1
+        pos = torch.arange(L, device=dev)[None, :]
+        j = pos - audio_lens[:, None]  # index within [task, text...]
+        is_audio = j < 0
+        tok_idx = (j - 1).clamp(0, max(tokens.shape[1] - 1, 0))
+        text = tokens.gather(1, tok_idx) if tokens.shape[1] else torch.zeros_like(tok_idx)
+        inp_tok = torch.where(j == 0, torch.full_like(text, self.cfg.task_id), text)
+        inp_tok = torch.where(is_audio | (j > token_lens[:, None]), torch.zeros_like(inp_tok),
+                              inp_tok)
+        x = self.decoder.embed(inp_tok)
+        a = F.pad(audio, (0, 0, 0, max(0, L - Ta_max)))[:, :L]
+        x = torch.where(is_audio[..., None], a.to(x.dtype), x)
+        # target at position p is the token at p+1: text[j], then eos at j == U
+        tgt_idx = j.clamp(0, max(tokens.shape[1] - 1, 0))
+        tgt = tokens.gather(1, tgt_idx) if tokens.shape[1] else torch.zeros_like(tgt_idx)
+        tgt = torch.where(j == token_lens[:, None], torch.full_like(tgt, self.cfg.eos_id), tgt)
+        tgt = torch.where((j < 0) | (j > token_lens[:, None]), torch.full_like(tgt, -100), tgt)
+        return x, tgt
+
+    def forward(self, feats, feat_lens, tokens, token_lens) -> dict:
+        """Returns loss (per target token of this batch) and the sums a trainer can normalise
+        globally: ce_sum, ctc_sum, ntokens (text + eos tokens)."""
+        enc, enc_lens = self._encode(feats, feat_lens)
+        ctc_sum = enc.new_zeros((), dtype=torch.float32)
+        if self.cfg.ctc_weight > 0:
+            ctc_sum = self.ctc.loss(self.ctc.logprobs(enc), enc_lens, tokens, token_lens)
+        audio, audio_lens = self.projector(enc, enc_lens)
+        x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
+        h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
+        sel = tgt >= 0
+        logits = self.decoder.logits(h[sel]).float()
+        ce_sum = F.cross_entropy(logits, tgt[sel], reduction="sum")
+        ntokens = sel.sum()
+        total = self.cfg.ce_weight * ce_sum + self.cfg.ctc_weight * ctc_sum
+        return {
+            "loss": total / ntokens.clamp_min(1), "loss_sum": total, "ce_sum": ce_sum.detach(),
+            "ctc_sum": ctc_sum.detach(), "ntokens": ntokens,
+            "ce_loss": (ce_sum / ntokens.clamp_min(1)).detach(),
+            "ctc_loss": (ctc_sum / ntokens.clamp_min(1)).detach(),
+        }
+
+    # ---------------------------------------------------------------- decoding
+    def new_cache(self, batch: int, max_len: int, device=None, dtype=None, backend=None):
+        backend = backend or self.cfg.attention
+        if backend not in CACHE_BACKENDS:
+            raise ValueError(f"no decoding cache for attention={backend!r}; "
+                             f"available: {sorted(CACHE_BACKENDS)}")
+        p = next(self.parameters())
+        return CACHE_BACKENDS[backend](
+            self.cfg.dec_layers, batch, max_len, self.cfg.dec_kv_heads,
+            self.cfg.dec_dim // self.cfg.dec_heads, device or p.device, dtype or p.dtype,
+            dict(self.cfg.attention_cfg),
+        )
+
+    def prefill(self, audio_emb, audio_lens, cache) -> torch.Tensor:
+        """Dense prefill of [audio][task]; returns next-token logits [B, vocab] (float32)."""
+        B, Ta, _D = audio_emb.shape
+        L = Ta + 1
+        x = F.pad(audio_emb, (0, 0, 0, 1)).to(self.decoder.embed.weight.dtype)
+        task = self.decoder.embed.weight[self.cfg.task_id]
+        x = x.clone()
+        x[torch.arange(B, device=x.device), audio_lens] = task
+        lens = audio_lens + 1
+        h = self.decoder.hidden(x, torch.arange(L, device=x.device), cache, "prefill", lens)
+        cache.set_lens(lens)
+        return self.decoder.logits(h[torch.arange(B, device=x.device), audio_lens]).float()
+
+    def decode_step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
+        """One token per sequence at position cache.lens[b]; returns logits [B, vocab]."""
+        x = self.decoder.embed(tokens)[:, None]
+        h = self.decoder.hidden(x, cache.lens[:, None], cache, "step")
+        cache.advance(1)
+        return self.decoder.logits(h[:, 0]).float()
