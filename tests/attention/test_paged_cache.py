@@ -1,0 +1,55 @@
+"""PagedKVCache: page tables, allocation, running statistics vs the reference."""
+
+import pytest
+import torch
+from attn_testutil import DEV, make_cache
+
+from unique_asr.attention import reference as R
+from unique_asr.attention.paged_cache import PagedKVCache
+
+
+@pytest.mark.parametrize("page_size", [8, 4])
+def test_stats_after_prefill_and_decode_match_reference(page_size):
+    lengths = [37, 8, 1, 20]
+    cache, seqs = make_cache(lengths, 2, 16, page_size=page_size, quest=True, layers=2)
+    for layer in range(2):
+        k, v, lens = cache.contiguous(layer, seqs)
+        assert lens.tolist() == lengths
+        mean, std = R.page_stats_varlen(k, lens, page_size)
+        kmin, kmax = R.quest_page_stats(k, lens, page_size)
+        pt, _ = cache.batch(seqs)
+        for b, L in enumerate(lengths):
+            n = -(-L // page_size)
+            pages = pt[b, :n].long()
+            assert (pages >= 0).all() and (pt[b, n:] == -1).all()
+            got_m = cache.mean[layer, pages].permute(1, 0, 2)
+            assert torch.allclose(got_m, mean[b, :, :n], atol=1e-5)
+            assert torch.allclose(cache.std[layer, pages].T, std[b, :, :n], atol=1e-4)
+            assert torch.equal(cache.kmin[layer, pages].permute(1, 0, 2), kmin[b, :, :n].float())
+            assert torch.equal(cache.kmax[layer, pages].permute(1, 0, 2), kmax[b, :, :n].float())
+
+
+def test_alloc_free_and_errors():
+    c = PagedKVCache(1, 2, 16, num_pages=4, max_seqs=2, page_size=8, device=DEV,
+                     dtype=torch.float32)
+    a = c.add_sequence()
+    c.reserve([a], 20)  # 3 pages
+    assert c.free_pages == 1
+    with pytest.raises(RuntimeError, match="out of pages"):
+        b = c.add_sequence()
+        c.reserve([b], 9)
+    with pytest.raises(ValueError, match="expected"):
+        c.reserve([a], 1)
+        c.write(0, torch.zeros(2, 2, 16, device=DEV), torch.zeros(2, 2, 16, device=DEV))
+    c.free_sequence(a)
+    assert c.free_pages == 4
+    b2 = c.add_sequence()
+    c.reserve([b2], 32)
+    x = torch.randn(32, 2, 16, device=DEV)
+    c.write(0, x, x)
+    k, _, _ = c.contiguous(0, [b2])
+    assert torch.equal(k[0].transpose(0, 1), x)  # recycled pages were reset: stats are fresh
+    assert torch.allclose(c.mean[0, c.page_table[b2, 0].long()], x[:8].mean(0), atol=1e-6)
+    c.free_sequence(b2)
+    with pytest.raises(ValueError, match="not allocated"):
+        c.reserve([b2], 1)

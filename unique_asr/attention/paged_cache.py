@@ -1,0 +1,226 @@
+"""Paged KV cache with UNIQUE page statistics kept up to date as tokens arrive.
+
+Why paged: decoding reads only the selected pages, so keys and values live in fixed-size pages
+(S = 8 tokens by default) addressed through a page table per sequence; the per-page statistics
+the selector needs (METHOD.md) are maintained incrementally from a running sum and sum of squares.
+
+Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV heads):
+  k, v        [layers, N, Hkv, S, D]   cache dtype ("HND" pages, FlashInfer's HND layout)
+  ksum        [layers, N, Hkv, D]      float32 running sum of the keys of the page
+  ksq         [layers, N, Hkv]         float32 running sum of ||k||^2
+  mean        [layers, N, Hkv, D]      cache dtype, ksum / count (what the score kernel reads)
+  std         [layers, N, Hkv]         float32, sqrt(max(ksq/count - ||mean||^2, 0))
+  kmin, kmax  [layers, N, Hkv, D]      cache dtype, only with quest=True
+  page_table  [max_seqs, max_pages_per_seq] int32 physical page ids (-1 = none)
+  lengths     [max_seqs] int32 tokens per sequence slot
+Keys are stored as given: the caller passes post-RoPE keys (METHOD.md project choice).
+
+Use from a decoder (one cache for all layers, the page table is shared by the layers):
+    cache = PagedKVCache(num_layers, num_kv_heads, head_dim, num_pages, max_seqs, ...)
+    s = cache.add_sequence()
+    cache.reserve([s], 100)                 # prefill: 100 new tokens for sequence s
+    for layer: cache.write(layer, k, v)     # k, v: [100, Hkv, D] (post-RoPE), then attend
+    cache.reserve(seqs, 1)                  # each decode step: one token per sequence
+    for layer: cache.write(layer, k, v)     # k, v: [len(seqs), Hkv, D]; then api.unique_decode
+    cache.free_sequence(s)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+
+class PagedKVCache:
+    """Page pool + page tables + page statistics for `num_layers` attention layers."""
+
+    def __init__(
+        self,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        num_pages: int,
+        max_seqs: int,
+        max_pages_per_seq: int | None = None,
+        page_size: int = 8,
+        dtype: torch.dtype = torch.bfloat16,
+        device: str | torch.device = "cpu",
+        quest: bool = False,
+    ) -> None:
+        if page_size < 1 or num_pages < 1 or max_seqs < 1:
+            raise ValueError("PagedKVCache: page_size, num_pages and max_seqs must be >= 1")
+        self.num_layers, self.num_kv_heads, self.head_dim = num_layers, num_kv_heads, head_dim
+        self.num_pages, self.max_seqs, self.page_size = num_pages, max_seqs, page_size
+        self.max_pages_per_seq = max_pages_per_seq or num_pages
+        self.dtype, self.device, self.quest = dtype, torch.device(device), quest
+        L, N, H, S, D = num_layers, num_pages, num_kv_heads, page_size, head_dim
+        dev = self.device
+        self.k = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
+        self.v = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
+        self.ksum = torch.zeros(L, N, H, D, dtype=torch.float32, device=dev)
+        self.ksq = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
+        self.mean = torch.zeros(L, N, H, D, dtype=dtype, device=dev)
+        self.std = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
+        if quest:
+            self.kmin = torch.full((L, N, H, D), float("inf"), dtype=dtype, device=dev)
+            self.kmax = torch.full((L, N, H, D), float("-inf"), dtype=dtype, device=dev)
+        self.page_table = torch.full(
+            (max_seqs, self.max_pages_per_seq), -1, dtype=torch.int32, device=dev
+        )
+        self.lengths = torch.zeros(max_seqs, dtype=torch.int32, device=dev)
+        self.page_count = torch.zeros(N, dtype=torch.int32, device=dev)  # tokens in each page
+        # host-side bookkeeping (allocation is a host decision)
+        self._free = list(range(N - 1, -1, -1))
+        self._pages: list[list[int] | None] = [None] * max_seqs
+        self._len = [0] * max_seqs
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---------------------------------------------------------------- sequences and pages
+    def add_sequence(self) -> int:
+        """Take a free sequence slot; returns its index (used as the batch row)."""
+        for s, pages in enumerate(self._pages):
+            if pages is None:
+                self._pages[s] = []
+                self._len[s] = 0
+                self.lengths[s] = 0
+                return s
+        raise RuntimeError(f"PagedKVCache: all {self.max_seqs} sequence slots are in use; "
+                           "free one (free_sequence) or build the cache with more max_seqs")
+
+    def free_sequence(self, seq: int) -> None:
+        """Return a sequence's pages to the pool and its slot to the free list."""
+        pages = self._check_seq(seq)
+        self._free.extend(reversed(pages))
+        self._pages[seq] = None
+        self._len[seq] = 0
+        self.lengths[seq] = 0
+        self.page_table[seq].fill_(-1)
+
+    def active_sequences(self) -> list[int]:
+        return [s for s, p in enumerate(self._pages) if p is not None]
+
+    def seq_length(self, seq: int) -> int:
+        return self._len[seq]
+
+    @property
+    def free_pages(self) -> int:
+        return len(self._free)
+
+    def _check_seq(self, seq: int) -> list[int]:
+        if not 0 <= seq < self.max_seqs or self._pages[seq] is None:
+            raise ValueError(f"PagedKVCache: sequence {seq} is not allocated (add_sequence)")
+        return self._pages[seq]  # type: ignore[return-value]
+
+    def _alloc_pages(self, n: int) -> list[int]:
+        if n > len(self._free):
+            raise RuntimeError(f"PagedKVCache: out of pages (need {n}, {len(self._free)} free of "
+                               f"{self.num_pages}); build the cache with more num_pages")
+        got = [self._free.pop() for _ in range(n)]
+        idx = torch.tensor(got, device=self.device, dtype=torch.long)
+        self.ksum[:, idx] = 0
+        self.ksq[:, idx] = 0
+        self.mean[:, idx] = 0
+        self.std[:, idx] = 0
+        self.page_count[idx] = 0
+        if self.quest:
+            self.kmin[:, idx] = float("inf")
+            self.kmax[:, idx] = float("-inf")
+        return got
+
+    # ---------------------------------------------------------------- appending tokens
+    def reserve(self, seqs: Sequence[int], n: int) -> None:
+        """Make room for n new tokens at the end of each sequence in `seqs` (prefill: n > 1,
+        decode: n = 1) and advance their lengths. The next write() per layer fills them."""
+        if n < 1:
+            raise ValueError(f"PagedKVCache.reserve: n must be >= 1, got {n}")
+        S = self.page_size
+        page_ids, offsets = [], []
+        new_rows = []
+        for s in seqs:
+            pages = self._check_seq(s)
+            start, end = self._len[s], self._len[s] + n
+            need = -(-end // S) - len(pages)
+            if -(-end // S) > self.max_pages_per_seq:
+                raise RuntimeError(f"PagedKVCache.reserve: sequence {s} would need "
+                                   f"{-(-end // S)} pages > max_pages_per_seq "
+                                   f"{self.max_pages_per_seq}")
+            if need > 0:
+                first = len(pages)
+                pages.extend(self._alloc_pages(need))
+                new_rows.append((s, first, pages[first:]))
+            pos = range(start, end)
+            page_ids.extend(pages[p // S] for p in pos)
+            offsets.extend(p % S for p in pos)
+            self._len[s] = end
+        for s, first, new in new_rows:
+            self.page_table[s, first:first + len(new)] = torch.tensor(
+                new, dtype=torch.int32, device=self.device)
+        idx = torch.tensor(list(seqs), dtype=torch.long, device=self.device)
+        self.lengths[idx] = torch.tensor([self._len[s] for s in seqs], dtype=torch.int32,
+                                         device=self.device)
+        pid = torch.tensor(page_ids, dtype=torch.long, device=self.device)
+        off = torch.tensor(offsets, dtype=torch.long, device=self.device)
+        self.page_count.index_add_(0, pid, torch.ones_like(pid, dtype=torch.int32))
+        self._pending = (pid, off)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the reserved tokens' keys/values of one layer and update the page statistics.
+
+        k, v: [T, Hkv, D] with T = tokens reserved by the last reserve() (sequence order, then
+        time order), post-RoPE keys.
+        """
+        if self._pending is None:
+            raise RuntimeError("PagedKVCache.write: call reserve(seqs, n) before write()")
+        pid, off = self._pending
+        T, H, D = pid.numel(), self.num_kv_heads, self.head_dim
+        for name, x in (("k", k), ("v", v)):
+            if tuple(x.shape) != (T, H, D):
+                raise ValueError(f"PagedKVCache.write: {name} has shape {tuple(x.shape)}, "
+                                 f"expected {(T, H, D)} (reserved tokens, KV heads, head dim)")
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"PagedKVCache.write: layer {layer} not in [0, {self.num_layers})")
+        self.k[layer][pid, :, off] = k.to(self.dtype)
+        self.v[layer][pid, :, off] = v.to(self.dtype)
+        kf = k.float()
+        self.ksum[layer].index_put_((pid,), kf, accumulate=True)
+        self.ksq[layer].index_put_((pid,), (kf * kf).sum(-1), accumulate=True)
+        if self.quest:
+            kc = k.to(self.dtype)
+            with warnings.catch_warnings():  # index_reduce_ is "beta" but exact for amin/amax
+                warnings.simplefilter("ignore", UserWarning)
+                self.kmin[layer].index_reduce_(0, pid, kc, "amin", include_self=True)
+                self.kmax[layer].index_reduce_(0, pid, kc, "amax", include_self=True)
+        touched = torch.unique(pid)
+        cnt = self.page_count[touched].float().clamp_min(1)
+        mean = self.ksum[layer, touched] / cnt[:, None, None]
+        var = self.ksq[layer, touched] / cnt[:, None] - (mean * mean).sum(-1)
+        self.mean[layer, touched] = mean.to(self.dtype)
+        self.std[layer, touched] = var.clamp_min(0).sqrt()
+
+    # ---------------------------------------------------------------- views for kernels/tests
+    def batch(self, seqs: Sequence[int] | torch.Tensor | None = None):
+        """(page_table [B, max_pages] int32, lengths [B] int32) for the given sequence slots
+        (default: all active ones, in slot order) on the cache's device."""
+        if seqs is None:
+            seqs = self.active_sequences()
+        idx = torch.as_tensor(list(seqs) if not torch.is_tensor(seqs) else seqs,
+                              dtype=torch.long, device=self.device)
+        return self.page_table.index_select(0, idx), self.lengths.index_select(0, idx)
+
+    def contiguous(self, layer: int, seqs: Sequence[int] | None = None):
+        """Keys and values of the given sequences as contiguous [B, Hkv, Lmax, D] tensors plus
+        lengths [B] (zeros past each length); for references and tests."""
+        pt, lens = self.batch(seqs)
+        B = pt.shape[0]
+        Lmax = int(lens.max().item()) if B else 0
+        P = -(-Lmax // self.page_size)
+        pages = pt[:, :P].long().clamp_min(0)
+        k = self.k[layer][pages]  # [B, P, Hkv, S, D]
+        v = self.v[layer][pages]
+        k = k.permute(0, 2, 1, 3, 4).reshape(B, self.num_kv_heads, P * self.page_size, -1)
+        v = v.permute(0, 2, 1, 3, 4).reshape(B, self.num_kv_heads, P * self.page_size, -1)
+        pos = torch.arange(P * self.page_size, device=self.device)
+        keep = (pos[None, :] < lens.long()[:, None])[:, None, :, None]
+        return (k * keep)[:, :, :Lmax], (v * keep)[:, :, :Lmax], lens
