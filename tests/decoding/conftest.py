@@ -33,7 +33,7 @@ class FakeModel:
         self.caches = []
         self.steps = 0
 
-    def new_cache(self, batch, max_len, device, dtype=None, backend="dense", budget=None):
+    def new_cache(self, batch, max_len, device, dtype=None, backend="dense"):
         assert backend == "dense"
         c = FakeCache(batch, max_len)
         self.caches.append(c)

@@ -47,9 +47,9 @@ def check_attention(name: str, budget: int | None, available: tuple[str, ...] | 
 def new_cache(model, batch: int, max_len: int, device, attention: str, budget: int | None):
     """The model's KV cache for `batch` sequences of up to `max_len` tokens.
 
-    The budget is passed only to sparse backends, so the dense cache keeps the model's plain
-    signature (interface_model.md).
+    Sparse backends read their token budget from model.cfg.attention_cfg (interface_model.md),
+    so it is set there first; the dense cache ignores it.
     """
-    if attention == "dense":
-        return model.new_cache(batch, max_len, device, backend="dense")
-    return model.new_cache(batch, max_len, device, backend=attention, budget=int(budget))
+    if attention != "dense":
+        model.cfg.attention_cfg = {**dict(model.cfg.attention_cfg or {}), "budget": int(budget)}
+    return model.new_cache(batch, max_len, device, backend=attention)

@@ -172,3 +172,10 @@ def beam_search(
         hyps.append(seq[:n])
     stats.tokens = sum(len(h) for h in hyps)
     return hyps, stats
+
+
+@torch.inference_mode()
+def greedy_decode(model, feats: torch.Tensor, feat_lens: torch.Tensor, max_new_tokens: int):
+    """fbank [B,T,80] -> greedy text ids per sequence (training validation's entry point)."""
+    audio, audio_lens = model.encode(feats, feat_lens)
+    return greedy_search(model, audio, audio_lens, max_new_tokens)[0]

@@ -1,0 +1,50 @@
+"""Where a decoding run reads its checkpoint and writes its results; shared by decode and score.
+
+Both entry points take the same hydra config, so `bin.score` with the overrides given to
+`bin.decode` finds exactly that run:
+  checkpoint  decode.checkpoint, else the newest <exp_dir>/avg-*.pt, else <exp_dir>/last.pt
+  out_dir     decode.out_dir, else <exp_dir>/decode/<checkpoint stem>
+  tag         decode.tag, else <method>[<beam>]-<attention>[-b<budget>]
+              (greedy-dense, beam4-dense, greedy-unique-b512, ...)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def find_checkpoint(exp_dir: str | Path, checkpoint: str | None = None) -> Path:
+    if checkpoint:
+        p = Path(checkpoint)
+        if not p.is_file():
+            raise FileNotFoundError(f"decode.checkpoint={p} does not exist")
+        return p
+    exp = Path(exp_dir)
+    avgs = sorted(exp.glob("avg-*.pt"), key=lambda p: p.stat().st_mtime)
+    if avgs:
+        return avgs[-1]
+    if (exp / "last.pt").is_file():
+        return exp / "last.pt"
+    raise FileNotFoundError(
+        f"no checkpoint in {exp} (avg-*.pt or last.pt): train first (run.sh --stage 4) or set "
+        "decode.checkpoint=PATH"
+    )
+
+
+def method_name(dcfg) -> str:
+    """greedy, or beam<width>."""
+    return "greedy" if dcfg["method"] == "greedy" else f"beam{int(dcfg['beam'])}"
+
+
+def run_tag(dcfg) -> str:
+    if dcfg.get("tag"):
+        return str(dcfg["tag"])
+    tag = f"{method_name(dcfg)}-{dcfg['attention']}"
+    return tag if dcfg["attention"] == "dense" else f"{tag}-b{int(dcfg['budget'])}"
+
+
+def run_out_dir(exp_dir: str | Path, dcfg, checkpoint: Path | None = None) -> Path:
+    if dcfg.get("out_dir"):
+        return Path(dcfg["out_dir"])
+    ck = checkpoint or find_checkpoint(exp_dir, dcfg.get("checkpoint"))
+    return Path(exp_dir) / "decode" / ck.stem
