@@ -1,0 +1,614 @@
+"""Fused Triton kernels for UNIQUE soft-mask (sparsity-aware training) attention.
+
+Semantics are those of ``unique_asr/attention/reference_softmask.py`` (read its docstring); this
+module never materialises an L x L tensor. Pieces:
+
+- ``_stats_kernel``: per page mean (split into a hi + lo pair of the input dtype, so the tensor
+  core dot q.mean is nearly float32 exact) and std (float32), from the keys.
+- ``_scores_kernel`` + ``_select_kernel``: the per-query threshold. Scores of the past pages for a
+  chunk of query positions go to a float32 scratch [B*Hkv, Lc, Pc] (per (query block, page), the
+  chunk bounded to ~128 MiB); a radix (bitwise) select over the row held in registers finds the
+  (k-1)-th and k-th largest past-page scores exactly, theta = their midpoint.
+- ``_fwd_kernel``: FlashAttention-style forward. One program owns a block of BT query positions
+  for ALL G query heads of one KV head (rows = BT * GP, GP = G rounded up to a power of two), so
+  the GQA max of the page score is a reduction inside the program and K/V are read once per
+  group. For each key block the page scores of its NP = BN / S pages are a small [rows x NP] dot
+  of q with the page means, plus the rank-one ||q|| * std offset; the log gate is broadcast to
+  the tokens of each page and added to the logits.
+- ``_bwd_dq_kernel`` (per query block) and ``_bwd_dkdv_kernel`` (per key block): recompute logits
+  and gates; the logit gradient also flows to the gate: d score = sum over the page's tokens and
+  the group's heads of dS, times sigmoid(-z) / tau, routed to the argmax head (ties share it);
+  into q via the page mean, into the page mean/std, which the key-block program turns into key
+  gradients for the keys of its own pages (a page lies inside one key block: BN % S == 0).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+_SCRATCH_ELEMS = 1 << 25  # float32 scores scratch per threshold chunk (128 MiB)
+
+
+def _interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# ----------------------------------------------------------------------------------- helpers
+@triton.jit
+def _logsigmoid(z):
+    # stable log(sigmoid(z)) = min(z, 0) - log(1 + exp(-|z|)); z = +inf gives 0
+    return tl.minimum(z, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(z)))
+
+
+@triton.jit
+def _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO: tl.constexpr, PREC: tl.constexpr):
+    """[rows, NP] = q . mean_p + lam * ||q|| * std_p (float32)."""
+    s = tl.dot(q, tl.trans(mh), input_precision=PREC)
+    if USE_LO:
+        s = tl.dot(q, tl.trans(ml), s, input_precision=PREC)
+    return s + lam * qnorm[:, None] * st[None, :]
+
+
+@triton.jit
+def _group_max(sr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, NP: tl.constexpr):
+    """GQA max: rows ordered (position, head) -> [BT, NP]; padded heads (g >= G) ignored."""
+    s3 = tl.reshape(sr, (BT, GP, NP))
+    if GP != G:
+        gg = tl.arange(0, GP)
+        s3 = tl.where((gg < G)[None, :, None], s3, float("-inf"))
+    return tl.max(s3, axis=1)
+
+
+@triton.jit
+def _to_rows(x, BT: tl.constexpr, GP: tl.constexpr, NP: tl.constexpr):
+    """[BT, NP] per position -> [BT*GP, NP] per row."""
+    return tl.reshape(tl.broadcast_to(x[:, None, :], (BT, GP, NP)), (BT * GP, NP))
+
+
+@triton.jit
+def _to_tokens(x, BM: tl.constexpr, NP: tl.constexpr, S: tl.constexpr):
+    """[BM, NP] per page -> [BM, NP*S] per key token."""
+    return tl.reshape(tl.broadcast_to(x[:, :, None], (BM, NP, S)), (BM, NP * S))
+
+
+@triton.jit
+def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm_scale2, lam,
+          inv_tau, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
+          BN: tl.constexpr, S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr,
+          USE_LO: tl.constexpr, PREC: tl.constexpr):
+    """Base-2 logits [BM, BN] of one tile incl. page bias and masks, plus page-level terms."""
+    NP: tl.constexpr = BN // S
+    BM: tl.constexpr = BT * GP
+    offs_d = tl.arange(0, D)
+    pg = n0 // S + tl.arange(0, NP)
+    pmask = pg < P
+    mh = tl.load(MH + (page_base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+                 other=0.0)
+    ml = tl.load(ML + (page_base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+                 other=0.0)
+    st = tl.load(STD + page_base + pg, mask=pmask, other=0.0)
+    sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC)  # [BM, NP]
+    smax = _group_max(sr, BT, GP, G, NP)  # [BT, NP]
+    past = pg[None, :] < own_t[:, None]
+    z = (smax - theta_t[:, None]) * inv_tau
+    if HARD:
+        gb = tl.where(past & (smax <= theta_t[:, None]), float("-inf"), 0.0)
+    else:
+        gb = tl.where(past, _logsigmoid(z), 0.0)
+    bias = _to_tokens(_to_rows(gb, BT, GP, NP), BM, NP, S)
+    s = tl.dot(q, tl.trans(k), input_precision=PREC) * sm_scale2 + bias * 1.4426950408889634
+    if MASK:
+        kn = n0 + tl.arange(0, BN)
+        ok = (kn[None, :] <= t[:, None]) & (kn[None, :] < n_b)
+        s = tl.where(ok, s, float("-inf"))
+    return s, sr, smax, z, past, mh
+
+
+@triton.jit
+def _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP: tl.constexpr,
+                    G: tl.constexpr, NP: tl.constexpr, S: tl.constexpr):
+    """d score per row [BM, NP]: page/head sums of d logit, times dlogsig/dscore, to argmax head."""
+    BM: tl.constexpr = BT * GP
+    dpage = tl.sum(tl.reshape(ds, (BM, NP, S)), axis=2)  # [BM, NP]
+    dgate = tl.sum(tl.reshape(dpage, (BT, GP, NP)), axis=1)  # [BT, NP]
+    dscore = tl.where(past, dgate * inv_tau / (1.0 + tl.exp(z)), 0.0)
+    hit = sr == _to_rows(smax, BT, GP, NP)
+    if GP != G:
+        gg = (tl.arange(0, BM) % GP) < G
+        hit = hit & gg[:, None]
+    hitf = hit.to(tl.float32)
+    cnt = tl.sum(tl.reshape(hitf, (BT, GP, NP)), axis=1)
+    return hitf * _to_rows(dscore / tl.maximum(cnt, 1.0), BT, GP, NP)
+
+
+@triton.jit
+def _load_rows(PTR, b, kvh, t0, L, H, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr,
+               G: tl.constexpr):
+    """Row indices of a (position, head) block and a [BM, D] load of PTR ([B, H, L, D])."""
+    BM: tl.constexpr = BT * GP
+    rows = tl.arange(0, BM)
+    t = t0 + rows // GP
+    g = rows % GP
+    row_ok = (g < G) & (t < L)
+    head = kvh * G + tl.minimum(g, G - 1)
+    roff = ((b * H + head) * L + t).to(tl.int64)
+    offs_d = tl.arange(0, D)
+    x = tl.load(PTR + roff[:, None] * D + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    return x, t, row_ok, roff
+
+
+# ----------------------------------------------------------------------------- page stats
+@triton.jit
+def _stats_kernel(K, MH, ML, MEAN, STD, L, P, D: tl.constexpr, S: tl.constexpr,
+                  NPB: tl.constexpr):
+    pid_p = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    pg = pid_p * NPB + tl.arange(0, NPB)
+    tok = pg[:, None] * S + tl.arange(0, S)[None, :]  # [NPB, S]
+    offs_d = tl.arange(0, D)
+    ptr = K + (bh * L + tok)[:, :, None] * D + offs_d[None, None, :]
+    kk = tl.load(ptr, mask=(tok < L)[:, :, None], other=0.0).to(tl.float32)
+    cnt = tl.maximum(tl.minimum(L - pg * S, S), 1).to(tl.float32)
+    mean = tl.sum(kk, axis=1) / cnt[:, None]
+    sq = tl.sum(tl.sum(kk * kk, axis=2), axis=1) / cnt
+    std = tl.sqrt(tl.maximum(sq - tl.sum(mean * mean, axis=1), 0.0))
+    hi = mean.to(MH.dtype.element_ty)
+    lo = (mean - hi.to(tl.float32)).to(ML.dtype.element_ty)
+    pm = pg < P
+    off = (bh * P + pg)[:, None] * D + offs_d[None, :]
+    tl.store(MH + off, hi, mask=pm[:, None])
+    tl.store(ML + off, lo, mask=pm[:, None])
+    tl.store(MEAN + off, mean, mask=pm[:, None])
+    tl.store(STD + bh * P + pg, std, mask=pm)
+
+
+# ------------------------------------------------------------------------------ thresholds
+@triton.jit
+def _scores_kernel(Q, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
+                   D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
+                   NPC: tl.constexpr, S: tl.constexpr, USE_LO: tl.constexpr,
+                   PREC: tl.constexpr):
+    pid_t = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    bh = tl.program_id(2)
+    b = bh // Hkv
+    kvh = bh % Hkv
+    t0 = l0 + pid_t * BT
+    p0 = pid_p * NPC
+    last_t = tl.minimum(t0 + BT, L) - 1
+    if p0 < last_t // S:  # some row of this block has a past page in this chunk
+        q, _t, _row_ok, _roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+        qnorm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))
+        offs_d = tl.arange(0, D)
+        pg = p0 + tl.arange(0, NPC)
+        pmask = pg < P
+        base = bh.to(tl.int64) * P
+        mh = tl.load(MH + (base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+                     other=0.0)
+        ml = tl.load(ML + (base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+                     other=0.0)
+        st = tl.load(STD + base + pg, mask=pmask, other=0.0)
+        sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC)
+        smax = _group_max(sr, BT, GP, G, NPC)  # [BT, NPC]
+        tp = t0 + tl.arange(0, BT)
+        ok = (pg[None, :] < (tp // S)[:, None]) & (tp < L)[:, None] & (pg < PW)[None, :]
+        dst = SCR + ((bh.to(tl.int64) * Lc + (tp - l0))[:, None] * PW + pg[None, :])
+        tl.store(dst, smax, mask=ok)
+
+
+@triton.jit
+def _select_kernel(SCR, THETA, L, l0, Lc, PW, KP, R: tl.constexpr, PPAD: tl.constexpr,
+                   S: tl.constexpr):
+    """theta = midpoint of the KP-th and (KP+1)-th largest past-page scores (exact, bitwise)."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    tp = l0 + pid * R + tl.arange(0, R)
+    own = tp // S
+    pg = tl.arange(0, PPAD)
+    ok = (pg[None, :] < own[:, None]) & (tp < L)[:, None] & (pg < PW)[None, :]
+    x = tl.load(SCR + ((bh * Lc + (tp - l0))[:, None] * PW + pg[None, :]), mask=ok, other=0.0)
+    xi = x.to(tl.int32, bitcast=True)
+    key = xi ^ ((xi >> 31) & 0x7FFFFFFF)  # signed-int order == float order
+    int_min = tl.full([R, PPAD], 1, tl.int32) << 31
+    key = tl.where(ok, key, int_min)
+    # largest v with count(key >= v) >= KP + 1, built bit by bit from the sign bit down
+    ans = tl.full([R], 1, tl.int32) << 31
+    zero = tl.zeros([R], tl.int32)
+    cnt = tl.sum((key >= zero[:, None]).to(tl.int32), axis=1)
+    ans = tl.where(cnt >= KP + 1, zero, ans)
+    for i in tl.static_range(31):
+        cand = ans | (1 << (30 - i))
+        cnt = tl.sum((key >= cand[:, None]).to(tl.int32), axis=1)
+        ans = tl.where(cnt >= KP + 1, cand, ans)
+    above = key > ans[:, None]
+    n_above = tl.sum(above.to(tl.int32), axis=1)
+    int_max = ~int_min
+    nxt = tl.min(tl.where(above, key, int_max), axis=1)
+    a_key = tl.where(n_above >= KP, nxt, ans)
+    b_f = (ans ^ ((ans >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+    a_f = (a_key ^ ((a_key >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
+    theta = (a_f + b_f) * 0.5
+    theta = tl.where(own >= KP + 1, theta, float("-inf"))
+    tl.store(THETA + bh * L + tp, theta, mask=tp < L)
+
+
+# --------------------------------------------------------------------------------- forward
+@triton.jit
+def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, STD, page_base, P,
+              sm_scale2, lam, inv_tau, m_i, l_i, acc, D: tl.constexpr, BT: tl.constexpr,
+              GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
+              HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr):
+    """One key block of the online-softmax forward."""
+    offs_d = tl.arange(0, D)
+    kn = n0 + tl.arange(0, BN)
+    if MASK:
+        kmask = (kn < L)[:, None]
+        k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+        v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    else:
+        k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :])
+        v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :])
+    s, _sr, _smax, _z, _past, _mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+                                          page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G,
+                                          BN, S, HARD, MASK, USE_LO, PREC)
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_use)
+    p = tl.exp2(s - m_use[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PREC)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale2, lam,
+                inv_tau, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
+                BN: tl.constexpr, S: tl.constexpr, HARD: tl.constexpr, USE_LO: tl.constexpr,
+                PREC: tl.constexpr, HAS_SEQ: tl.constexpr):
+    BM: tl.constexpr = BT * GP
+    pid_t = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // Hkv
+    kvh = bh % Hkv
+    t0 = pid_t * BT
+    n_b = L
+    if HAS_SEQ:
+        n_b = tl.minimum(tl.load(SEQ + b), L)
+    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+    qf = q.to(tl.float32)
+    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    tp = t0 + tl.arange(0, BT)
+    theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
+    own_t = tp // S
+    kv_base = bh.to(tl.int64) * L
+    page_base = bh.to(tl.int64) * P
+    offs_d = tl.arange(0, D)
+    m_i = tl.full([BM], float("-inf"), tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, D], tl.float32)
+    t_hi = tl.where(t0 < n_b, tl.minimum(t0 + BT, n_b), 0)
+    n_full = tl.minimum((t0 // BN) * BN, t_hi)
+    for n0 in range(0, n_full, BN):
+        m_i, l_i, acc = _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML,
+                                  STD, page_base, P, sm_scale2, lam, inv_tau, m_i, l_i, acc, D,
+                                  BT, GP, G, BN, S, HARD, False, USE_LO, PREC)
+    for n0 in range(n_full, t_hi, BN):
+        m_i, l_i, acc = _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML,
+                                  STD, page_base, P, sm_scale2, lam, inv_tau, m_i, l_i, acc, D,
+                                  BT, GP, G, BN, S, HARD, True, USE_LO, PREC)
+    good = row_ok & (t < n_b) & (l_i > 0)
+    o = acc / tl.where(good, l_i, 1.0)[:, None]
+    o = tl.where(good[:, None], o, 0.0)
+    tl.store(O + roff[:, None] * D + offs_d[None, :], o.to(O.dtype.element_ty),
+             mask=row_ok[:, None])
+    lse = tl.where(good, m_i + tl.log2(tl.where(good, l_i, 1.0)), float("inf"))
+    tl.store(LSE + roff, lse, mask=row_ok)
+
+
+# -------------------------------------------------------------------------------- backward
+@triton.jit
+def _bwd_pre_kernel(O, DO, DELTA, N, D: tl.constexpr, BR: tl.constexpr):
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    offs_d = tl.arange(0, D)
+    m = (r < N)[:, None]
+    ptr = r.to(tl.int64)[:, None] * D + offs_d[None, :]
+    o = tl.load(O + ptr, mask=m, other=0.0).to(tl.float32)
+    do = tl.load(DO + ptr, mask=m, other=0.0).to(tl.float32)
+    tl.store(DELTA + r, tl.sum(o * do, axis=1), mask=r < N)
+
+
+@triton.jit
+def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML,
+             STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D: tl.constexpr,
+             BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
+             S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
+             PREC: tl.constexpr):
+    offs_d = tl.arange(0, D)
+    kn = n0 + tl.arange(0, BN)
+    kmask = (kn < L)[:, None]
+    k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    s, sr, smax, z, past, mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+                                     page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
+                                     S, HARD, MASK, USE_LO, PREC)
+    p = tl.exp2(s - lse[:, None])
+    dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+    ds = p * (dp - delta[:, None])
+    dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
+    if not HARD:
+        dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
+        dq = tl.dot((dsr / sm_scale).to(k.dtype), mh, dq, input_precision=PREC)
+    return dq
+
+
+@triton.jit
+def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, Hkv, P,
+                   sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
+                   GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
+                   HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
+                   HAS_SEQ: tl.constexpr):
+    pid_t = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // Hkv
+    kvh = bh % Hkv
+    t0 = pid_t * BT
+    n_b = L
+    if HAS_SEQ:
+        n_b = tl.minimum(tl.load(SEQ + b), L)
+    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+    do, t, row_ok, roff = _load_rows(DO, b, kvh, t0, L, H, D, BT, GP, G)
+    qf = q.to(tl.float32)
+    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    lse = tl.load(LSE + roff, mask=row_ok, other=float("inf"))
+    delta = tl.load(DELTA + roff, mask=row_ok, other=0.0)
+    tp = t0 + tl.arange(0, BT)
+    theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
+    own_t = tp // S
+    kv_base = bh.to(tl.int64) * L
+    page_base = bh.to(tl.int64) * P
+    offs_d = tl.arange(0, D)
+    dq = tl.zeros([BT * GP, D], tl.float32)
+    t_hi = tl.where(t0 < n_b, tl.minimum(t0 + BT, n_b), 0)
+    n_full = tl.minimum((t0 // BN) * BN, t_hi)
+    for n0 in range(0, n_full, BN):
+        dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
+                      MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
+                      GP, G, BN, S, HARD, False, USE_LO, PREC)
+    for n0 in range(n_full, t_hi, BN):
+        dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
+                      MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
+                      GP, G, BN, S, HARD, True, USE_LO, PREC)
+    dq = dq * sm_scale
+    tl.store(DQ + roff[:, None] * D + offs_d[None, :], dq.to(DQ.dtype.element_ty),
+             mask=row_ok[:, None])
+
+
+@triton.jit
+def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh, bh, L, H, MH, ML, STD,
+               page_base, P, sm_scale2, lam, inv_tau, dk, dv, dmean, dstd, D: tl.constexpr,
+               BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
+               S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
+               PREC: tl.constexpr):
+    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+    do, t, row_ok, roff = _load_rows(DO, b, kvh, t0, L, H, D, BT, GP, G)
+    qf = q.to(tl.float32)
+    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    lse = tl.load(LSE + roff, mask=row_ok, other=float("inf"))
+    delta = tl.load(DELTA + roff, mask=row_ok, other=0.0)
+    tp = t0 + tl.arange(0, BT)
+    theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
+    own_t = tp // S
+    s, sr, smax, z, past, _mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+                                     page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
+                                     S, HARD, MASK, USE_LO, PREC)
+    p = tl.exp2(s - lse[:, None])
+    dv = tl.dot(tl.trans(p.to(v.dtype)), do, dv, input_precision=PREC)
+    dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+    ds = p * (dp - delta[:, None])
+    dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=PREC)
+    if not HARD:
+        dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
+        dmean = tl.dot(tl.trans(dsr.to(q.dtype)), q, dmean, input_precision=PREC)
+        dstd += tl.sum(dsr * (lam * qnorm)[:, None], axis=0)
+    return dk, dv, dmean, dstd
+
+
+@triton.jit
+def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK, DV, L, H, Hkv,
+                     P, sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
+                     GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
+                     HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
+                     HAS_SEQ: tl.constexpr):
+    NP: tl.constexpr = BN // S
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // Hkv
+    kvh = bh % Hkv
+    n0 = pid_n * BN
+    n_b = L
+    if HAS_SEQ:
+        n_b = tl.minimum(tl.load(SEQ + b), L)
+    kv_base = bh.to(tl.int64) * L
+    page_base = bh.to(tl.int64) * P
+    offs_d = tl.arange(0, D)
+    kn = n0 + tl.arange(0, BN)
+    kmask = (kn < L)[:, None]
+    k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    dk = tl.zeros([BN, D], tl.float32)
+    dv = tl.zeros([BN, D], tl.float32)
+    dmean = tl.zeros([NP, D], tl.float32)
+    dstd = tl.zeros([NP], tl.float32)
+    t_diag = tl.minimum(n0 + BN, n_b)
+    for t0 in range(n0, t_diag, BT):
+        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh,
+                                         bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
+                                         inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
+                                         HARD, True, USE_LO, PREC)
+    for t0 in range(n0 + BN, n_b, BT):
+        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh,
+                                         bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
+                                         inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
+                                         HARD, False, USE_LO, PREC)
+    dk = dk * sm_scale
+    if not HARD:
+        # page mean/std -> keys of the page (full pages only ever receive a gradient)
+        pg = n0 // S + tl.arange(0, NP)
+        pmask = pg < P
+        mean = tl.load(MEAN + (page_base + pg)[:, None] * D + offs_d[None, :],
+                       mask=pmask[:, None], other=0.0)
+        st = tl.load(STD + page_base + pg, mask=pmask, other=0.0)
+        coef = tl.where(st > 0, dstd / (S * tl.where(st > 0, st, 1.0)), 0.0)
+        dmean_t = tl.reshape(tl.broadcast_to(dmean[:, None, :], (NP, S, D)), (BN, D))
+        mean_t = tl.reshape(tl.broadcast_to(mean[:, None, :], (NP, S, D)), (BN, D))
+        coef_t = tl.reshape(tl.broadcast_to(coef[:, None], (NP, S)), (BN,))
+        dk += dmean_t / S + coef_t[:, None] * (k.to(tl.float32) - mean_t)
+    dst = (kv_base + kn)[:, None] * D + offs_d[None, :]
+    tl.store(DK + dst, dk.to(DK.dtype.element_ty), mask=kmask)
+    tl.store(DV + dst, dv.to(DV.dtype.element_ty), mask=kmask)
+
+
+# --------------------------------------------------------------------------------- driver
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (int(x) - 1).bit_length())
+
+
+class _Cfg:
+    """Block sizes: keys per block BN (>= 16 pages so the page dots have K >= 16)."""
+
+    def __init__(self, D: int, S: int, G: int, dtype: torch.dtype):
+        self.GP = _next_pow2(G)
+        interp = _interpret()
+        self.BN = max(16 * S, 64 if interp else 128)
+        rows_fwd = 64 if interp else 128
+        rows_bwd = 64 if interp else (64 if D > 64 else 128)
+        self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
+        self.BT_dq = self.BT_fwd
+        self.BT_dkdv = max(1, min(rows_bwd // self.GP, self.BN))
+        self.use_lo = dtype != torch.float32
+        self.prec = "ieee" if dtype == torch.float32 else "tf32"
+        self.fwd_warps = 4 if interp else 8
+        self.bwd_warps = 4 if interp else 8
+        self.stages = 1 if interp else 2
+
+
+def page_stats_triton(k: torch.Tensor, page_size: int):
+    """mean_hi, mean_lo (k.dtype), mean (float32) [B*Hkv, P, D] and std [B*Hkv, P] (float32)."""
+    B, Hkv, L, D = k.shape
+    P = -(-L // page_size)
+    kc = k.contiguous()
+    mh = torch.empty(B * Hkv, P, D, device=k.device, dtype=k.dtype)
+    ml = torch.empty_like(mh)
+    mean = torch.empty(B * Hkv, P, D, device=k.device, dtype=torch.float32)
+    std = torch.empty(B * Hkv, P, device=k.device, dtype=torch.float32)
+    npb = max(1, 32 // page_size)
+    _stats_kernel[(triton.cdiv(P, npb), B * Hkv)](kc, mh, ml, mean, std, L, P, D=D, S=page_size,
+                                                  NPB=npb)
+    return mh, ml, mean, std
+
+
+def thresholds_triton(q, mh, ml, std, *, Hkv: int, page_size: int, k_pages: int, lam: float):
+    """theta [B*Hkv, L] float32 (-inf where the query sees <= k pages), no L x L tensor."""
+    B, H, L, D = q.shape
+    G = H // Hkv
+    GP = _next_pow2(G)
+    P = mh.shape[1]
+    S = page_size
+    theta = torch.full((B * Hkv, L), float("-inf"), device=q.device, dtype=torch.float32)
+    first = k_pages * S  # first position whose query sees > k pages
+    if first >= L:
+        return theta
+    use_lo = q.dtype != torch.float32
+    prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    bt = max(1, 64 // GP) if _interpret() else max(1, 128 // GP)
+    npc = 64
+    l0 = (first // bt) * bt
+    scratch = None
+    while l0 < L:
+        pw_max = (L - 1) // S  # past pages of the last query
+        lc = max(bt, (_SCRATCH_ELEMS // max(1, B * Hkv * pw_max)) // bt * bt)
+        lc = min(lc, L - l0)
+        l1 = l0 + lc
+        pw = (l1 - 1) // S  # past pages needed in this chunk
+        need = B * Hkv * lc * pw
+        if scratch is None or scratch.numel() < need:
+            scratch = torch.empty(need, device=q.device, dtype=torch.float32)
+        grid = (triton.cdiv(lc, bt), triton.cdiv(pw, npc), B * Hkv)
+        _scores_kernel[grid](q, mh, ml, std, scratch, L, H, Hkv, P, l0, lc, pw, lam, D=D, BT=bt,
+                             GP=GP, G=G, NPC=npc, S=S, USE_LO=use_lo, PREC=prec)
+        ppad = _next_pow2(pw)
+        r = max(1, min(16, 4096 // ppad))
+        _select_kernel[(triton.cdiv(lc, r), B * Hkv)](scratch, theta, L, l0, lc, pw, k_pages - 1,
+                                                      R=r, PPAD=ppad, S=S)
+        l0 = l1
+    return theta
+
+
+class SoftmaskFunction(torch.autograd.Function):
+    """Autograd wrapper of the fused kernels (see module docstring)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, page_size, budget, tau, hard, lam, seqlens):
+        B, H, L, D = q.shape
+        Hkv = k.shape[1]
+        G = H // Hkv
+        S = page_size
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        cfg = _Cfg(D, S, G, q.dtype)
+        mh, ml, mean, std = page_stats_triton(k, S)
+        P = mh.shape[1]
+        theta = thresholds_triton(q, mh, ml, std, Hkv=Hkv, page_size=S,
+                                  k_pages=budget // S, lam=lam)
+        o = torch.empty_like(q)
+        lse = torch.empty(B, H, L, device=q.device, dtype=torch.float32)
+        has_seq = seqlens is not None
+        seq = seqlens.to(device=q.device, dtype=torch.int32).contiguous() if has_seq else theta
+        sm_scale = D ** -0.5
+        inv_tau = 1.0 / tau
+        grid = (triton.cdiv(L, cfg.BT_fwd), B * Hkv)
+        _fwd_kernel[grid](q, k, v, mh, ml, std, theta, seq, o, lse, L, H, Hkv, P,
+                          sm_scale * LOG2E, lam, inv_tau, D=D, BT=cfg.BT_fwd, GP=cfg.GP, G=G,
+                          BN=cfg.BN, S=S, HARD=hard, USE_LO=cfg.use_lo, PREC=cfg.prec,
+                          HAS_SEQ=has_seq, num_warps=cfg.fwd_warps, num_stages=cfg.stages)
+        ctx.save_for_backward(q, k, v, o, lse, mh, ml, mean, std, theta, seq)
+        ctx.args = (S, hard, lam, inv_tau, has_seq)
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse, mh, ml, mean, std, theta, seq = ctx.saved_tensors
+        S, hard, lam, inv_tau, has_seq = ctx.args
+        B, H, L, D = q.shape
+        Hkv = k.shape[1]
+        G = H // Hkv
+        P = mh.shape[1]
+        cfg = _Cfg(D, S, G, q.dtype)
+        do = do.contiguous()
+        delta = torch.empty(B, H, L, device=q.device, dtype=torch.float32)
+        n = B * H * L
+        br = 64
+        _bwd_pre_kernel[(triton.cdiv(n, br),)](o, do, delta, n, D=D, BR=br)
+        sm_scale = D ** -0.5
+        dq = torch.empty_like(q)
+        dk = torch.empty_like(k)
+        dv = torch.empty_like(v)
+        common = {"D": D, "GP": cfg.GP, "G": G, "BN": cfg.BN, "S": S, "HARD": hard, "USE_LO": cfg.use_lo,
+                      "PREC": cfg.prec, "HAS_SEQ": has_seq, "num_warps": cfg.bwd_warps,
+                      "num_stages": cfg.stages}
+        _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
+            q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
+            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, **common)
+        _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN), B * Hkv)](
+            q, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
+            sm_scale, sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dkdv, **common)
+        return dq, dk, dv, None, None, None, None, None, None
+
+
+def softmask_attention_triton(q, k, v, *, page_size, budget, tau, hard, lam, seqlens=None):
+    """Fused soft/hard UNIQUE page-masked causal attention (inputs already validated)."""
+    return SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
