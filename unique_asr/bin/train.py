@@ -1,0 +1,63 @@
+"""Stage 4: train the speech LLM (hydra; one process, or torchrun for DDP).
+
+    python -m unique_asr.bin.train recipe_dir=egs/synth_longform model=tiny train=tiny
+    python -m unique_asr.bin.train train.resume=true            # continue exactly from last.pt
+    torchrun --nproc_per_node 8 -m unique_asr.bin.train model=small train=gpu
+
+Writes to ${exp_dir}: checkpoint-<step>.pt (last train.keep_last), last.pt, avg-<N>.pt,
+train_log.jsonl (one line per step), tensorboard/, bad_input.json, train_summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+from unique_asr.bin._common import CONFIG_PATH, start, to_dict
+
+log = logging.getLogger("unique_asr.train")
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    import torch
+
+    from unique_asr.data.paths import RecipeData
+    from unique_asr.models.config import ModelConfig
+    from unique_asr.training.data import load_recordings
+    from unique_asr.training.loop import train
+
+    start(cfg, "train")
+    tcfg = to_dict(cfg.train)
+    if tcfg.get("num_threads"):
+        torch.set_num_threads(int(tcfg["num_threads"]))
+    rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
+    vocab = int(cfg.data.lang.vocab_size)
+    sp = rd.load_bpe(vocab)
+    mdict = to_dict(cfg.model)
+    att = to_dict(cfg.attention) if "attention" in cfg else {}
+    mdict["attention"] = att.pop("name", "dense")
+    mdict["attention_cfg"] = att
+    mdict["n_text"] = sp.get_piece_size()
+    model_cfg = ModelConfig.from_dict(mdict)
+    skip_bad = bool(cfg.data.get("skip_bad", False))
+    n_mels = int(cfg.data.fbank.num_mel_bins)
+    train_data = load_recordings(rd.load_cuts(tcfg.get("train_split", "train")), skip_bad, n_mels,
+                                 desc="load train")
+    dev_data = None
+    if tcfg.get("valid_split"):
+        dev_data = load_recordings(rd.load_cuts(tcfg["valid_split"]), skip_bad, n_mels,
+                                   desc="load dev")
+    exp_dir = os.path.join(cfg.exp_dir, tcfg.get("tag") or "")
+    log.info("model: %s", model_cfg.to_dict())
+    log.info("train data: %d recordings, %.1f h; bad input: %s", len(train_data[1]),
+             sum(r[1] for r in train_data[1].values()) / 3600, train_data[2].summary())
+    train(model_cfg, tcfg, exp_dir, train_data, dev_data, sp, int(cfg.seed),
+          str(rd.bpe_model_path(vocab)))
+
+
+if __name__ == "__main__":
+    main()

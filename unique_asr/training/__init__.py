@@ -1,0 +1,1 @@
+"""Training: data windows and batches, schedule, checkpoints, the training loop."""
