@@ -91,3 +91,51 @@ def copy_batch():
     emb = torch.randint(0, 10, (3, 11, 4), generator=g).float()
     targets = [emb[b, : lens[b] // 2, 0].long().tolist() for b in range(3)]
     return emb, lens, targets
+
+
+class WordTokenizer:
+    """ids -> 'w<id>' words; enough for the runner, which only decodes ids to text."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def decode(self, ids):
+        return " ".join(f"w{i}" for i in ids)
+
+    def get_piece_size(self):
+        return self.n
+
+
+def write_audio(path, seconds, sr=16000, seed=0):
+    """Tone bursts (0.8 s) separated by 0.4 s silences: pauses a splitter can find."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    x = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.05 * rng.standard_normal(n)
+    x[(t % 1.2) >= 0.8] *= 0.01
+    sf.write(path, x.astype("float32"), sr)
+    return path
+
+
+def make_cut(tmp_path, rec_id, seconds, sr=16000, texts=("hello world", "good bye")):
+    """A whole-recording lhotse cut with supervisions and no stored features."""
+    from lhotse import Recording, SupervisionSegment
+    from lhotse.cut import MonoCut
+
+    rec = Recording.from_file(write_audio(tmp_path / f"{rec_id}.wav", seconds, sr), rec_id)
+    step = seconds / len(texts)
+    sups = [SupervisionSegment(f"{rec_id}-{i}", rec_id, i * step, step * 0.9, text=t)
+            for i, t in enumerate(texts)]
+    return MonoCut(rec_id, 0.0, rec.duration, 0, recording=rec, supervisions=sups)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The real speech LLM at its default (tiny) size, randomly initialised."""
+    from unique_asr.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(n_text=40)).eval()

@@ -1,0 +1,56 @@
+"""Long-form plan: context arithmetic and cut placement at pauses."""
+
+import itertools
+
+import pytest
+import torch
+
+from unique_asr.decoding.longform import (
+    max_new_tokens,
+    max_piece_frames,
+    split_points,
+)
+
+
+def test_context_arithmetic():
+    # 100 s = 1250 audio tokens; 8 tokens/s -> 800 + 16 transcript tokens
+    assert max_new_tokens(1250, 8.0, 16) == 816
+    frames = max_piece_frames(65536, 8.0, 16)
+    tokens = frames // 8
+    assert tokens + 1 + max_new_tokens(tokens, 8.0, 16) <= 65536
+    assert (tokens + 8) + 1 + max_new_tokens(tokens + 8, 8.0, 16) > 65536  # tight
+    assert max_piece_frames(65536, 8.0, 16, max_seconds=30) == 3000
+    with pytest.raises(ValueError, match="max_tokens_per_second"):
+        max_piece_frames(30, 8.0, 16)
+
+
+def _loud_with_silences(T, silences):
+    g = torch.Generator().manual_seed(1)
+    f = torch.randn(T, 80, generator=g) + 5.0
+    for s, e in silences:
+        f[s:e] = -20.0
+    return f
+
+
+def test_short_recording_is_whole():
+    f = _loud_with_silences(500, [])
+    assert split_points(f, 500) == [(0, 500)]
+
+
+def test_energy_cuts_land_in_silences():
+    f = _loud_with_silences(2500, [(700, 760), (1400, 1460), (2100, 2160)])
+    spans = split_points(f, 1000)
+    assert spans[0][0] == 0 and spans[-1][1] == 2500
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))  # contiguous, no overlap
+    assert all(e - s <= 1000 for s, e in spans)
+    for _, cut in spans[:-1]:
+        assert any(s <= cut < e for s, e in [(700, 760), (1400, 1460), (2100, 2160)]), spans
+
+
+def test_supervision_gaps_preferred():
+    f = _loud_with_silences(2000, [(900, 950)])  # quietest point at 9.0-9.5 s
+    gaps = [(6.0, 6.4), (7.0, 8.0)]  # the longest gap in the span is 7-8 s -> cut at 7.5 s
+    assert split_points(f, 1000, "supervisions", gaps)[0] == (0, 750)
+    assert split_points(f, 1000, "energy", gaps)[0][1] in range(900, 950)
+    with pytest.raises(ValueError, match="split_at"):
+        split_points(f, 1000, "middle")

@@ -1,0 +1,86 @@
+"""Decoding with the real (randomly initialised) tiny model: batching, long-form, bad input."""
+
+import pytest
+import torch
+from conftest import WordTokenizer, make_cut
+from lhotse import CutSet
+
+from unique_asr.decoding.features import BadInputError
+from unique_asr.decoding.generate import beam_search, greedy_search
+from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+
+# few tokens per second keeps a random model (which rarely says eos) to a few steps
+FAST = {"max_tokens_per_second": 2.0, "min_new_tokens": 2}
+
+
+def test_real_model_batch_equals_single(tiny_model):
+    g = torch.Generator().manual_seed(2)
+    feats, lens = torch.randn(3, 400, 80, generator=g), torch.tensor([400, 250, 72])
+    with torch.inference_mode():
+        audio, alens = tiny_model.encode(feats, lens)
+    assert alens.tolist() == [49, 30, 8]
+    hyps, stats = greedy_search(tiny_model, audio, alens, 6)
+    assert stats.steps <= 6 and all(len(h) <= 6 for h in hyps)
+    for b in range(3):  # padding in a batch changes nothing
+        single, _ = greedy_search(tiny_model, audio[b : b + 1, : alens[b]], alens[b : b + 1], 6)
+        assert single[0] == hyps[b]
+    assert beam_search(tiny_model, audio, alens, 6, beam=1)[0] == hyps
+    beam, _ = beam_search(tiny_model, audio, alens, 6, beam=3)
+    assert len(beam) == 3 and all(len(h) <= 6 for h in beam)
+
+
+def test_decode_cuts_whole_recordings(tmp_path, tiny_model):
+    cuts = CutSet.from_cuts([
+        make_cut(tmp_path, "b", 3.0, texts=("hello there", "general kenobi")),
+        make_cut(tmp_path, "a", 5.0),
+        make_cut(tmp_path, "short", 0.3, texts=("hi",)),  # under one page of audio tokens
+    ])
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+    assert [r["id"] for r in res.rows] == ["a", "b", "short"]
+    assert res.rows[1]["ref"] == "hello there general kenobi"  # supervisions in time order
+    assert all(r["pieces"] == 1 for r in res.rows)  # whole recordings
+    assert res.notes["padded_short"] == 1 and not res.skipped
+    for r in res.rows:
+        words = r["hyp"].split()
+        assert len(words) == r["tokens"] and all(w.startswith("w") for w in words)
+        assert r["tokens"] <= 2 * max(r["duration"], 0.72) + 2 + 1  # short: padded to 0.72 s
+    assert res.speed.audio_seconds == pytest.approx(8.3, abs=0.01)
+    assert res.speed.tokens == sum(r["tokens"] for r in res.rows)
+    assert res.speed.rtfx > 0 and res.speed.wall_seconds >= res.speed.step_seconds
+
+
+def test_long_recording_split_and_joined(tmp_path, tiny_model):
+    cuts = CutSet.from_cuts([make_cut(tmp_path, "long", 6.0)])
+    opts = DecodeOptions(**FAST, max_segment_seconds=2.5, batch_size=2)
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), opts, "cpu")
+    (row,) = res.rows
+    assert row["pieces"] == 3 and res.notes["split_recordings"] == 1
+    assert len(row["hyp"].split()) == row["tokens"] > 0
+    beam = decode_cuts(tiny_model, cuts, WordTokenizer(40),
+                       DecodeOptions(**FAST, max_segment_seconds=2.5, method="beam", beam=2),
+                       "cpu")
+    assert beam.rows[0]["pieces"] == 3
+
+
+def test_bad_audio_named_or_skipped(tmp_path, tiny_model):
+    good, bad = make_cut(tmp_path, "good", 2.0), make_cut(tmp_path, "bad", 2.0)
+    (tmp_path / "bad.wav").unlink()
+    cuts = CutSet.from_cuts([good, bad])
+    with pytest.raises(BadInputError, match=r"cut bad: audio file .*bad\.wav is missing"):
+        decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40),
+                      DecodeOptions(**FAST, skip_bad=True), "cpu")
+    assert [r["id"] for r in res.rows] == ["good"]
+    assert len(res.skipped) == 1 and res.skipped[0]["id"] == "bad"
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    junk = make_cut(tmp_path, "junk", 1.0)
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    with pytest.raises(BadInputError, match=r"cut junk: cannot read audio .*junk\.wav"):
+        decode_cuts(tiny_model, CutSet.from_cuts([junk]), WordTokenizer(40),
+                    DecodeOptions(**FAST), "cpu")
+
+
+def test_other_sample_rate_resampled(tmp_path, tiny_model):
+    cuts = CutSet.from_cuts([make_cut(tmp_path, "r8k", 2.0, sr=8000)])
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+    assert res.notes["resampled"] == 1 and len(res.rows) == 1

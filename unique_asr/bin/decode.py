@@ -1,0 +1,104 @@
+"""Stage 5: decode test sets with a trained checkpoint -> hyps-<set>-<tag>.jsonl + meta json.
+
+    python -m unique_asr.bin.decode recipe_dir=egs/synth_longform decode.sets=[test]
+    python -m unique_asr.bin.decode decode=beam decode.beam=8
+    python -m unique_asr.bin.decode decode.attention=unique decode.budget=256
+
+Then score with the same overrides: python -m unique_asr.bin.score <same overrides>.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from unique_asr.bin._common import CONFIG_PATH, start, to_dict
+
+log = logging.getLogger("unique_asr.decode")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"decode.device={name} but CUDA is not available; use decode.device=cpu")
+    return torch.device(name)
+
+
+def _tokenizer(ck_bpe, dcfg, cfg):
+    import sentencepiece as spm
+
+    from unique_asr.data.paths import RecipeData
+
+    path = dcfg.get("bpe_model") or ck_bpe
+    if path:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    return RecipeData(cfg.recipe_dir, cfg.data_dir).load_bpe(cfg.data.lang.vocab_size)
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    from unique_asr.data.paths import RecipeData
+    from unique_asr.decoding.backends import check_attention
+    from unique_asr.decoding.layout import find_checkpoint, method_name, run_out_dir, run_tag
+    from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+    from unique_asr.models import load_checkpoint
+    from unique_asr.scoring.hyps import hyps_path, meta_path, write_hyps, write_meta
+    from unique_asr.scoring.results import git_hash
+
+    dcfg = to_dict(cfg.decode)
+    check_attention(dcfg["attention"], dcfg.get("budget"))  # before any slow work
+    ck_path = find_checkpoint(cfg.exp_dir, dcfg.get("checkpoint"))
+    out_dir, tag = run_out_dir(cfg.exp_dir, dcfg, ck_path), run_tag(dcfg)
+    device = _device(str(dcfg["device"]))
+    overrides = {"attention": dcfg["attention"]}
+    model, mcfg = load_checkpoint(ck_path, map_location="cpu", overrides=overrides)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg["dtype"]]
+    model = model.to(device=device, dtype=dtype)
+    ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
+    sp = _tokenizer(ck_bpe, dcfg, cfg)
+    if sp.get_piece_size() != model.cfg.n_text:
+        raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces but the model was trained "
+                         f"with n_text={model.cfg.n_text}; set decode.bpe_model to its bpe.model")
+    opts = DecodeOptions.from_cfg({
+        **dcfg, "skip_bad": bool(cfg.data.get("skip_bad", False)),
+        "sample_rate": int(cfg.data.sample_rate), "num_mel_bins": int(cfg.data.fbank.num_mel_bins),
+    })
+    rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
+    command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summaries = []
+    for test_set in dcfg["sets"]:
+        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device)
+        write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
+        meta = {
+            "model": f"{cfg.model.get('name', 'model')} ({ck_path.name})",
+            "checkpoint": str(ck_path), "attention": dcfg["attention"],
+            "budget": dcfg.get("budget"), "method": method_name(dcfg),
+            "device": str(device), "dtype": dcfg["dtype"], "torch": torch.__version__,
+            "speed": res.speed.to_dict(), "skipped": res.skipped, "notes": dict(res.notes),
+            "recordings": len(res.rows), "git": git_hash(), "command": command,
+            "model_cfg": mcfg,
+        }
+        write_meta(meta_path(out_dir, test_set, tag), meta)
+        sp_ = res.speed
+        log.info(
+            "%s %s: %d recordings (%.1f s audio), %d skipped, RTF %.4f, RTFx %.1f, "
+            "%.1f tokens/s; notes %s -> %s", test_set, tag, len(res.rows), sp_.audio_seconds,
+            len(res.skipped), sp_.rtf, sp_.rtfx, sp_.tokens_per_second, dict(res.notes), out_dir,
+        )
+        summaries.append(meta)
+    return summaries
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def main(cfg: DictConfig) -> None:
+    start(cfg, "decode")
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

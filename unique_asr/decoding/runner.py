@@ -1,0 +1,161 @@
+"""Decode a test set: cuts -> features -> pieces -> batches -> encoder + generate -> transcripts.
+
+Every recording is decoded whole when it fits the model's context (longform.py says how longer
+ones are split and joined). Pieces of all recordings are sorted by length and batched across
+recordings (at most `batch_size` pieces and `max_batch_seconds` of audio per batch), so padding
+stays small. Timings cover everything after the model is loaded: feature reading, encoder,
+prefill and decode steps (see scoring.speed for RTF/RTFx/tokens per second).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from unique_asr.decoding.features import BadInputError, cut_features, pad_short
+from unique_asr.decoding.generate import _sync, beam_search, greedy_search
+from unique_asr.decoding.longform import (
+    FRAMES_PER_TOKEN,
+    max_new_tokens,
+    max_piece_frames,
+    split_points,
+    supervision_gaps,
+)
+from unique_asr.scoring.speed import Speed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeOptions:
+    method: str = "greedy"  # greedy | beam
+    beam: int = 4
+    length_penalty: float = 1.0
+    attention: str = "dense"
+    budget: int | None = None
+    batch_size: int = 8
+    max_batch_seconds: float = 3600.0
+    max_tokens_per_second: float = 8.0
+    min_new_tokens: int = 16
+    max_segment_seconds: float | None = None
+    split_at: str = "energy"
+    page_size: int = 8  # audio tokens per KV page: shorter recordings are padded to one page
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    skip_bad: bool = False
+
+    @classmethod
+    def from_cfg(cls, d: dict) -> DecodeOptions:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Piece:
+    rec: int  # index of the recording
+    index: int  # position of the piece in its recording
+    feats: torch.Tensor
+
+
+@dataclass
+class DecodeResult:
+    rows: list[dict]  # id, ref, hyp, duration, pieces, tokens (scoring.hyps format)
+    speed: Speed
+    skipped: list[dict] = field(default_factory=list)  # id, error
+    notes: Counter = field(default_factory=Counter)
+
+
+def _reference(cut) -> str:
+    sups = sorted(cut.supervisions, key=lambda s: s.start)
+    return " ".join(s.text.strip() for s in sups if s.text and s.text.strip())
+
+
+def _batches(pieces: list[Piece], batch_size: int, max_frames: int) -> list[list[Piece]]:
+    order = sorted(pieces, key=lambda p: -p.feats.shape[0])
+    out, cur = [], []
+    for p in order:
+        longest = cur[0].feats.shape[0] if cur else p.feats.shape[0]
+        if cur and (len(cur) >= batch_size or longest * (len(cur) + 1) > max_frames):
+            out.append(cur)
+            cur = []
+        cur.append(p)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeResult:
+    """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
+    notes: Counter = Counter()
+    skipped: list[dict] = []
+    recs, pieces = [], []
+    max_frames = max_piece_frames(
+        model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
+        opts.max_segment_seconds,
+    )
+    min_frames = opts.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > one page after 8x
+    t_feat = time.perf_counter()
+    for cut in tqdm(sorted(cuts, key=lambda c: c.id), desc="features", leave=False):
+        try:
+            feats = cut_features(cut, notes, opts.sample_rate, opts.num_mel_bins)
+        except BadInputError as e:
+            if not opts.skip_bad:
+                raise
+            log.warning("skipping: %s", e)
+            skipped.append({"id": cut.id, "error": str(e)})
+            continue
+        feats = pad_short(feats, min_frames, notes)
+        spans = split_points(feats, max_frames, opts.split_at, supervision_gaps(cut))
+        if len(spans) > 1:
+            notes["split_recordings"] += 1
+        for i, (s, e) in enumerate(spans):
+            pieces.append(Piece(len(recs), i, feats[s:e]))
+        recs.append({"id": cut.id, "ref": _reference(cut), "duration": float(cut.duration),
+                     "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0})
+    speed = Speed(wall_seconds=time.perf_counter() - t_feat)
+    if skipped:
+        log.warning("skipped %d bad recordings (data.skip_bad=true)", len(skipped))
+
+    batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds * 100))
+    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.attention}"):
+        t0 = time.perf_counter()
+        lens = torch.tensor([p.feats.shape[0] for p in batch])
+        feats = torch.nn.utils.rnn.pad_sequence([p.feats for p in batch], batch_first=True)
+        feats, lens = feats.to(device), lens.to(device)
+        dtype = next(model.parameters()).dtype
+        with torch.inference_mode():
+            audio, audio_lens = model.encode(feats.to(dtype), lens)
+        _sync(device)
+        t_enc = time.perf_counter() - t0
+        limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
+                  for n in audio_lens.tolist()]
+        if opts.method == "greedy":
+            hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
+                                     opts.budget)
+        elif opts.method == "beam":
+            hyps, st = beam_search(model, audio, audio_lens, limits, opts.beam,
+                                   opts.length_penalty, opts.attention, opts.budget)
+        else:
+            raise ValueError(f"decode.method={opts.method!r}: use greedy or beam")
+        for p, ids, lim in zip(batch, hyps, limits):
+            recs[p.rec]["hyp_pieces"][p.index] = tokenizer.decode(ids)
+            recs[p.rec]["tokens"] += len(ids)
+            if len(ids) >= lim:
+                notes["pieces_hit_token_limit"] += 1
+        speed = speed.add(Speed(
+            audio_seconds=float(lens.sum()) / 100.0, wall_seconds=time.perf_counter() - t0,
+            prefill_seconds=t_enc + st.prefill_seconds, step_seconds=st.step_seconds,
+            tokens=st.tokens,
+        ))
+    # audio seconds: the recordings' real durations (padding and frame rounding excluded)
+    speed.audio_seconds = sum(r["duration"] for r in recs)
+    rows = []
+    for r in recs:
+        hyp = " ".join(h.strip() for h in r.pop("hyp_pieces") if h and h.strip())
+        rows.append({**r, "hyp": hyp})
+    return DecodeResult(rows, speed, skipped, notes)
