@@ -13,7 +13,7 @@ def test_stats_after_prefill_and_decode_match_reference(page_size):
     lengths = [37, 8, 1, 20]
     cache, seqs = make_cache(lengths, 2, 16, page_size=page_size, quest=True, layers=2)
     for layer in range(2):
-        k, v, lens = cache.contiguous(layer, seqs)
+        k, _v, lens = cache.contiguous(layer, seqs)
         assert lens.tolist() == lengths
         mean, std = R.page_stats_varlen(k, lens, page_size)
         kmin, kmax = R.quest_page_stats(k, lens, page_size)

@@ -13,7 +13,7 @@ def _rand(B=3, H=8, Hkv=2, L=45, D=16, dt=torch.float64):
 
 
 def test_varlen_stats_match_page_stats_and_definition():
-    q, k, v = _rand()
+    _q, k, _v = _rand()
     lens = torch.tensor([45, 45, 45])
     m1, s1 = R.page_stats_varlen(k, lens, 8)
     m2, s2 = R.page_stats(k, 8)
@@ -28,7 +28,7 @@ def test_varlen_stats_match_page_stats_and_definition():
 
 
 def test_quest_bounds_oracle_and_scores_shapes():
-    q, k, v = _rand()
+    q, k, _v = _rand()
     lens = torch.tensor([45, 30, 9])
     quest = R.score_pages("quest", q, k, lens, 8)
     oracle = R.score_pages("oracle", q, k, lens, 8)

@@ -140,7 +140,7 @@ def select_pages(
     holding the last token) is always kept, then the first `sink_pages` pages, then the
     highest scores; ties go to the lower page index. Scores past a sequence's pages are ignored.
     """
-    B, Hkv, P = scores.shape
+    B, Hkv, _P = scores.shape
     n = num_pages(lengths, page_size).tolist()
     out = torch.full((B, Hkv, k), -1, dtype=torch.long, device=scores.device)
     for b in range(B):

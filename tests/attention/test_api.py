@@ -1,0 +1,72 @@
+"""api.unique_decode: Triton path vs reference path, dense equivalence, input errors."""
+
+import pytest
+import torch
+from attn_testutil import DEV, make_cache, phys_to_logical, rel_err, sizes
+
+from unique_asr.attention import reference as R
+from unique_asr.attention.api import unique_decode
+
+
+@pytest.mark.parametrize("method", ["unique", "meanonly", "quest", "oracle"])
+@sizes(small={"lengths": [75, 9, 130], "Hkv": 2, "G": 4, "D": 32, "budget": 32},
+       full={"lengths": [16384, 3001, 8192], "Hkv": 8, "G": 4, "D": 128, "budget": 512})
+def test_triton_step_matches_reference(method, size):
+    lengths, Hkv, G, D, budget = (size[x] for x in ("lengths", "Hkv", "G", "D", "budget"))
+    cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.float32, quest=method == "quest")
+    q = torch.randn(len(lengths), Hkv * G, D, device=DEV)
+    out, pages = unique_decode(q, cache, 0, budget, method, seqs, sink_pages=1, backend="triton",
+                               return_pages=True)
+    pt, lens = cache.batch(seqs)
+    k, v, _ = cache.contiguous(0, seqs)
+    logical = phys_to_logical(pages, pt)
+    kp = budget // 8
+    # the chosen pages are a valid top-k: each chosen score >= the k-th best (up to rounding)
+    scores = R.score_pages(method, q.double(), k.double(), lens, 8)
+    ref_sel = R.select_pages(scores, lens, 8, kp, sink_pages=1)
+    for b, L in enumerate(lengths):
+        n = -(-L // 8)
+        m = min(kp, n)
+        got = logical[b, :, :m]
+        assert (got >= 0).all() and (got == n - 1).any(-1).all() and (got == 0).any(-1).all()
+        for h in range(Hkv):
+            s = scores[b, h]
+            kth = s[ref_sel[b, h, :m]].min()
+            assert (s[got[h]] >= kth - 1e-4 * (1 + kth.abs())).all()
+            same = set(got[h].tolist()) == set(ref_sel[b, h, :m].tolist())
+            assert same or method in ("unique", "meanonly")  # stats differ only by rounding
+    ref = R.sparse_attention(q.double(), k.double(), v.double(), lens, logical, 8)
+    assert rel_err(out, ref) <= 1e-5
+
+
+@sizes(small={"lengths": [40, 7, 1], "Hkv": 2, "G": 4, "D": 64},
+       full={"lengths": [4096, 999, 1], "Hkv": 8, "G": 4, "D": 128})
+def test_budget_above_context_is_dense_bf16(size):
+    lengths, Hkv, G, D = (size[x] for x in ("lengths", "Hkv", "G", "D"))
+    cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.bfloat16)
+    q = torch.randn(len(lengths), Hkv * G, D, device=DEV).bfloat16()
+    budget = max(lengths) + 8
+    out = unique_decode(q, cache, 0, budget, "unique", seqs, backend="triton")
+    dense = unique_decode(q, cache, 0, budget, "dense", seqs, backend="triton")
+    k, v, lens = cache.contiguous(0, seqs)
+    ref = R.dense_attention(q.double(), k.double(), v.double(), lens)
+    assert torch.equal(out, dense) and rel_err(out, ref) <= 1e-2
+    ref_be = unique_decode(q.double(), cache, 0, budget, "unique", seqs, backend="reference")
+    assert rel_err(ref_be, ref) <= 1e-12
+
+
+def test_input_errors():
+    cache, _seqs = make_cache([20, 9], 2, 16)
+    q = torch.randn(2, 4, 16, device=DEV)
+    with pytest.raises(ValueError, match="method"):
+        unique_decode(q, cache, 0, 64, "topk")
+    with pytest.raises(ValueError, match="rows"):
+        unique_decode(q[:1], cache, 0, 64)
+    with pytest.raises(ValueError, match="budget"):
+        unique_decode(q, cache, 0, 4)
+    with pytest.raises(ValueError, match="quest=True"):
+        unique_decode(q, cache, 0, 64, "quest")
+    with pytest.raises(ValueError, match="KV heads"):
+        unique_decode(torch.randn(2, 3, 16, device=DEV), cache, 0, 64)
+    with pytest.raises(ValueError, match="layer"):
+        unique_decode(q, cache, 1, 64)

@@ -1,0 +1,195 @@
+"""One call per decoding step of UNIQUE top-k page-sparse attention, plus its pieces.
+
+Interface for a decoder layer (the generation loop owns one PagedKVCache for all layers):
+
+    from unique_asr.attention.paged_cache import PagedKVCache
+    from unique_asr.attention.api import unique_decode
+
+    cache = PagedKVCache(num_layers, num_kv_heads, head_dim, num_pages, max_seqs,
+                         page_size=8, dtype=torch.bfloat16, device="cuda",
+                         quest=(method == "quest"))
+    # prefill (dense): cache.reserve([s], T); in each layer cache.write(layer, k, v) with
+    # post-RoPE k, v [T, Hkv, D], and attend densely as usual.
+    # each decode step: cache.reserve(seqs, 1); then in layer i:
+    cache.write(i, k_new, v_new)                     # [B, Hkv, D] post-RoPE, B = len(seqs)
+    out = unique_decode(q, cache, i, budget=512, method="unique", seqs=seqs)   # q [B, H, D]
+
+method is one of unique | quest | meanonly | oracle | dense (METHOD.md); budget is in tokens
+(k = budget // page_size pages; a sequence with <= k pages is attended densely). The newest
+page is always kept and counts toward the budget; `sink_pages` first pages are kept too.
+Backend "auto" runs the Triton kernels when q is on CUDA and the reference (reference.py, slow,
+float64-capable) otherwise; "triton" forces the kernels (on CPU only under TRITON_INTERPRET=1),
+"reference" forces the reference. Returns [B, H, D] in q's dtype (rows follow `seqs`).
+
+Pieces, for benchmarks and experiments: page_scores(), select(), attend(); each takes the same
+(q, cache, layer, seqs) arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from . import reference
+from .paged_cache import PagedKVCache
+
+METHODS = ("unique", "quest", "meanonly", "oracle", "dense")
+BACKENDS = ("auto", "triton", "reference")
+
+
+def _backend(q: torch.Tensor, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"api: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if q.is_cuda else "reference"
+    if backend == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("api: backend='triton' on CPU needs TRITON_INTERPRET=1; "
+                         "use backend='reference' or a CUDA tensor")
+    return backend
+
+
+def _seq_list(cache: PagedKVCache, seqs) -> list[int]:
+    if seqs is None:
+        return cache.active_sequences()
+    return [int(s) for s in (seqs.tolist() if torch.is_tensor(seqs) else seqs)]
+
+
+def check_inputs(
+    q: torch.Tensor, cache: PagedKVCache, layer: int, seqs: list[int], budget: int, method: str
+) -> None:
+    """Raise a ValueError naming the argument and the fix when inputs do not fit the cache."""
+    if not isinstance(cache, PagedKVCache):
+        raise TypeError(f"unique_decode: cache must be a PagedKVCache, got {type(cache)}")
+    if method not in METHODS:
+        raise ValueError(f"unique_decode: method must be one of {METHODS}, got {method!r}")
+    if q.dim() != 3:
+        raise ValueError(f"unique_decode: q must be [B, H, D] (one query per sequence), "
+                         f"got shape {tuple(q.shape)}")
+    B, H, D = q.shape
+    if B != len(seqs):
+        raise ValueError(f"unique_decode: q has {B} rows but {len(seqs)} sequences are "
+                         "selected; pass seqs= with one slot per row of q")
+    if D != cache.head_dim or H % cache.num_kv_heads:
+        raise ValueError(f"unique_decode: q is [B, {H}, {D}] but the cache has head_dim "
+                         f"{cache.head_dim} and {cache.num_kv_heads} KV heads (H must be a "
+                         "multiple of the KV heads)")
+    if q.device != cache.device:
+        raise ValueError(f"unique_decode: q is on {q.device}, the cache on {cache.device}")
+    if q.dtype not in (cache.dtype, torch.float32, torch.float64):
+        raise ValueError(f"unique_decode: q dtype {q.dtype} differs from the cache dtype "
+                         f"{cache.dtype}; cast q")
+    if not 0 <= layer < cache.num_layers:
+        raise ValueError(f"unique_decode: layer {layer} not in [0, {cache.num_layers})")
+    if not isinstance(budget, int) or budget < cache.page_size:
+        raise ValueError(f"unique_decode: budget (tokens) must be an int >= the page size "
+                         f"{cache.page_size}, got {budget!r}")
+    if method == "quest" and not cache.quest:
+        raise ValueError("unique_decode: method='quest' needs PagedKVCache(..., quest=True)")
+    for s in seqs:
+        if cache.seq_length(s) < 1:
+            raise ValueError(f"unique_decode: sequence {s} is empty; reserve and write its "
+                             "tokens first")
+
+
+def _oracle_scores(q, cache, layer, pt, lens, P, sink_pages):
+    """True max of q.k per page (torch ops on the paged cache), forced pages applied."""
+    B, H, D = q.shape
+    Hkv, S = cache.num_kv_heads, cache.page_size
+    pages = pt[:, :P].long().clamp_min(0)
+    k = cache.k[layer][pages].float()  # [B, P, Hkv, S, D]
+    qg = q.float().view(B, Hkv, H // Hkv, D)
+    dots = torch.einsum("bhgd,bphsd->bhgps", qg, k)
+    pos = torch.arange(P * S, device=q.device).view(P, S)
+    valid = pos[None] < lens.long()[:, None, None]  # [B, P, S]
+    dots = dots.masked_fill(~valid[:, None, None], float("-inf"))
+    sc = dots.amax(-1).amax(2)  # [B, Hkv, P]
+    idx = torch.arange(P, device=q.device)
+    n = (lens.long() + S - 1) // S
+    sc = torch.where(idx[None, None] < sink_pages, torch.finfo(torch.float32).max, sc)
+    return torch.where(idx[None, None] == (n - 1)[:, None, None], float("inf"), sc)
+
+
+def page_scores(q, cache, layer, method="unique", seqs=None, lam=reference.LAMBDA,
+                sink_pages=0, batch=None, max_pages=None):
+    """Triton page scores [B, Hkv, P] float32 with the newest page +inf and sinks forced."""
+    from .triton.score import quest_scores, unique_scores
+
+    seqs = _seq_list(cache, seqs)
+    pt, lens = batch if batch is not None else cache.batch(seqs)
+    S = cache.page_size
+    P = max_pages or -(-max(cache.seq_length(s) for s in seqs) // S)
+    if method in ("unique", "meanonly"):
+        return unique_scores(q, cache.mean[layer], cache.std[layer], pt, lens, S,
+                             lam=lam if method == "unique" else 0.0, sink_pages=sink_pages,
+                             max_pages=P)
+    if method == "quest":
+        return quest_scores(q, cache.kmin[layer], cache.kmax[layer], pt, lens, S,
+                            sink_pages=sink_pages, max_pages=P)
+    if method == "oracle":
+        return _oracle_scores(q, cache, layer, pt, lens, P, sink_pages)
+    raise ValueError(f"page_scores: no scores for method {method!r}")
+
+
+def select(scores, cache, budget, seqs=None, batch=None):
+    """Top-k physical page ids [B, Hkv, budget // page_size] int32 (unused slots -1)."""
+    from .triton.topk import topk_pages
+
+    pt, lens = batch if batch is not None else cache.batch(_seq_list(cache, seqs))
+    return topk_pages(scores, lens, cache.page_size, budget // cache.page_size, page_table=pt)
+
+
+def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_splits=None):
+    """Paged decode attention over `pages` [B, Hkv, k] (None = dense over all pages)."""
+    from .triton.decode import paged_decode
+
+    pt, lens = batch if batch is not None else cache.batch(_seq_list(cache, seqs))
+    if pages is None:
+        pages = pt.unsqueeze(1)
+    return paged_decode(q, cache.k[layer], cache.v[layer], pages, pt, lens, scale=scale,
+                        num_splits=num_splits)
+
+
+def unique_decode(
+    q: torch.Tensor,
+    cache: PagedKVCache,
+    layer: int,
+    budget: int = 512,
+    method: str = "unique",
+    seqs: Sequence[int] | torch.Tensor | None = None,
+    lam: float = reference.LAMBDA,
+    sink_pages: int = 0,
+    scale: float | None = None,
+    backend: str = "auto",
+    return_pages: bool = False,
+):
+    """One decoding step of one layer: scores, top-k pages, sparse attention (see module doc).
+
+    With return_pages=True also returns the selected pages ([B, Hkv, k]; physical int32 ids
+    from Triton, logical int64 indices from the reference; None when attending densely).
+    """
+    seqs = _seq_list(cache, seqs)
+    check_inputs(q, cache, layer, seqs, budget, method)
+    be = _backend(q, backend)
+    S = cache.page_size
+    kp = budget // S
+    max_n = -(-max(cache.seq_length(s) for s in seqs) // S)
+    if be == "reference":
+        k, v, lens = cache.contiguous(layer, seqs)
+        meth = "dense" if max_n <= kp else method
+        out, sel = reference.topk_decode(q, k, v, lens, S, budget, meth, sink_pages, lam, scale)
+        out = out.to(q.dtype)
+        return (out, sel if meth != "dense" else None) if return_pages else out
+    if q.dtype == torch.float64:
+        raise ValueError("unique_decode: float64 runs on backend='reference' only")
+    batch = cache.batch(seqs)
+    q_in = q
+    q = q.to(cache.dtype).contiguous()
+    if method == "dense" or max_n <= kp:
+        out = attend(q, cache, layer, None, seqs, scale, batch).to(q_in.dtype)
+        return (out, None) if return_pages else out
+    scores = page_scores(q, cache, layer, method, seqs, lam, sink_pages, batch, max_n)
+    pages = select(scores, cache, budget, seqs, batch)
+    out = attend(q, cache, layer, pages, seqs, scale, batch).to(q_in.dtype)
+    return (out, pages) if return_pages else out

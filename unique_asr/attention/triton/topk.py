@@ -1,0 +1,166 @@
+"""Exact top-k page selection: radix select over float32 scores, one row per program.
+
+Why radix select: a decoding step needs the k best of up to 16K+ pages per (sequence, KV head)
+row, unordered; sorting is wasted work. Scores become order-preserving uint32 keys; a
+32-step bitwise search finds the k-th largest key T (each step counts keys >= a candidate over
+the row, held in registers); keys > T are all taken and keys == T in ascending page order until
+exactly k are taken, so ties go to the lower page index (same rule as reference.select_pages).
+The physical page ids are gathered through the page table in the same kernel.
+
+Rows with n_b <= k pages take all their pages (dense), in order. Output slots past
+min(k, n_b) hold -1. Rows longer than MAX_BLOCK pages use a chunked variant that re-reads the
+row from cache on each step.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_BLOCK = 16384
+
+
+@triton.jit
+def _keys(x, valid):
+    x = tl.where(x == 0.0, 0.0, x)  # -0.0 ties with +0.0, as in the reference
+    bits = x.to(tl.uint32, bitcast=True)
+    key = tl.where((bits >> 31) != 0, bits ^ 0xFFFFFFFF, bits | 0x80000000)
+    return tl.where(valid, key, 0)
+
+
+@triton.jit
+def _topk_kernel(
+    s_ptr, len_ptr, pt_ptr, out_ptr, lout_ptr,
+    stride_sr, stride_ptb, stride_or, HKV, K, PAGE_SIZE,
+    BLOCK: tl.constexpr, CHUNKED: tl.constexpr, GATHER: tl.constexpr, LOGICAL: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    b = row // HKV
+    n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
+    offs = tl.arange(0, BLOCK)
+    o_row = out_ptr + row * stride_or
+    l_row = lout_ptr + row * stride_or
+    s_row = s_ptr + row * stride_sr
+    if n <= K:
+        for c0 in range(0, K, BLOCK):
+            o = c0 + offs
+            om = o < K
+            valid = o < n
+            page = o
+            if GATHER:
+                page = tl.load(pt_ptr + b * stride_ptb + o, mask=valid & om, other=-1)
+            tl.store(o_row + o, tl.where(valid, page, -1), mask=om)
+            if LOGICAL:
+                tl.store(l_row + o, tl.where(valid, o, -1), mask=om)
+    else:
+        prefix = tl.zeros((), dtype=tl.uint32)
+        if CHUNKED:
+            bit = tl.full((), 0x80000000, tl.uint32)
+            for _ in range(32):
+                cand = prefix | bit
+                bit = bit >> 1
+                cnt = 0
+                for c0 in range(0, n, BLOCK):
+                    o = c0 + offs
+                    v = o < n
+                    key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
+                    cnt += tl.sum((key >= cand).to(tl.int32))
+                prefix = tl.where(cnt >= K, cand, prefix)
+            n_gt = 0
+            for c0 in range(0, n, BLOCK):
+                o = c0 + offs
+                v = o < n
+                key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
+                n_gt += tl.sum((key > prefix).to(tl.int32))
+            need = K - n_gt
+            base_gt = 0
+            base_eq = 0
+            for c0 in range(0, n, BLOCK):
+                o = c0 + offs
+                v = o < n
+                key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
+                gt = key > prefix
+                eq = (key == prefix) & v
+                cgt = tl.cumsum(gt.to(tl.int32), 0)
+                ceq = tl.cumsum(eq.to(tl.int32), 0)
+                take_eq = eq & (base_eq + ceq <= need)
+                sel = gt | take_eq
+                pos = tl.where(gt, base_gt + cgt - 1, n_gt + base_eq + ceq - 1)
+                page = o
+                if GATHER:
+                    page = tl.load(pt_ptr + b * stride_ptb + o, mask=sel, other=-1)
+                tl.store(o_row + pos, page, mask=sel)
+                if LOGICAL:
+                    tl.store(l_row + pos, o, mask=sel)
+                base_gt += tl.sum(gt.to(tl.int32))
+                base_eq += tl.sum(eq.to(tl.int32))
+        else:
+            v = offs < n
+            key = _keys(tl.load(s_row + offs, mask=v, other=0.0), v)
+            bit = tl.full((), 0x80000000, tl.uint32)
+            for _ in range(32):
+                cand = prefix | bit
+                bit = bit >> 1
+                cnt = tl.sum((key >= cand).to(tl.int32))
+                prefix = tl.where(cnt >= K, cand, prefix)
+            gt = key > prefix
+            eq = (key == prefix) & v
+            n_gt = tl.sum(gt.to(tl.int32))
+            need = K - n_gt
+            cgt = tl.cumsum(gt.to(tl.int32), 0)
+            ceq = tl.cumsum(eq.to(tl.int32), 0)
+            sel = gt | (eq & (ceq <= need))
+            pos = tl.where(gt, cgt - 1, n_gt + ceq - 1)
+            page = offs
+            if GATHER:
+                page = tl.load(pt_ptr + b * stride_ptb + offs, mask=sel, other=-1)
+            tl.store(o_row + pos, page, mask=sel)
+            if LOGICAL:
+                tl.store(l_row + pos, offs, mask=sel)
+
+
+def topk_pages(
+    scores: torch.Tensor,
+    lengths: torch.Tensor,
+    page_size: int,
+    k: int,
+    page_table: torch.Tensor | None = None,
+    logical: bool = False,
+    out: torch.Tensor | None = None,
+    block: int | None = None,
+    num_warps: int | None = None,
+):
+    """Select exactly min(k, n_b) pages per row of scores [B, Hkv, P] (float32).
+
+    lengths [B] int32 gives n_b = ceil(len_b / page_size) valid pages per sequence. With
+    page_table [B, >=P] int32 the output holds physical page ids, else logical indices.
+    Returns int32 [B, Hkv, k] (and the logical indices too when logical=True). Unordered.
+    """
+    if scores.dim() != 3 or scores.dtype != torch.float32 or scores.stride(-1) != 1:
+        raise ValueError("topk_pages: scores must be a float32 [B, Hkv, P] tensor with a "
+                         f"contiguous last dim; got {scores.dtype} {tuple(scores.shape)}")
+    if lengths.dtype != torch.int32:
+        raise ValueError("topk_pages: lengths must be int32")
+    if k < 1:
+        raise ValueError(f"topk_pages: k must be >= 1, got {k}")
+    B, Hkv, P = scores.shape
+    if out is None:
+        out = torch.empty(B, Hkv, k, dtype=torch.int32, device=scores.device)
+    lout = torch.empty_like(out) if logical else out
+    P2 = triton.next_power_of_2(max(P, 16))
+    if block is None:
+        block = min(P2, MAX_BLOCK)
+    chunked = block < P2
+    if num_warps is None:
+        num_warps = 4 if block <= 2048 else (8 if block <= 4096 else 16)
+    rows = scores.view(B * Hkv, P) if scores.is_contiguous() else scores.reshape(B * Hkv, P)
+    pt = page_table if page_table is not None else lengths
+    _topk_kernel[(B * Hkv,)](
+        rows, lengths, pt, out, lout,
+        rows.stride(0), page_table.stride(0) if page_table is not None else 0, out.stride(1),
+        Hkv, k, page_size,
+        BLOCK=block, CHUNKED=chunked, GATHER=page_table is not None, LOGICAL=logical,
+        num_warps=num_warps,
+    )
+    return (out, lout) if logical else out
