@@ -52,8 +52,8 @@ def run(cfg: DictConfig) -> list[dict]:
 
     dcfg = to_dict(cfg.decode)
     check_attention(dcfg["attention"], dcfg.get("budget"))  # before any slow work
-    ck_path = find_checkpoint(cfg.exp_dir, dcfg.get("checkpoint"))
-    out_dir, tag = run_out_dir(cfg.exp_dir, dcfg, ck_path), run_tag(dcfg)
+    ck_path = find_checkpoint(dcfg["model_dir"], dcfg.get("checkpoint"))
+    out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
     device = _device(str(dcfg["device"]))
     overrides = {"attention": dcfg["attention"]}
     model, mcfg = load_checkpoint(ck_path, map_location="cpu", overrides=overrides)

@@ -25,7 +25,7 @@ def run(cfg: DictConfig) -> dict:
     from unique_asr.scoring.run import score_run
 
     dcfg = to_dict(cfg.decode)
-    out_dir, tag = run_out_dir(cfg.exp_dir, dcfg), run_tag(dcfg)
+    out_dir, tag = run_out_dir(dcfg), run_tag(dcfg)
     results = {}
     for test_set in dcfg["sets"]:
         score, paths = score_run(out_dir, test_set, tag, results_md=dcfg.get("results_md"))

@@ -2,8 +2,9 @@
 
 Both entry points take the same hydra config, so `bin.score` with the overrides given to
 `bin.decode` finds exactly that run:
-  checkpoint  decode.checkpoint, else the newest <exp_dir>/avg-*.pt, else <exp_dir>/last.pt
-  out_dir     decode.out_dir, else <exp_dir>/decode/<checkpoint stem>
+  checkpoint  decode.checkpoint, else the newest <model_dir>/avg-*.pt, else <model_dir>/last.pt
+              (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
+  out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
   tag         decode.tag, else <method>[<beam>]-<attention>[-b<budget>]
               (greedy-dense, beam4-dense, greedy-unique-b512, ...)
 """
@@ -13,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def find_checkpoint(exp_dir: str | Path, checkpoint: str | None = None) -> Path:
+def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Path:
     if checkpoint:
         p = Path(checkpoint)
         if not p.is_file():
             raise FileNotFoundError(f"decode.checkpoint={p} does not exist")
         return p
-    exp = Path(exp_dir)
+    exp = Path(model_dir)
     avgs = sorted(exp.glob("avg-*.pt"), key=lambda p: p.stat().st_mtime)
     if avgs:
         return avgs[-1]
@@ -43,8 +44,8 @@ def run_tag(dcfg) -> str:
     return tag if dcfg["attention"] == "dense" else f"{tag}-b{int(dcfg['budget'])}"
 
 
-def run_out_dir(exp_dir: str | Path, dcfg, checkpoint: Path | None = None) -> Path:
+def run_out_dir(dcfg, checkpoint: Path | None = None) -> Path:
     if dcfg.get("out_dir"):
         return Path(dcfg["out_dir"])
-    ck = checkpoint or find_checkpoint(exp_dir, dcfg.get("checkpoint"))
-    return Path(exp_dir) / "decode" / ck.stem
+    ck = checkpoint or find_checkpoint(dcfg["model_dir"], dcfg.get("checkpoint"))
+    return Path(dcfg["model_dir"]) / "decode" / ck.stem

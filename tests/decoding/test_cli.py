@@ -1,0 +1,78 @@
+"""bin.decode then bin.score, as run.sh stages 5 and 6 call them, on a random tiny checkpoint."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import sentencepiece as spm
+import torch
+from conftest import make_cut
+from lhotse import CutSet
+
+from unique_asr.models import ModelConfig, build_model
+
+TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine",
+         "all that glitters is not gold", "hello world good bye"]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    lang = root / "data" / "lang_bpe_30"
+    lang.mkdir(parents=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(TEXTS * 5), model_prefix=str(lang / "bpe"), vocab_size=30,
+        model_type="bpe", hard_vocab_limit=False, minloglevel=2,
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(lang / "bpe.model"))
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_text=sp.get_piece_size())
+    model_dir = root / "exp" / "tiny"
+    model_dir.mkdir(parents=True)
+    torch.save({"model": build_model(cfg).state_dict(), "model_cfg": cfg.to_dict(),
+                "bpe_model": str(lang / "bpe.model")}, model_dir / "last.pt")
+    audio = root / "audio"
+    audio.mkdir()
+    cuts = CutSet.from_cuts([make_cut(audio, "rec1", 3.0, texts=TEXTS[:2]),
+                             make_cut(audio, "rec2", 2.0, texts=TEXTS[2:])])
+    (root / "data" / "fbank").mkdir()
+    cuts.to_file(root / "data" / "fbank" / "cuts_test.jsonl.gz")
+    return root
+
+
+def _run(module, root, *extra):
+    cmd = [sys.executable, "-m", f"unique_asr.bin.{module}", f"recipe_dir={root}",
+           f"data_dir={root}/data", f"exp_dir={root}/exp", "train.tag=tiny",
+           "decode.max_tokens_per_second=2", "decode.min_new_tokens=2", *extra]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240)
+
+
+def test_decode_then_score(recipe):
+    res = _run("decode", recipe)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = recipe / "exp" / "tiny" / "decode" / "last"
+    rows = [json.loads(x) for x in (out / "hyps-test-greedy-dense.jsonl").read_text().split("\n")
+            if x]
+    assert [r["id"] for r in rows] == ["rec1", "rec2"]
+    assert rows[0]["ref"] == " ".join(TEXTS[:2])
+    meta = json.loads((out / "meta-test-greedy-dense.json").read_text())
+    assert meta["attention"] == "dense" and meta["speed"]["rtfx"] > 0
+    assert "decode.max_tokens_per_second=2" in meta["command"]
+
+    res = _run("score", recipe)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "test greedy-dense: WER" in res.stdout
+    for kind in ("recogs", "errs", "wer-summary"):
+        assert (out / f"{kind}-test-greedy-dense.txt").is_file()
+    row = (recipe / "RESULTS.md").read_text().splitlines()[-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:6] == ["test", "tiny (last.pt)", "dense", "-", "greedy"]
+    assert float(cells[6]) >= 0 and float(cells[11]) > 0  # WER, RTFx
+    assert "python -m unique_asr.bin.decode" in cells[-1]
+
+
+def test_unknown_or_unavailable_attention_is_a_clear_error(recipe):
+    res = _run("decode", recipe, "decode.attention=sparse")
+    assert res.returncode != 0
+    assert "decode.attention='sparse' is unknown; choose one of dense, unique" in res.stderr
