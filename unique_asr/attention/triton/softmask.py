@@ -39,6 +39,19 @@ def _interpret() -> bool:
 
 
 # ----------------------------------------------------------------------------------- helpers
+# Triton 3.6's interpreter multiplies bfloat16 dot operands as raw uint16: upcast there.
+_INTERP = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+
+
+@triton.jit
+def _mm(a, b, acc=None, input_precision: tl.constexpr = None):
+    if _INTERP:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+    else:
+        out = tl.dot(a, b, acc, input_precision=input_precision)
+    return out
+
+
 @triton.jit
 def _logsigmoid(z):
     # stable log(sigmoid(z)) = min(z, 0) - log(1 + exp(-|z|)); z = +inf gives 0
@@ -48,9 +61,9 @@ def _logsigmoid(z):
 @triton.jit
 def _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO: tl.constexpr, PREC: tl.constexpr):
     """[rows, NP] = q . mean_p + lam * ||q|| * std_p (float32)."""
-    s = tl.dot(q, tl.trans(mh), input_precision=PREC)
+    s = _mm(q, tl.trans(mh), input_precision=PREC)
     if USE_LO:
-        s = tl.dot(q, tl.trans(ml), s, input_precision=PREC)
+        s = _mm(q, tl.trans(ml), s, input_precision=PREC)
     return s + lam * qnorm[:, None] * st[None, :]
 
 
@@ -101,7 +114,7 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
     else:
         gb = tl.where(past, _logsigmoid(z), 0.0)
     bias = _to_tokens(_to_rows(gb, BT, GP, NP), BM, NP, S)
-    s = tl.dot(q, tl.trans(k), input_precision=PREC) * sm_scale2 + bias * 1.4426950408889634
+    s = _mm(q, tl.trans(k), input_precision=PREC) * sm_scale2 + bias * 1.4426950408889634
     if MASK:
         kn = n0 + tl.arange(0, BN)
         ok = (kn[None, :] <= t[:, None]) & (kn[None, :] < n_b)
@@ -261,7 +274,7 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
     alpha = tl.exp2(m_i - m_use)
     p = tl.exp2(s - m_use[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PREC)
+    acc = _mm(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PREC)
     return m_new, l_i, acc
 
 
@@ -337,12 +350,12 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
-    dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+    dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
-    dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PREC)
+    dq = _mm(ds.to(k.dtype), k, dq, input_precision=PREC)
     if not HARD:
         dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
-        dq = tl.dot((dsr / sm_scale).to(k.dtype), mh, dq, input_precision=PREC)
+        dq = _mm((dsr / sm_scale).to(k.dtype), mh, dq, input_precision=PREC)
     return dq
 
 
@@ -407,13 +420,13 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh, bh, L, H, MH
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
-    dv = tl.dot(tl.trans(p.to(v.dtype)), do, dv, input_precision=PREC)
-    dp = tl.dot(do, tl.trans(v), input_precision=PREC)
+    dv = _mm(tl.trans(p.to(v.dtype)), do, dv, input_precision=PREC)
+    dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
-    dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=PREC)
+    dk = _mm(tl.trans(ds.to(q.dtype)), q, dk, input_precision=PREC)
     if not HARD:
         dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
-        dmean = tl.dot(tl.trans(dsr.to(q.dtype)), q, dmean, input_precision=PREC)
+        dmean = _mm(tl.trans(dsr.to(q.dtype)), q, dmean, input_precision=PREC)
         dstd += tl.sum(dsr * (lam * qnorm)[:, None], axis=0)
     return dk, dv, dmean, dstd
 
@@ -478,23 +491,29 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
+# Block-size overrides for benchmarks/tuning, e.g. {"rows_fwd": 64, "fwd_warps": 4}.
+CONFIG_OVERRIDES: dict = {}
+
+
 class _Cfg:
     """Block sizes: keys per block BN (>= 16 pages so the page dots have K >= 16)."""
 
     def __init__(self, D: int, S: int, G: int, dtype: torch.dtype):
         self.GP = _next_pow2(G)
         interp = _interpret()
+        ov = CONFIG_OVERRIDES
         self.BN = max(16 * S, 64 if interp else 128)
-        rows_fwd = 64 if interp else 128
-        rows_bwd = 64 if interp else (64 if D > 64 else 128)
+        rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
+        rows_bwd = ov.get("rows_bwd", 64 if interp else (64 if D > 64 else 128))
         self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
         self.BT_dq = self.BT_fwd
         self.BT_dkdv = max(1, min(rows_bwd // self.GP, self.BN))
         self.use_lo = dtype != torch.float32
         self.prec = "ieee" if dtype == torch.float32 else "tf32"
-        self.fwd_warps = 4 if interp else 8
-        self.bwd_warps = 4 if interp else 8
-        self.stages = 1 if interp else 2
+        self.fwd_warps = ov.get("fwd_warps", 4 if interp else 8)
+        self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
+        self.stages = ov.get("stages", 1 if interp else 2)
+        self.bwd_stages = ov.get("bwd_stages", self.stages)
 
 
 def page_stats_triton(k: torch.Tensor, page_size: int):
@@ -597,9 +616,9 @@ class SoftmaskFunction(torch.autograd.Function):
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
-        common = {"D": D, "GP": cfg.GP, "G": G, "BN": cfg.BN, "S": S, "HARD": hard, "USE_LO": cfg.use_lo,
-                      "PREC": cfg.prec, "HAS_SEQ": has_seq, "num_warps": cfg.bwd_warps,
-                      "num_stages": cfg.stages}
+        common = {"D": D, "GP": cfg.GP, "G": G, "BN": cfg.BN, "S": S, "HARD": hard,
+                  "USE_LO": cfg.use_lo, "PREC": cfg.prec, "HAS_SEQ": has_seq,
+                  "num_warps": cfg.bwd_warps, "num_stages": cfg.bwd_stages}
         _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
             q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
             sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, **common)
