@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# unique_asr: the shared stage-by-stage pipeline (Kaldi/ESPnet style).
+# With no arguments it sets up the environment and runs every stage of the default recipe,
+# egs/synth_longform. Recipes call it from egs/<corpus>/run.sh with their own options.
+#
+# A stage is a shell function named stage_<N>_<name>; the driver finds them by name, so adding
+# a stage means adding one function (and, optionally, stage_keys_<N>: the hydra override keys
+# that make its finished work stale). Each stage logs start/end/duration, writes a .done marker
+# on success (a re-run skips it) and stops the pipeline with its name on failure.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+# ---- options (any of them as --name value; see --help)
+stage=0              # first stage to run
+stop_stage=""        # last stage to run (default: the last stage that exists)
+recipe=egs/synth_longform
+corpus_size=default  # recipes with conf/corpus/: tiny | default | large
+nj=2                 # parallel workers (synthesis, fbank)
+data_dir=""          # default: <recipe>/data
+exp_dir=""           # default: <recipe>/exp
+force=false          # true: ignore .done markers in the selected range
+setup=true           # false: skip local/setup_env.sh (the environment is known to be ready)
+
+help_message="Usage: $0 [options] [-- hydra overrides]
+  --stage N          first stage (default 0)
+  --stop-stage M     last stage (default: the last one)
+  --recipe DIR       recipe directory (default egs/synth_longform)
+  --corpus-size S    corpus config for recipes that synthesise one: tiny|default|large
+  --nj N             parallel workers (default 2)
+  --data-dir DIR     data outputs (default <recipe>/data)
+  --exp-dir DIR      experiment outputs (default <recipe>/exp)
+  --force BOOL       redo stages even when their .done marker exists (default false)
+  --setup BOOL       run local/setup_env.sh first (default true)
+Everything after -- goes to every Python stage as hydra overrides, e.g.
+  $0 --stage 3 -- data.lang.vocab_size=256
+Stages:"
+
+# ---- stages: stage_<N>_<name> functions. $py, "${hydra_args[@]}" and the paths are set below.
+stage_keys_0="corpus seed"
+stage_0_prepare() {   # corpus -> <data_dir>/corpus (recipe-specific: <recipe>/local/)
+  local script="$recipe/local/prepare_corpus.sh"
+  [ -x "$script" ] || die "stage 0: $script not found or not executable (each recipe provides it)"
+  "$script" "${hydra_args[@]}"
+}
+stage_keys_1="corpus seed data.splits"
+stage_1_manifests() { "$py" -m unique_asr.bin.manifests "${hydra_args[@]}"; }
+stage_keys_2="corpus seed data.splits data.fbank data.sample_rate"
+stage_2_features() { "$py" -m unique_asr.bin.features "${hydra_args[@]}"; }
+stage_keys_3="corpus seed data.lang"
+stage_3_bpe() { "$py" -m unique_asr.bin.bpe "${hydra_args[@]}"; }
+
+# ---- driver
+log() { echo "[run.sh $(date -u +%H:%M:%S)] $*"; }
+die() { echo "[run.sh] ERROR: $*" >&2; exit 1; }
+
+mapfile -t stage_fns < <(declare -F | awk '{print $3}' | grep -E '^stage_[0-9]+_' | sort -t_ -k2,2n)
+stage_list=""
+for fn in "${stage_fns[@]}"; do
+  n=${fn#stage_}; n=${n%%_*}
+  help_message+=$'\n'"  $n ${fn#stage_${n}_}"
+  stage_list+=" $n"
+done
+
+. local/parse_options.sh
+overrides=("$@")
+
+usage_error() { echo "$0: $*" >&2; printf '%s\n' "$help_message" >&2; exit 2; }
+is_stage() { [[ "$1" =~ ^[0-9]+$ ]] && [[ " $stage_list " == *" $1 "* ]]; }
+last_stage=${stage_list##* }
+[ -n "$stop_stage" ] || stop_stage=$last_stage
+is_stage "$stage" || usage_error "unknown stage '$stage' (stages:$stage_list)"
+is_stage "$stop_stage" || usage_error "unknown stop stage '$stop_stage' (stages:$stage_list)"
+[ "$stage" -le "$stop_stage" ] || usage_error "--stage $stage is after --stop-stage $stop_stage"
+[[ "$nj" =~ ^[1-9][0-9]*$ ]] || usage_error "--nj must be a positive integer, not '$nj'"
+
+[ -d "$recipe" ] || die "recipe directory '$recipe' does not exist (see egs/ for recipes)"
+recipe=$(cd "$recipe" && pwd)
+data_dir=${data_dir:-$recipe/data}
+exp_dir=${exp_dir:-$recipe/exp}
+mkdir -p "$data_dir" "$exp_dir"
+data_dir=$(cd "$data_dir" && pwd)
+exp_dir=$(cd "$exp_dir" && pwd)
+
+if $setup; then local/setup_env.sh; fi
+py=$root/.venv/bin/python
+[ -x "$py" ] || die "$py not found: run local/setup_env.sh (or drop --setup false)"
+export PYTHONUNBUFFERED=1
+
+hydra_args=("recipe_dir=$recipe" "data_dir=$data_dir" "exp_dir=$exp_dir" "num_workers=$nj"
+            "hydra.searchpath=[file://$recipe/conf]")
+[ -d "$recipe/conf/corpus" ] && hydra_args+=("corpus=$corpus_size")
+hydra_args+=("${overrides[@]+"${overrides[@]}"}")
+
+# The marker of a stage holds a signature of the options that shape its output; a different
+# signature (e.g. another --corpus-size or data.lang.vocab_size) makes the stage run again.
+signature() {
+  local n=$1 keys_var="stage_keys_$1" keys sig="recipe=$recipe corpus_size=$corpus_size" o k p
+  keys=${!keys_var-}
+  for o in "${overrides[@]+"${overrides[@]}"}"; do
+    k=${o%%=*}; k=${k#++}; k=${k#+}; k=${k#\~}
+    if [ -z "$keys" ]; then sig+=" $o"; continue; fi
+    for p in $keys; do
+      if [ "$k" = "$p" ] || [[ "$k" == "$p".* ]]; then sig+=" $o"; break; fi
+    done
+  done
+  echo "$sig"
+}
+marker_dir() { if [ "$1" -le 3 ]; then echo "$data_dir/.done"; else echo "$exp_dir/.done"; fi; }
+
+log "recipe $recipe, stages $stage..$stop_stage, data $data_dir, exp $exp_dir"
+[ ${#overrides[@]} -eq 0 ] || log "hydra overrides: ${overrides[*]}"
+t_all=$SECONDS
+for fn in "${stage_fns[@]}"; do
+  n=${fn#stage_}; n=${n%%_*}; name=${fn#stage_${n}_}
+  [ "$n" -ge "$stage" ] && [ "$n" -le "$stop_stage" ] || continue
+  marker="$(marker_dir "$n")/stage${n}_${name}.done"
+  sig=$(signature "$n")
+  if ! $force && [ -f "$marker" ]; then
+    if [ "$(head -n1 "$marker")" = "$sig" ]; then
+      log "stage $n ($name): done already, skipping (remove $marker or use --force true to redo)"
+      continue
+    fi
+    log "stage $n ($name): options changed since it was done; running it again"
+  fi
+  rm -f "$marker"
+  log "stage $n ($name): start"
+  t0=$SECONDS
+  set +e
+  ( set -e; "$fn" )
+  rc=$?
+  set -e
+  if [ $rc -ne 0 ]; then
+    echo "[run.sh $(date -u +%H:%M:%S)] ERROR: stage $n ($name) FAILED (exit $rc) after" \
+         "$((SECONDS - t0)) s; fix the error above and re-run with --stage $n" >&2
+    exit $rc
+  fi
+  mkdir -p "$(dirname "$marker")"
+  printf '%s\n%s\n' "$sig" "finished $(date -u +%FT%TZ) in $((SECONDS - t0)) s" > "$marker.tmp"
+  mv "$marker.tmp" "$marker"
+  log "stage $n ($name): done in $((SECONDS - t0)) s"
+done
+log "all requested stages done in $((SECONDS - t_all)) s"

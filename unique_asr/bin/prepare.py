@@ -1,0 +1,34 @@
+"""Stage 0 for synthetic recipes: build the corpus described by cfg.corpus into
+<data_dir>/corpus (see unique_asr.data.synth_corpus). Resumable; safe to interrupt.
+
+    python -m unique_asr.bin.prepare recipe_dir=egs/synth_longform corpus=tiny
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from unique_asr.bin._common import CONFIG_PATH, log, start, to_dict
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def main(cfg: DictConfig) -> None:
+    from unique_asr.data.synth_corpus import CorpusBuilder
+
+    start(cfg, "prepare")
+    if "corpus" not in cfg:
+        raise SystemExit(f"prepare: no 'corpus' config; the recipe {cfg.recipe_dir} must provide "
+                         "conf/corpus/<size>.yaml (see egs/synth_longform/conf/corpus)")
+    out = Path(cfg.data_dir) / "corpus"
+    info = CorpusBuilder(to_dict(cfg.corpus), out, cfg.num_workers).build()
+    log.info("prepare: corpus in %s\n%s", out, json.dumps(
+        {s: {k: v for k, v in d.items() if k != "recording_minutes"}
+         for s, d in info["splits"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Where a recipe's data products live; the one place that knows the layout of `data/`.
+
+Training and decoding code should use these helpers rather than build paths by hand:
+
+    from unique_asr.data.paths import RecipeData
+    rd = RecipeData("egs/synth_longform")          # or data_dir=... to point elsewhere
+    cuts = rd.load_cuts("train")                   # lhotse CutSet with fbank features
+    sp = rd.load_bpe(500)                          # sentencepiece.SentencePieceProcessor
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RecipeData:
+    """Paths of one recipe's data directory (default: <recipe_dir>/data)."""
+
+    recipe_dir: Path
+    data_dir: Path
+
+    def __init__(self, recipe_dir: str | Path, data_dir: str | Path | None = None):
+        object.__setattr__(self, "recipe_dir", Path(recipe_dir).resolve())
+        object.__setattr__(self, "data_dir",
+                           Path(data_dir).resolve() if data_dir else self.recipe_dir / "data")
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.data_dir / "corpus"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.data_dir / "manifests"
+
+    @property
+    def fbank_dir(self) -> Path:
+        return self.data_dir / "fbank"
+
+    def recordings_path(self, split: str) -> Path:
+        return self.manifests_dir / f"recordings_{split}.jsonl.gz"
+
+    def supervisions_path(self, split: str) -> Path:
+        return self.manifests_dir / f"supervisions_{split}.jsonl.gz"
+
+    def cuts_path(self, split: str) -> Path:
+        """One cut per whole recording, with its supervisions and 80-dim fbank features."""
+        return self.fbank_dir / f"cuts_{split}.jsonl.gz"
+
+    def lang_dir(self, vocab_size: int) -> Path:
+        return self.data_dir / f"lang_bpe_{int(vocab_size)}"
+
+    def bpe_model_path(self, vocab_size: int) -> Path:
+        return self.lang_dir(vocab_size) / "bpe.model"
+
+    def load_cuts(self, split: str):
+        """Load the cuts of a split; the error names stage 2 when they are missing."""
+        from lhotse import CutSet
+
+        path = self.cuts_path(split)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run stage 2 (features) first, e.g. "
+                                    f"./run.sh --recipe {self.recipe_dir} --stage 0 --stop-stage 2")
+        return CutSet.from_file(path)
+
+    def load_bpe(self, vocab_size: int):
+        """Load the sentencepiece model; the error names stage 3 when it is missing."""
+        import sentencepiece as spm
+
+        path = self.bpe_model_path(vocab_size)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run stage 3 (BPE) with "
+                                    f"data.lang.vocab_size={vocab_size}")
+        return spm.SentencePieceProcessor(model_file=str(path))

@@ -1,0 +1,81 @@
+"""Offline English text for the synthetic corpus: Debian's fortunes-min cookie files.
+
+The files (/usr/share/games/fortunes/{fortunes,literature,riddles}) ship with Debian's
+fortunes-min package under the BSD licence in /usr/share/doc/fortunes-min/copyright. We only
+read them locally to synthesise audio; nothing is redistributed.
+
+Each cookie is split into sentences; a sentence is kept when, after normalisation, it has
+3..max_words words and carries nothing a TTS engine would read differently from the reference
+(acronyms, code, markup). The output order is deterministic (file order, then cookie order).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .text_norm import normalize_text
+
+DEFAULT_FORTUNE_DIR = "/usr/share/games/fortunes"
+DEFAULT_FORTUNE_FILES = ("fortunes", "literature", "riddles")
+
+_ATTRIBUTION = re.compile(r"^\s*(--|\u2014|-- ?[A-Z])")
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(]*[A-Z0-9])")
+_BAD_CHARS = re.compile(r"[<>{}\[\]|\\/_^~*#\t]")
+_ACRONYM = re.compile(r"\b(?!I\b|A\b|OK\b)[A-Z]{2,5}\b")
+_ABBREV_END = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|Capt|Col|Gen|Gov|Lt|Rev|Sgt|Mt|vs|No)\.$")
+
+
+def read_cookies(path: Path) -> list[str]:
+    """Return the cookies of one fortune file, attribution lines dropped, lines joined."""
+    cookies, lines = [], []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines() + ["%"]:
+        if line.strip() == "%":
+            if lines:
+                cookies.append(" ".join(" ".join(lines).split()))
+            lines = []
+        elif not _ATTRIBUTION.match(line):
+            lines.append(line)
+    return cookies
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences at . ! ? followed by a capital, keeping abbreviations whole."""
+    pieces = _SPLIT.split(text)
+    out: list[str] = []
+    for piece in pieces:
+        if out and _ABBREV_END.search(out[-1]):
+            out[-1] = out[-1] + " " + piece
+        else:
+            out.append(piece)
+    return [p.strip() for p in out if p.strip()]
+
+
+def load_sentences(fortune_dir: str | Path = DEFAULT_FORTUNE_DIR,
+                   files: tuple[str, ...] | list[str] = DEFAULT_FORTUNE_FILES,
+                   min_words: int = 3, max_words: int = 30) -> list[str]:
+    """Return unique normalised sentences from the fortune files, in a deterministic order.
+
+    Raises FileNotFoundError naming the path and the Debian package when a file is missing.
+    """
+    fortune_dir = Path(fortune_dir)
+    seen: set[str] = set()
+    sentences: list[str] = []
+    for name in files:
+        path = fortune_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"text source {path} not found: it comes with Debian's fortunes-min package; "
+                "install it with: sudo apt-get install -y fortunes-min")
+        for cookie in read_cookies(path):
+            for raw in split_sentences(cookie):
+                if _BAD_CHARS.search(raw) or _ACRONYM.search(raw) or ":" in raw:
+                    continue
+                norm = normalize_text(raw)
+                n = len(norm.split())
+                if min_words <= n <= max_words and norm not in seen:
+                    seen.add(norm)
+                    sentences.append(norm)
+    if not sentences:
+        raise ValueError(f"no usable sentences in {fortune_dir} ({', '.join(files)})")
+    return sentences
