@@ -505,11 +505,15 @@ class _Cfg:
         self.BN = max(16 * S, 64 if interp else 128)
         rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
         rows_bwd = ov.get("rows_bwd", 64 if interp else (64 if D > 64 else 128))
+        self.use_lo = dtype != torch.float32
+        self.prec = "ieee" if dtype == torch.float32 else "tf32"
+        if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
+            rows_fwd = ov.get("rows_fwd", 64)
+            rows_bwd = ov.get("rows_bwd", 32)
+            ov = {"stages": 1, **ov}
         self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
         self.BT_dq = self.BT_fwd
         self.BT_dkdv = max(1, min(rows_bwd // self.GP, self.BN))
-        self.use_lo = dtype != torch.float32
-        self.prec = "ieee" if dtype == torch.float32 else "tf32"
         self.fwd_warps = ov.get("fwd_warps", 4 if interp else 8)
         self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
         self.stages = ov.get("stages", 1 if interp else 2)
