@@ -126,6 +126,7 @@ def beam_search(
     stats.prefill_seconds = t1 - t0
     V = logp.shape[-1]
     rows = torch.arange(B, device=dev)
+    identity = torch.arange(B * K, device=dev)
     cache.reorder(rows.repeat_interleave(K))  # K copies of every sequence
     # Only beam 0 is live at the start, so the first expansion does not pick K copies of a token.
     score = torch.full((B, K), float("-inf"), device=dev)
@@ -152,7 +153,8 @@ def beam_search(
         if bool(fin.all()):
             break
         flat = (rows[:, None] * K + parent).flatten()
-        cache.reorder(flat)
+        if not torch.equal(flat, identity):  # reordering copies the whole cache: skip if a no-op
+            cache.reorder(flat)
         logp = torch.log_softmax(_mask_logits(model.decode_step(tok.flatten(), cache), suppress), -1)
     _sync(dev)
     stats.step_seconds = time.perf_counter() - t1
