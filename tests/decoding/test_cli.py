@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sentencepiece as spm
@@ -76,3 +77,15 @@ def test_unknown_or_unavailable_attention_is_a_clear_error(recipe):
     res = _run("decode", recipe, "decode.attention=sparse")
     assert res.returncode != 0
     assert "decode.attention='sparse' is unknown; choose one of dense, unique" in res.stderr
+
+
+def test_run_sh_stages_5_and_6(recipe):
+    root = Path(__file__).resolve().parents[2]
+    cmd = [str(root / "run.sh"), "--recipe", str(recipe), "--stage", "5", "--stop-stage", "6",
+           "--setup", "false", "--", "train.tag=tiny", "decode.max_tokens_per_second=2",
+           "decode.min_new_tokens=2", "decode.tag=runsh"]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240, cwd=root)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "stage 5 (decode): done" in res.stdout and "stage 6 (score): done" in res.stdout
+    assert (recipe / "exp" / "tiny" / "decode" / "last" / "wer-summary-test-runsh.txt").is_file()
+    assert "| test | tiny (last.pt) | dense |" in (recipe / "RESULTS.md").read_text()
