@@ -59,7 +59,6 @@ def copy_bandwidth() -> float:
     x = torch.randn(n, device=DEV, dtype=torch.bfloat16)  # 1 GiB on the GPU
     y = torch.empty_like(x)
     t = med_us(lambda: y.copy_(x), rep=100) * 1e-6
-    del x, y
     return 2 * n * 2 / t
 
 
@@ -119,7 +118,6 @@ def sdpa_dense(q, cache, pt, lens, ctx):
     f = torch.nn.functional.scaled_dot_product_attention
     o = f(q4, kc, vc, enable_gqa=True)
     t = med_us(lambda: f(q4, kc, vc, enable_gqa=True))
-    del kc, vc
     return t, o[:, :, 0]
 
 
@@ -139,7 +137,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
     out = torch.empty(B, H, D, device=DEV, dtype=torch.bfloat16)
 
     # stage configurations: a small sweep, the best is used and recorded
-    score_cfgs = [dict(block_p=bp, num_warps=w) for bp in (32, 64, 128) for w in (4, 8)]
+    score_cfgs = [{"block_p": bp, "num_warps": w} for bp in (32, 64, 128) for w in (4, 8)]
     t_score = {}
     for c in score_cfgs:
         t_score[json.dumps(c)] = med_us(lambda c=c: unique_scores(
@@ -147,7 +145,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
     sc_cfg = json.loads(min(t_score, key=t_score.get))
     unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
     topk_pages(scores, lens, S, kp, page_table=pt, out=sel)
-    attn_cfgs = [dict(num_splits=ns, block_pg=bp, num_warps=w)
+    attn_cfgs = [{"num_splits": ns, "block_pg": bp, "num_warps": w}
                  for ns in (1, 2, 4) for bp in (4, 8) for w in (4, 8)]
     t_attn = {}
     for c in attn_cfgs:
@@ -175,7 +173,6 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
         q[chk], mean[pt[chk, :P].long()].permute(0, 2, 1, 3), std[pt[chk, :P].long()]
         .permute(0, 2, 1)), ll, S, kp)
     overlap = (sel_l.sort(-1).values == ref_sel).float().mean().item()
-    del kk, vv
 
     t_sc = t_score[json.dumps(sc_cfg)]
     t_tk = med_us(lambda: topk_pages(scores, lens, S, kp, page_table=pt, out=sel))
@@ -215,9 +212,6 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
                       "score+topk+attention", time=time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                  time.gmtime()))
     log(rec)
-    del cache
-    if DEV == "cuda":
-        torch.cuda.empty_cache()
     return rec
 
 
@@ -250,7 +244,8 @@ def bench_table8(bw, info, gen, log, contexts):
         for bp in (32, 64, 128):
             for w in (4, 8):
                 ts[(bp, w)] = med_us(lambda bp=bp, w=w: unique_scores(
-                    q, mean, std, pt, lens, S, max_pages=P, out=out, block_p=bp, num_warps=w))
+                    q, mean, std, pt, lens, S, max_pages=P, out=out,  # noqa: B023
+                    block_p=bp, num_warps=w))
         (bp, w), t = min(ts.items(), key=lambda kv: kv[1])
         unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=out, block_p=bp, num_warps=w)
         ref = R.unique_page_scores(q, mean.view(B, P, HKV, D).permute(0, 2, 1, 3),
@@ -263,8 +258,7 @@ def bench_table8(bw, info, gen, log, contexts):
                  kv_heads=HKV, head_dim=D, score_us=round(t, 2), floor_us=round(floor, 2),
                  over_floor=round(t / floor, 3), achieved_tbs=round(nbytes / t / 1e6, 3),
                  paper_h100_us={8192: 39, 32768: 99, 131072: 342}.get(ctx),
-                 cfg=dict(block_p=bp, num_warps=w), max_abs_err=err))
-        del mean, std
+                 cfg={"block_p": bp, "num_warps": w}, max_abs_err=err))
 
 
 def bench_table9(info, gen, log, pages_list, rows=256, k=64):
@@ -277,8 +271,8 @@ def bench_table9(info, gen, log, pages_list, rows=256, k=64):
         topk_pages(sc, lens, S, k, page_table=pt, out=sel)
         want = torch.topk(sc[:, 0], k, dim=-1).indices.sort(-1).values
         ok = torch.equal(sel[:, 0].long().sort(-1).values, want)
-        t = med_us(lambda: topk_pages(sc, lens, S, k, page_table=pt, out=sel))
-        t_ref = med_us(lambda: torch.topk(sc[:, 0], k, dim=-1, sorted=False))
+        t = med_us(lambda: topk_pages(sc, lens, S, k, page_table=pt, out=sel))  # noqa: B023
+        t_ref = med_us(lambda: torch.topk(sc[:, 0], k, dim=-1, sorted=False))  # noqa: B023
         log(dict(bench="topk", **info, rows=rows, pages=P, k=k, topk_us=round(t, 2),
                  torch_topk_us=round(t_ref, 2), speedup_vs_torch=round(t_ref / t, 2),
                  paper_h100_us={1024: 13, 4096: 14, 16384: 22}.get(P), exact_match=ok))
@@ -311,13 +305,17 @@ def main(argv=None) -> None:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), flush=True)
 
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    ints = lambda s: [int(x) for x in s.split(",") if x]
     if args.smoke:
         args.contexts, args.long_contexts, args.batch, args.budget = "200,77", "", 3, 64
     for ctx in ints(args.contexts):
         bench_step(args.batch, ctx, args.budget, bw, info, gen, log)
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
     for ctx in ints(args.long_contexts):
         bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log)
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
     if not args.skip_tables:
         t8 = [256, 512] if args.smoke else [8192, 16384, 32768, 65536, 131072]
         t9 = [64, 300] if args.smoke else [1024, 2048, 4096, 8192, 16384]

@@ -65,17 +65,17 @@ def write_plot(recs, path: str) -> None:
     def py(y):
         return Hh - m + -y / y1 * (Hh - 2 * m)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{Hh}" '
-           'font-family="sans-serif" font-size="12">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{Hh}" '
+           'font-family="sans-serif" font-size="12">'),
            f'<rect width="{W}" height="{Hh}" fill="white"/>',
            f'<line x1="{m}" y1="{Hh - m}" x2="{W - m}" y2="{Hh - m}" stroke="black"/>',
            f'<line x1="{m}" y1="{m}" x2="{m}" y2="{Hh - m}" stroke="black"/>',
-           f'<text x="{W / 2}" y="{Hh - 15}" text-anchor="middle">context (tokens); batch '
-           'in brackets</text>',
-           f'<text x="15" y="{Hh / 2}" transform="rotate(-90 15 {Hh / 2})" '
-           'text-anchor="middle">speedup of UNIQUE step (x)</text>',
-           f'<text x="{W / 2}" y="25" text-anchor="middle" font-size="14">UNIQUE decode step '
-           'speedup, budget 512, bf16, 32/8 heads, D128</text>']
+           (f'<text x="{W / 2}" y="{Hh - 15}" text-anchor="middle">context (tokens); batch '
+           'in brackets</text>'),
+           (f'<text x="15" y="{Hh / 2}" transform="rotate(-90 15 {Hh / 2})" '
+           'text-anchor="middle">speedup of UNIQUE step (x)</text>'),
+           (f'<text x="{W / 2}" y="25" text-anchor="middle" font-size="14">UNIQUE decode step '
+           'speedup, budget 512, bf16, 32/8 heads, D128</text>')]
     for r, x in zip(steps, xs):
         out.append(f'<text x="{px(x)}" y="{Hh - m + 18}" text-anchor="middle">'
                    f'{r["context"] // 1024}K ({r["batch"]})</text>')
