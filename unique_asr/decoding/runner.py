@@ -89,17 +89,20 @@ def _batches(pieces: list[Piece], batch_size: int, max_frames: int) -> list[list
     return out
 
 
-def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeResult:
-    """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
-    notes: Counter = Counter()
-    skipped: list[dict] = []
-    recs, pieces = [], []
-    max_frames = max_piece_frames(
-        model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
-        opts.max_segment_seconds,
-    )
-    min_frames = opts.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > one page after 8x
-    t_feat = time.perf_counter()
+@dataclass
+class TestRecording:
+    """One recording to decode: its whole features and what scoring needs."""
+
+    id: str
+    feats: torch.Tensor  # [T, num_mel_bins]
+    ref: str
+    duration: float  # seconds
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # supervision gaps (s)
+
+
+def load_recordings(cuts, opts: DecodeOptions, notes: Counter, skipped: list[dict]):
+    """Features and references of every cut, sorted by id; bad ones raise or are skipped."""
+    out = []
     for cut in tqdm(sorted(cuts, key=lambda c: c.id), desc="features", leave=False):
         try:
             feats = cut_features(cut, notes, opts.sample_rate, opts.num_mel_bins)
@@ -109,17 +112,47 @@ def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeRe
             log.warning("skipping: %s", e)
             skipped.append({"id": cut.id, "error": str(e)})
             continue
-        feats = pad_short(feats, min_frames, notes)
-        spans = split_points(feats, max_frames, opts.split_at, supervision_gaps(cut))
+        out.append(TestRecording(cut.id, feats, _reference(cut), float(cut.duration),
+                                 supervision_gaps(cut)))
+    if skipped:
+        log.warning("skipped %d bad recordings (data.skip_bad=true)", len(skipped))
+    return out
+
+
+def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeResult:
+    """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
+    notes: Counter = Counter()
+    skipped: list[dict] = []
+    t0 = time.perf_counter()
+    recordings = load_recordings(cuts, opts, notes, skipped)
+    t_load = time.perf_counter() - t0
+    res = decode_recordings(model, recordings, tokenizer, opts, device, notes)
+    res.skipped = skipped
+    res.speed.wall_seconds += t_load  # feature reading counts toward RTF
+    return res
+
+
+def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: DecodeOptions,
+                      device, notes: Counter | None = None) -> DecodeResult:
+    """Split (if needed), batch across recordings, generate, join pieces per recording."""
+    notes = Counter() if notes is None else notes
+    max_frames = max_piece_frames(
+        model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
+        opts.max_segment_seconds,
+    )
+    min_frames = opts.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > one page after 8x
+    recs, pieces = [], []
+    t_split = time.perf_counter()
+    for rec in recordings:
+        feats = pad_short(rec.feats, min_frames, notes)
+        spans = split_points(feats, max_frames, opts.split_at, rec.gaps)
         if len(spans) > 1:
             notes["split_recordings"] += 1
         for i, (s, e) in enumerate(spans):
             pieces.append(Piece(len(recs), i, feats[s:e]))
-        recs.append({"id": cut.id, "ref": _reference(cut), "duration": float(cut.duration),
+        recs.append({"id": rec.id, "ref": rec.ref, "duration": rec.duration,
                      "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0})
-    speed = Speed(wall_seconds=time.perf_counter() - t_feat)
-    if skipped:
-        log.warning("skipped %d bad recordings (data.skip_bad=true)", len(skipped))
+    speed = Speed(wall_seconds=time.perf_counter() - t_split)
 
     batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds * 100))
     for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.attention}"):
@@ -148,7 +181,7 @@ def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeRe
             if len(ids) >= lim:
                 notes["pieces_hit_token_limit"] += 1
         speed = speed.add(Speed(
-            audio_seconds=float(lens.sum()) / 100.0, wall_seconds=time.perf_counter() - t0,
+            wall_seconds=time.perf_counter() - t0,
             prefill_seconds=t_enc + st.prefill_seconds, step_seconds=st.step_seconds,
             tokens=st.tokens,
         ))
@@ -158,4 +191,4 @@ def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeRe
     for r in recs:
         hyp = " ".join(h.strip() for h in r.pop("hyp_pieces") if h and h.strip())
         rows.append({**r, "hyp": hyp})
-    return DecodeResult(rows, speed, skipped, notes)
+    return DecodeResult(rows, speed, [], notes)
