@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> list[dict]:
             "device": str(device), "dtype": dcfg["dtype"], "torch": torch.__version__,
             "speed": res.speed.to_dict(), "skipped": res.skipped, "notes": dict(res.notes),
             "recordings": len(res.rows), "git": git_hash(), "command": command,
-            "model_cfg": mcfg,
+            "decode_cfg": dcfg, "model_cfg": mcfg,
         }
         write_meta(meta_path(out_dir, test_set, tag), meta)
         sp_ = res.speed

@@ -1,0 +1,103 @@
+"""Decode one ~60-minute recording made by joining a test set's recordings end to end (CPU).
+
+Measures that long-form decoding finishes and what it costs: wall time, peak resident memory,
+RTFx, tokens/s, how many pieces the context forced, and the WER of the joined transcript.
+
+    .venv/bin/python bench/decode_60min.py --data-dir egs/synth_longform/data \\
+        --checkpoint egs/synth_longform/exp/tiny/avg-3.pt [--minutes 60] [--random-init]
+
+--random-init decodes with a randomly initialised tiny model (no trained checkpoint): the flow,
+memory and per-step cost are real, but such a model rarely emits the end token, so it runs to the
+token limit. Appends a JSON line to bench/results/decode_60min.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from unique_asr.data.paths import RecipeData
+from unique_asr.decoding.runner import (
+    DecodeOptions,
+    TestRecording,
+    decode_recordings,
+    load_recordings,
+)
+from unique_asr.scoring.wer import score_set
+
+
+def joined_recording(recs: list[TestRecording], minutes: float) -> TestRecording:
+    """Concatenate recordings (repeating the set if it is shorter) up to `minutes`."""
+    feats, refs, gaps, t, i = [], [], [], 0.0, 0
+    while t < minutes * 60:
+        r = recs[i % len(recs)]
+        feats.append(r.feats)
+        refs.append(r.ref)
+        gaps += [(t + a, t + b) for a, b in r.gaps]
+        t += r.feats.shape[0] / 100.0
+        i += 1
+    return TestRecording(f"joined{i}", torch.cat(feats), " ".join(refs), t, gaps)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--set", default="test")
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--random-init", action="store_true")
+    ap.add_argument("--vocab-size", type=int, default=500)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-tokens-per-second", type=float, default=8.0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    rd = RecipeData(Path(args.data_dir).parent, args.data_dir)
+    sp = rd.load_bpe(args.vocab_size)
+    if args.random_init:
+        from unique_asr.models import ModelConfig, build_model
+
+        torch.manual_seed(0)
+        model, what = build_model(ModelConfig(n_text=sp.get_piece_size())).eval(), "random-init"
+    else:
+        from unique_asr.models import load_checkpoint
+
+        model, _ = load_checkpoint(args.checkpoint)
+        what = str(args.checkpoint)
+    opts = DecodeOptions(max_tokens_per_second=args.max_tokens_per_second)
+    notes: Counter = Counter()
+    recs = load_recordings(rd.load_cuts(args.set), opts, notes, [])
+    rec = joined_recording(recs, args.minutes)
+    del recs
+    t0 = time.perf_counter()
+    res = decode_recordings(model, [rec], sp, opts, "cpu", notes)
+    wall = time.perf_counter() - t0
+    score = score_set([(r["id"], r["ref"], r["hyp"]) for r in res.rows])
+    out = {
+        "what": "decode one joined recording, CPU", "model": what,
+        "minutes": rec.duration / 60, "pieces": res.rows[0]["pieces"],
+        "wall_s": round(wall, 1), "peak_rss_gb": resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "rtfx": res.speed.rtfx, "tokens": res.speed.tokens,
+        "tokens_per_s": res.speed.tokens_per_second,
+        "prefill_s": res.speed.prefill_seconds, "step_s": res.speed.step_seconds,
+        "wer": score.wer, "notes": dict(res.notes), "threads": args.threads,
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    print(json.dumps(out, indent=1))
+    res_dir = Path(__file__).resolve().parent / "results"
+    res_dir.mkdir(exist_ok=True)
+    with open(res_dir / "decode_60min.jsonl", "a") as f:
+        f.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
