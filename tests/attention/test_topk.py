@@ -16,13 +16,14 @@ def _scores(B, Hkv, P, ties):
     return s
 
 
-def _check(scores, lens, k, block=None, sink=0):
+def _check(scores, lens, k, block=None, sink=0, two_bits=True):
     B, _Hkv, P = scores.shape
     n = R.num_pages(lens.cpu(), 8)
     for b in range(B):  # the score kernels force the newest page to +inf; do the same here
         scores[b, :, n[b] - 1] = float("inf")
     pt = torch.stack([torch.randperm(P + 5, device=DEV)[:P] for _ in range(B)]).int()
-    phys, logical = topk_pages(scores, lens, 8, k, page_table=pt, logical=True, block=block)
+    phys, logical = topk_pages(scores, lens, 8, k, page_table=pt, logical=True, block=block,
+                                two_bits=two_bits)
     ref = R.select_pages(scores.cpu(), lens.cpu(), 8, k, sink)
     for b in range(B):
         m = min(k, int(n[b]))
@@ -54,5 +55,6 @@ def test_topk_forced_pages_and_chunked_rows():
         s[b, :, n[b] - 1] = float("inf")
         s[b, :, :2] = torch.finfo(torch.float32).max
     _check(s, lens, k, sink=2)
+    _check(s, lens, k, sink=2, two_bits=False)  # one bit per step
     _check(s, lens, k, block=64, sink=2)  # rows longer than the block: chunked variant
     _check(_scores(B, Hkv, P, False), lens, 1, block=32)

@@ -2,9 +2,10 @@
 
 Why radix select: a decoding step needs the k best of up to 16K+ pages per (sequence, KV head)
 row, unordered; sorting is wasted work. Scores become order-preserving uint32 keys; a
-32-step bitwise search finds the k-th largest key T (each step counts keys >= a candidate over
-the row, held in registers); keys > T are all taken and keys == T in ascending page order until
-exactly k are taken, so ties go to the lower page index (same rule as reference.select_pages).
+bitwise search finds the k-th largest key T, counting keys >= a candidate over the row (held in
+registers) per step; by default two bits per step with the three candidate counts packed in one
+int64 reduction (16 block-wide reductions instead of 32). Keys > T are all taken and keys == T
+in ascending page order until exactly k are taken, so ties go to the lower page index (same rule as reference.select_pages).
 The physical page ids are gathered through the page table in the same kernel.
 
 Rows with n_b <= k pages take all their pages (dense), in order. Output slots past
@@ -34,6 +35,7 @@ def _topk_kernel(
     s_ptr, len_ptr, pt_ptr, out_ptr, lout_ptr,
     stride_sr, stride_ptb, stride_or, HKV, K, PAGE_SIZE,
     BLOCK: tl.constexpr, CHUNKED: tl.constexpr, GATHER: tl.constexpr, LOGICAL: tl.constexpr,
+    TWO_BITS: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     b = row // HKV
@@ -98,12 +100,29 @@ def _topk_kernel(
         else:
             v = offs < n
             key = _keys(tl.load(s_row + offs, mask=v, other=0.0), v)
-            bit = tl.full((), 0x80000000, tl.uint32)
-            for _ in range(32):
-                cand = prefix | bit
-                bit = bit >> 1
-                cnt = tl.sum((key >= cand).to(tl.int32))
-                prefix = tl.where(cnt >= K, cand, prefix)
+            if TWO_BITS:
+                # two bits per step: the three candidate counts packed in one int64 reduction
+                unit = tl.full((), 0x40000000, tl.uint32)
+                for _ in range(16):
+                    c1 = prefix | unit
+                    c2 = prefix | (unit << 1)
+                    c3 = prefix | (unit * 3)
+                    unit = unit >> 2
+                    packed = ((key >= c1).to(tl.int64) + ((key >= c2).to(tl.int64) << 21)
+                              + ((key >= c3).to(tl.int64) << 42))
+                    tot = tl.sum(packed)
+                    n1 = (tot & 0x1FFFFF).to(tl.int32)
+                    n2 = ((tot >> 21) & 0x1FFFFF).to(tl.int32)
+                    n3 = (tot >> 42).to(tl.int32)
+                    prefix = tl.where(n3 >= K, c3, tl.where(n2 >= K, c2,
+                                                            tl.where(n1 >= K, c1, prefix)))
+            else:
+                bit = tl.full((), 0x80000000, tl.uint32)
+                for _ in range(32):
+                    cand = prefix | bit
+                    bit = bit >> 1
+                    cnt = tl.sum((key >= cand).to(tl.int32))
+                    prefix = tl.where(cnt >= K, cand, prefix)
             gt = key > prefix
             eq = (key == prefix) & v
             n_gt = tl.sum(gt.to(tl.int32))
@@ -130,6 +149,7 @@ def topk_pages(
     out: torch.Tensor | None = None,
     block: int | None = None,
     num_warps: int | None = None,
+    two_bits: bool = True,
 ):
     """Select exactly min(k, n_b) pages per row of scores [B, Hkv, P] (float32).
 
@@ -161,6 +181,6 @@ def topk_pages(
         rows.stride(0), page_table.stride(0) if page_table is not None else 0, out.stride(1),
         Hkv, k, page_size,
         BLOCK=block, CHUNKED=chunked, GATHER=page_table is not None, LOGICAL=logical,
-        num_warps=num_warps,
+        TWO_BITS=two_bits, num_warps=num_warps,
     )
     return (out, lout) if logical else out
