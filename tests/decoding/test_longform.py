@@ -54,3 +54,12 @@ def test_supervision_gaps_preferred():
     assert split_points(f, 1000, "energy", gaps)[0][1] in range(900, 950)
     with pytest.raises(ValueError, match="split_at"):
         split_points(f, 1000, "middle")
+
+
+def test_bad_options_fail_early():
+    from unique_asr.decoding.runner import DecodeOptions
+
+    with pytest.raises(ValueError, match="decode.method='sampling'"):
+        DecodeOptions(method="sampling")
+    with pytest.raises(ValueError, match="decode.split_at"):
+        DecodeOptions(split_at="middle")

@@ -31,7 +31,8 @@ class GenStats:
     tokens: int = 0  # emitted transcript tokens, end tokens excluded
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
+    """Wait for queued CUDA work so wall-clock timings are real."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -70,7 +71,7 @@ def greedy_search(
     t0 = time.perf_counter()
     cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
     logits = model.prefill(audio_emb, audio_lens, cache)
-    _sync(dev)
+    sync(dev)
     t1 = time.perf_counter()
     stats.prefill_seconds = t1 - t0
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
@@ -84,7 +85,7 @@ def greedy_search(
         if bool(done.all()):
             break
         logits = model.decode_step(tok, cache)
-    _sync(dev)
+    sync(dev)
     stats.step_seconds = time.perf_counter() - t1
     hyps = []
     for row in out.tolist():
@@ -121,7 +122,7 @@ def beam_search(
     t0 = time.perf_counter()
     cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
     logp = torch.log_softmax(_mask_logits(model.prefill(audio_emb, audio_lens, cache), suppress), -1)
-    _sync(dev)
+    sync(dev)
     t1 = time.perf_counter()
     stats.prefill_seconds = t1 - t0
     V = logp.shape[-1]
@@ -156,7 +157,7 @@ def beam_search(
         if not torch.equal(flat, identity):  # reordering copies the whole cache: skip if a no-op
             cache.reorder(flat)
         logp = torch.log_softmax(_mask_logits(model.decode_step(tok.flatten(), cache), suppress), -1)
-    _sync(dev)
+    sync(dev)
     stats.step_seconds = time.perf_counter() - t1
     hyps: list[list[int]] = []
     if not toks:

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.decoding.features import BadInputError, cut_features, pad_short
-from unique_asr.decoding.generate import _sync, beam_search, greedy_search
+from unique_asr.decoding.generate import beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
     FRAMES_PER_TOKEN,
     max_new_tokens,
@@ -48,6 +48,12 @@ class DecodeOptions:
     sample_rate: int = 16000
     num_mel_bins: int = 80
     skip_bad: bool = False
+
+    def __post_init__(self):
+        if self.method not in ("greedy", "beam"):
+            raise ValueError(f"decode.method={self.method!r}: use greedy or beam")
+        if self.split_at not in ("energy", "supervisions"):
+            raise ValueError(f"decode.split_at={self.split_at!r}: use energy or supervisions")
 
     @classmethod
     def from_cfg(cls, d: dict) -> DecodeOptions:
@@ -163,18 +169,16 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         dtype = next(model.parameters()).dtype
         with torch.inference_mode():
             audio, audio_lens = model.encode(feats.to(dtype), lens)
-        _sync(device)
+        sync(device)
         t_enc = time.perf_counter() - t0
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
                   for n in audio_lens.tolist()]
         if opts.method == "greedy":
             hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
                                      opts.budget)
-        elif opts.method == "beam":
+        else:
             hyps, st = beam_search(model, audio, audio_lens, limits, opts.beam,
                                    opts.length_penalty, opts.attention, opts.budget)
-        else:
-            raise ValueError(f"decode.method={opts.method!r}: use greedy or beam")
         for p, ids, lim in zip(batch, hyps, limits):
             recs[p.rec]["hyp_pieces"][p.index] = tokenizer.decode(ids)
             recs[p.rec]["tokens"] += len(ids)
