@@ -1,0 +1,49 @@
+"""Clear answers to bad input: missing engines/voices name the Debian package and the command;
+missing or empty corpus directories name the path."""
+
+from __future__ import annotations
+
+import pytest
+
+from unique_asr.data import voices
+from unique_asr.data.manifests import build_manifests
+from unique_asr.data.voices import EngineMissing, Voice, check_voice, synthesize
+
+
+def test_missing_engine_names_package(monkeypatch):
+    monkeypatch.setattr(voices.shutil, "which", lambda name: None)
+    with pytest.raises(EngineMissing, match=r"apt-get install -y espeak-ng"):
+        check_voice(Voice("x", "espeak-ng", "en-us"))
+    with pytest.raises(EngineMissing, match=r"'festival'.*apt-get install -y festival"):
+        check_voice(Voice("y", "festival", "kal_diphone"))
+
+
+def test_missing_voices_name_package():
+    with pytest.raises(EngineMissing, match=r"festvox-kallpc16k|festvox-<voice>"):
+        check_voice(Voice("x", "festival", "no_such_diphone"))
+    with pytest.raises(EngineMissing, match=r"flite voice 'nobody'.*apt-get install -y flite"):
+        check_voice(Voice("x", "flite", "nobody"))
+    with pytest.raises(EngineMissing, match=r"espeak-ng voice 'xx-nowhere'"):
+        check_voice(Voice("x", "espeak-ng", "xx-nowhere"))
+
+
+@pytest.mark.parametrize("engine, name", [("espeak-ng", "en-us+m1"), ("flite", "slt"),
+                                          ("festival", "kal_diphone")])
+def test_engines_speak_at_16k_trimmed(engine, name):
+    import numpy as np
+
+    audio = synthesize(Voice("t", engine, name), "the old stone bridge", 16000)
+    assert audio.dtype == np.float32 and 0.5 < len(audio) / 16000 < 3.0
+    n = len(audio) // 160
+    frames = (audio[: n * 160].reshape(n, 160).astype(np.float64) ** 2).mean(1)
+    # speech (within 40 dB of the loudest frame) starts and ends within 30 ms of the edges
+    assert frames[:3].max() > frames.max() * 1e-4 and frames[-3:].max() > frames.max() * 1e-4
+
+
+def test_missing_or_empty_corpus_dir(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        build_manifests(missing, tmp_path / "m", ["train"])
+    (tmp_path / "corpus" / "train" / "audio").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no audio .*corpus/train/audio"):
+        build_manifests(tmp_path / "corpus", tmp_path / "m", ["train"])
