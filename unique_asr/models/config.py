@@ -28,6 +28,7 @@ class ModelConfig:
     enc_conv_kernel: int = 15
     enc_chunk: int = 32          # encoder frames (40 ms each) per attention chunk
     enc_left_chunks: int = 4     # chunks of left context each chunk sees
+    subsample: str = "conv2d"    # conv2d | conv1d (both 4x: two 3-tap stride-2 convs)
     subsample_channels: int = 64
     # projector
     stack: int = 2
@@ -44,6 +45,7 @@ class ModelConfig:
     # losses
     ctc_weight: float = 0.3
     ce_weight: float = 1.0
+    ctc_max_s: float = 0.0       # >0: CTC only on items up to this many seconds (CPU speed)
     ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
     dropout: float = 0.1
     # attention backend of the decoder (training/prefill and decoding)

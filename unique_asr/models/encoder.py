@@ -22,16 +22,30 @@ def subsampled_lengths(lens: torch.Tensor) -> torch.Tensor:
 
 
 class ConvSubsampling(nn.Module):
+    """Two 3-tap stride-2 convolutions over time: conv2d (time x frequency, the usual ASR
+    front-end) or conv1d (mel bins as channels; ~10x cheaper, what `tiny` uses on CPU)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         c = cfg.subsample_channels
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, 2), nn.ReLU()
-        )
-        f = ((cfg.n_mels - 1) // 2 - 1) // 2
-        self.out = nn.Linear(c * f, cfg.enc_dim)
+        self.kind = cfg.subsample
+        if self.kind == "conv2d":
+            self.conv = nn.Sequential(
+                nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, 2), nn.ReLU()
+            )
+            f = ((cfg.n_mels - 1) // 2 - 1) // 2
+            self.out = nn.Linear(c * f, cfg.enc_dim)
+        elif self.kind == "conv1d":
+            self.conv = nn.Sequential(
+                nn.Conv1d(cfg.n_mels, c, 3, 2), nn.GELU(), nn.Conv1d(c, c, 3, 2), nn.GELU()
+            )
+            self.out = nn.Linear(c, cfg.enc_dim)
+        else:
+            raise ValueError(f"model.subsample={self.kind!r}: use conv2d or conv1d")
 
     def _run(self, x):
+        if self.kind == "conv1d":
+            return self.out(self.conv(x.transpose(1, 2)).transpose(1, 2))
         y = self.conv(x[:, None])  # [B, C, T', F']
         B, C, T, Fd = y.shape
         return self.out(y.transpose(1, 2).reshape(B, T, C * Fd))

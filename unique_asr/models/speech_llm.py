@@ -80,7 +80,15 @@ class SpeechLLM(nn.Module):
         enc, enc_lens = self._encode(feats, feat_lens)
         ctc_sum = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
-            ctc_sum = self.ctc.loss(self.ctc.logprobs(enc), enc_lens, tokens, token_lens)
+            # CTC on CPU costs O(frames x tokens) per item: long windows only train the decoder
+            keep = enc_lens <= int(self.cfg.ctc_max_s * 25) if self.cfg.ctc_max_s > 0 else None
+            if keep is None or bool(keep.all()):
+                ctc_sum = self.ctc.loss(self.ctc.logprobs(enc), enc_lens, tokens, token_lens)
+            elif bool(keep.any()):
+                ctc_sum = self.ctc.loss(self.ctc.logprobs(enc[keep]), enc_lens[keep],
+                                        tokens[keep], token_lens[keep])
+            else:  # keep the head in the graph (DDP expects every parameter to get a grad)
+                ctc_sum = ctc_sum + 0.0 * self.ctc.proj.weight.sum()
         audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
         h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))

@@ -1,0 +1,198 @@
+"""Model shapes, masks (causal decoder, chunked encoder, padding), decoding consistency, CTC."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from unique_asr.models import CheckpointMismatchError, ModelConfig, build_model, load_checkpoint
+from unique_asr.models.attention import CACHE_BACKENDS, TRAIN_ATTENTION, train_attention
+from unique_asr.models.ctc import ctc_greedy
+from unique_asr.models.encoder import ChunkedSelfAttention, chunk_window_mask, subsampled_lengths
+
+
+def small_cfg(**kw) -> ModelConfig:
+    base = {"enc_dim": 32, "enc_layers": 2, "enc_heads": 2, "enc_chunk": 4, "enc_left_chunks": 2,
+            "subsample_channels": 8, "dec_dim": 64, "dec_layers": 2, "dec_heads": 4,
+            "dec_kv_heads": 1, "dec_ff": 96, "n_text": 30, "dropout": 0.0}
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(params=["conv2d", "conv1d"])
+def model(request):
+    torch.manual_seed(0)
+    return build_model(small_cfg(subsample=request.param)).eval()
+
+
+def test_encode_shapes_and_lengths(model):
+    feats = torch.randn(3, 403, 80)
+    lens = torch.tensor([403, 250, 97])
+    audio, alens = model.encode(feats, lens)
+    enc_lens = ((lens - 1) // 2 - 1) // 2
+    assert torch.equal(alens, enc_lens // 2)
+    assert audio.shape == (3, int(alens.max()), 64)
+    _, _, logp, el = model.encode_with_ctc(feats, lens)
+    assert logp.shape[-1] == model.cfg.n_text + 1 and torch.equal(el, enc_lens)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(()), atol=1e-4)
+
+
+def test_padding_does_not_change_outputs(model):
+    feats = torch.randn(2, 600, 80)
+    lens = torch.tensor([600, 333])
+    audio, alens = model.encode(feats, lens)
+    alone, alone_lens = model.encode(feats[1:, :333], lens[1:])
+    assert int(alone_lens[0]) == int(alens[1])
+    n = int(alens[1])
+    torch.testing.assert_close(audio[1, :n], alone[0, :n], atol=1e-5, rtol=1e-4)
+
+
+def test_sliced_subsampling_is_exact(model):
+    x = torch.randn(1, 1003, 80)
+    full = model.encoder.subsample(x, 0)
+    sliced = model.encoder.subsample(x, 37)
+    torch.testing.assert_close(full, sliced, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_attention_matches_explicit_mask():
+    torch.manual_seed(1)
+    cfg = small_cfg(enc_chunk=3, enc_left_chunks=1)
+    att = ChunkedSelfAttention(cfg).eval()
+    T, lens = 11, torch.tensor([11, 7])
+    x = torch.randn(2, T, 32)
+    mask = chunk_window_mask(lens, T, 3, 1)
+    y = att(x, mask)
+    # reference: full T x T attention, key j visible to query i iff same or previous chunk, j < len
+    from unique_asr.models.rope import apply_rope, rope_angles
+
+    q, k, v = att.qkv(x).view(2, T, 3, 2, 16).permute(2, 0, 3, 1, 4)
+    cos, sin = rope_angles(torch.arange(T), 16, att.base)
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    ci = torch.arange(T) // 3
+    allowed = (ci[None, :] <= ci[:, None]) & (ci[None, :] >= ci[:, None] - 1)
+    for b in range(2):
+        m = allowed & (torch.arange(T)[None, :] < lens[b])
+        s = (q[b] @ k[b].transpose(-1, -2)) / 4.0
+        ref = torch.softmax(s.masked_fill(~m, float("-inf")), -1) @ v[b]
+        ref = att.o(ref.transpose(0, 1).reshape(T, 32))
+        n = int(lens[b])
+        torch.testing.assert_close(y[b, :n], ref[:n], atol=1e-5, rtol=1e-4)
+    # the chunk structure really limits context: a far-away key change does not leak
+    x2 = x.clone()
+    x2[:, 0] += 5.0
+    y2 = att(x2, mask)
+    assert torch.allclose(y[:, 6:], y2[:, 6:], atol=1e-6)  # chunk 2+ cannot see chunk 0
+    assert not torch.allclose(y[:, :3], y2[:, :3])
+
+
+def test_decoder_is_causal_and_prefill_steps_match_forward(model):
+    torch.manual_seed(2)
+    feats = torch.randn(2, 500, 80)
+    flens = torch.tensor([500, 300])
+    tokens = torch.randint(0, 30, (2, 7))
+    tlens = torch.tensor([7, 4])
+    with torch.no_grad():
+        audio, alens = model.encode(feats, flens)
+        x, tgt = model._pack(audio, alens, tokens, tlens)
+        h = model.decoder.hidden(x, torch.arange(x.shape[1]))
+        full = model.decoder.logits(h)
+        # causality: changing a later input leaves earlier outputs alone
+        x2 = x.clone()
+        x2[:, 20:] += 1.0
+        h2 = model.decoder.hidden(x2, torch.arange(x.shape[1]))
+        torch.testing.assert_close(h[:, :20], h2[:, :20])
+        assert not torch.allclose(h[:, 20:], h2[:, 20:])
+        # targets: text then eos right after the task token
+        b0 = int(alens[0])
+        assert tgt[0, b0 - 1] == -100 and torch.equal(tgt[0, b0:b0 + 7], tokens[0])
+        assert tgt[0, b0 + 7] == model.cfg.eos_id
+        cache = model.new_cache(2, x.shape[1] + 4)
+        steps = [model.prefill(audio, alens, cache)]
+        for i in range(4):
+            steps.append(model.decode_step(tokens[:, i], cache))
+        assert torch.equal(cache.lens, alens + 5)
+    for b in range(2):
+        for i in range(5):
+            torch.testing.assert_close(steps[i][b], full[b, int(alens[b]) + i], atol=1e-4,
+                                       rtol=1e-4)
+
+
+def test_beam_reorder_and_cache_limits(model):
+    with torch.no_grad():
+        audio, alens = model.encode(torch.randn(2, 300, 80), torch.tensor([300, 200]))
+        cache = model.new_cache(2, int(alens.max()) + 2)
+        model.prefill(audio, alens, cache)
+        cache.reorder(torch.tensor([1, 1]))
+        assert torch.equal(cache.lens, torch.tensor([int(alens[1]) + 1] * 2))
+        small = model.new_cache(2, 3)
+        with pytest.raises(ValueError, match="max_len"):
+            model.prefill(audio, alens, small)
+
+
+def test_gqa_rope_and_tied_embeddings():
+    cfg = ModelConfig(n_text=100)  # defaults = tiny sizes
+    m = build_model(cfg)
+    assert cfg.dec_heads // cfg.dec_kv_heads == 4
+    att = m.decoder.layers[0].attn
+    dh = cfg.dec_dim // cfg.dec_heads
+    assert att.kv.out_features == 2 * cfg.dec_kv_heads * dh
+    # slowest RoPE frequency turns less than one revolution over 64K positions
+    assert 65536 * cfg.rope_base ** (-(dh - 2) / dh) < 2 * math.pi
+    h = torch.randn(1, 3, cfg.dec_dim)
+    torch.testing.assert_close(m.decoder.logits(h), h @ m.decoder.embed.weight.T)
+    assert cfg.vocab_size == 102 and cfg.task_id == 100 and cfg.eos_id == 101
+
+
+def test_ctc_head_loss_and_greedy(model):
+    feats, flens = torch.randn(2, 400, 80), torch.tensor([400, 300])
+    tokens, tlens = torch.randint(0, 30, (2, 5)), torch.tensor([5, 3])
+    model.train()
+    out = model(feats, flens, tokens, tlens)
+    assert torch.isfinite(out["loss"]) and float(out["ctc_sum"]) > 0
+    assert int(out["ntokens"]) == 5 + 3 + 2
+    out["loss"].backward()
+    assert model.ctc.proj.weight.grad.abs().sum() > 0
+    # greedy CTC: merge repeats, drop blanks
+    logp = torch.full((1, 6, 4), -10.0)
+    for t, c in enumerate([1, 1, 3, 2, 3, 3]):  # 3 = blank
+        logp[0, t, c] = 0.0
+    assert ctc_greedy(logp, torch.tensor([6]), blank=3) == [[1, 2]]
+    # ctc_max_s: long items skip CTC but the head stays in the graph
+    m2 = build_model(small_cfg(ctc_max_s=1.0)).train()
+    out2 = m2(feats, flens, tokens, tlens)
+    assert float(out2["ctc_sum"]) == 0.0
+    out2["loss"].backward()
+    assert m2.ctc.proj.weight.grad is not None
+
+
+def test_attention_registry_and_config_errors():
+    assert train_attention("dense") is TRAIN_ATTENTION["dense"]
+    assert "unique_soft" in TRAIN_ATTENTION and "dense" in CACHE_BACKENDS
+    with pytest.raises(ValueError, match="unknown"):
+        train_attention("nope")
+    with pytest.raises(ValueError, match="dec_kv_heads"):
+        ModelConfig.from_dict({"dec_heads": 4, "dec_kv_heads": 3})
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"enc_dimm": 3})
+
+
+def test_checkpoint_from_other_config_is_rejected(tmp_path):
+    m = build_model(small_cfg())
+    path = tmp_path / "ck.pt"
+    torch.save({"model": m.state_dict(), "model_cfg": m.cfg.to_dict()}, path)
+    m2, cfg = load_checkpoint(path, model_cfg=small_cfg().to_dict(),
+                              overrides={"attention": "dense"})
+    assert cfg["enc_dim"] == 32 and not m2.training
+    with pytest.raises(CheckpointMismatchError) as e:
+        load_checkpoint(path, model_cfg=small_cfg(enc_dim=48, dec_layers=3).to_dict())
+    assert "enc_dim" in str(e.value) and "dec_layers" in str(e.value)
+    bad = small_cfg(dec_layers=3)
+    torch.save({"model": m.state_dict(), "model_cfg": bad.to_dict()}, path)
+    with pytest.raises(CheckpointMismatchError, match="missing"):
+        load_checkpoint(path)
+
+
+def test_subsampled_lengths():
+    assert subsampled_lengths(torch.tensor([7, 8, 100])).tolist() == [1, 1, 24]
