@@ -77,3 +77,13 @@ def test_attention_names_checked():
     check_attention("unique", 512, available=("dense", "unique"))
     with pytest.raises(ValueError, match="decode.budget"):
         check_attention("quest", 0, available=("dense", "quest"))
+
+
+def test_greedy_drops_finished_sequences(fake_model, copy_batch):
+    emb, lens, targets = copy_batch  # targets of 3, 5 and 1 tokens
+    hyps, _ = greedy_search(fake_model, emb, lens, max_new=20)
+    assert hyps == targets
+    (cache,) = fake_model.caches
+    # the 1-token sequence ends at step 1 and the 3-token one at step 3: two compactions, and
+    # the last decode steps run on the one live row only
+    assert cache.reorders == 2 and len(cache.rows) == 1

@@ -2,13 +2,13 @@
 
 Works on a batch of sequences of different lengths: the model's KV cache keeps each sequence's
 length, prefill returns each sequence's next-token logits, and every decode step appends one
-token per sequence. Finished sequences keep being stepped (with the end token) until the whole
-batch is done; their outputs are ignored. The model contract is in /work/notes/interface_model.md:
+token per sequence. The model contract is in /work/notes/interface_model.md:
 `new_cache`, `prefill(audio_emb, audio_lens, cache)`, `decode_step(tokens, cache)`,
-`cache.reorder(index)` (beam search only), and `cfg.eos_id` / `cfg.task_id`.
+`cache.reorder(index)` (batch compaction and beam search), and `cfg.eos_id` / `cfg.task_id`.
 
-Token limits are per sequence (`max_new`), so a short recording in a batch of long ones stops
-early instead of running on to the longest one's limit.
+Token limits are per sequence (`max_new`). Greedy search drops finished sequences from the batch
+(cache.reorder to the live rows), so a short recording in a batch of long ones costs nothing once
+it has ended; beam search keeps finished hypotheses in place, extended only by the end token.
 """
 
 from __future__ import annotations
@@ -75,14 +75,18 @@ def greedy_search(
     t1 = time.perf_counter()
     stats.prefill_seconds = t1 - t0
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
-    done = lim == 0
+    rows = torch.arange(B, device=dev)  # the sequence each cache row holds
+    live = lim > 0
     for t in range(n_max):
+        if not bool(live.all()):  # drop finished sequences from the batch (compaction)
+            keep = live.nonzero().squeeze(1)
+            cache.reorder(keep)
+            rows, lim, logits = rows[keep], lim[keep], logits[keep]
         tok = _mask_logits(logits, suppress).argmax(-1)
-        tok = torch.where(done, torch.full_like(tok, eos), tok)
-        out[:, t] = tok
-        done = done | (tok == eos) | (lim <= t + 1)
+        out[rows, t] = tok
+        live = (tok != eos) & (lim > t + 1)
         stats.steps += 1
-        if bool(done.all()):
+        if not bool(live.any()):
             break
         logits = model.decode_step(tok, cache)
     sync(dev)
