@@ -63,6 +63,17 @@ def test_files_and_row(tmp_path):
     assert "decode.method=greedy" in cells[-1]
 
 
+def test_skipped_recordings_reported(tmp_path):
+    write_hyps(hyps_path(tmp_path, "test", "greedy"), ROWS)
+    write_meta(meta_path(tmp_path, "test", "greedy"),
+               {**META, "skipped": [{"id": "rec9", "error": "cut rec9: audio file x missing"}]})
+    md = tmp_path / "RESULTS.md"
+    score, paths = score_run(tmp_path, "test", "greedy", results_md=md)
+    assert len(score.recordings) == 3
+    assert "skipped 1 unreadable recordings" in paths["errs"].read_text().splitlines()[0]
+    assert "| greedy, 1 skipped |" in md.read_text()
+
+
 def test_rows_append_inside_table(tmp_path):
     md = tmp_path / "RESULTS.md"
     append_row(md, {"model": "m1", "attention": "unique", "budget": 256})

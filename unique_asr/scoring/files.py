@@ -84,12 +84,13 @@ def write_summary(path: Path, tag: str, score: SetScore, speed: Speed | None = N
     Path(path).write_text(head + "\n" + row + "\n")
 
 
-def write_all(out_dir: Path, test_set: str, tag: str, score: SetScore, speed: Speed | None):
+def write_all(out_dir: Path, test_set: str, tag: str, score: SetScore, speed: Speed | None,
+              note: str = ""):
     """Write the three files of one test set and setting; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f"{k}-{test_set}-{tag}.txt" for k in ("recogs", "errs", "wer-summary")}
     write_recogs(paths["recogs"], score)
-    write_errs(paths["errs"], score, title=f"set={test_set} setting={tag}")
+    write_errs(paths["errs"], score, title=f"set={test_set} setting={tag} {note}".strip())
     write_summary(paths["wer-summary"], tag, score, speed)
     return paths

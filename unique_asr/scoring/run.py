@@ -32,7 +32,12 @@ def score_run(
     meta = read_meta(meta_path(decode_dir, test_set, tag))
     score = score_set(((r["id"], r["ref"], r["hyp"]) for r in rows), normalize)
     speed = Speed.from_dict(meta["speed"]) if "speed" in meta else None
-    paths = write_all(Path(decode_dir), test_set, tag, score, speed)
+    skipped = meta.get("skipped") or []
+    note = f"(skipped {len(skipped)} unreadable recordings: not scored)" if skipped else ""
+    if skipped:
+        log.warning("%s %s: %d recordings were skipped in decoding and are not scored: %s",
+                    test_set, tag, len(skipped), [s["id"] for s in skipped][:10])
+    paths = write_all(Path(decode_dir), test_set, tag, score, speed, note)
     log.info(
         "%s %s: WER %.2f%% [%d / %d, %d ins, %d del, %d sub] over %d recordings",
         test_set, tag, 100 * score.wer, score.errors, score.nref, score.ins, score.dels,
@@ -45,7 +50,7 @@ def score_run(
             "model": meta.get("model", "-"),
             "attention": meta.get("attention", "-"),
             "budget": meta.get("budget", "-") if meta.get("attention") != "dense" else "-",
-            "decoding": meta.get("method", "-"),
+            "decoding": meta.get("method", "-") + (f", {len(skipped)} skipped" if skipped else ""),
             "WER %": f"{100 * score.wer:.2f}",
             "sub": score.sub,
             "del": score.dels,
