@@ -54,7 +54,8 @@ class PagedKVCache:
         self.num_layers, self.num_kv_heads, self.head_dim = num_layers, num_kv_heads, head_dim
         self.num_pages, self.max_seqs, self.page_size = num_pages, max_seqs, page_size
         self.max_pages_per_seq = max_pages_per_seq or num_pages
-        self.dtype, self.device, self.quest = dtype, torch.device(device), quest
+        self.dtype, self.quest = dtype, quest
+        self.device = torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0', as tensors report
         L, N, H, S, D = num_layers, num_pages, num_kv_heads, page_size, head_dim
         dev = self.device
         self.k = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)

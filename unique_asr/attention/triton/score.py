@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-FLT_MAX = 3.4028234663852886e38
+FLT_MAX = tl.constexpr(3.4028234663852886e38)
 
 
 def f32_dot(dtype: torch.dtype) -> bool:
