@@ -53,6 +53,20 @@ def _mask_logits(logits: torch.Tensor, suppress: tuple[int, ...]) -> torch.Tenso
     return logits
 
 
+def _prefill(model, audio_emb, audio_lens, max_new, attention, budget):
+    """Limits, a cache big enough for the longest run, and the first logits (timed)."""
+    B, dev = audio_emb.shape[0], audio_emb.device
+    lim = _as_limits(max_new, B).to(dev)
+    n_max = int(lim.max()) if B else 0
+    stats = GenStats()
+    t0 = time.perf_counter()
+    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
+    logits = model.prefill(audio_emb, audio_lens, cache)
+    sync(dev)
+    stats.prefill_seconds = time.perf_counter() - t0
+    return lim, n_max, cache, logits, stats
+
+
 @torch.inference_mode()
 def greedy_search(
     model,
@@ -65,15 +79,9 @@ def greedy_search(
     """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped)."""
     B, dev = audio_emb.shape[0], audio_emb.device
     eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
-    lim = _as_limits(max_new, B).to(dev)
-    n_max = int(lim.max()) if B else 0
-    stats = GenStats()
-    t0 = time.perf_counter()
-    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
-    logits = model.prefill(audio_emb, audio_lens, cache)
-    sync(dev)
+    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new,
+                                                attention, budget)
     t1 = time.perf_counter()
-    stats.prefill_seconds = t1 - t0
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
     live = lim > 0
@@ -120,15 +128,10 @@ def beam_search(
     if K < 1:
         raise ValueError(f"decode.beam must be >= 1, got {K}")
     eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
-    lim = _as_limits(max_new, B).to(dev)
-    n_max = int(lim.max()) if B else 0
-    stats = GenStats()
-    t0 = time.perf_counter()
-    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
-    logp = torch.log_softmax(_mask_logits(model.prefill(audio_emb, audio_lens, cache), suppress), -1)
-    sync(dev)
+    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new,
+                                                attention, budget)
+    logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
     t1 = time.perf_counter()
-    stats.prefill_seconds = t1 - t0
     V = logp.shape[-1]
     rows = torch.arange(B, device=dev)
     identity = torch.arange(B * K, device=dev)
