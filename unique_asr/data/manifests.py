@@ -48,7 +48,8 @@ def build_manifests(corpus_dir: str | Path, manifests_dir: str | Path,
     for split in splits:
         audio_dir = corpus_dir / split / "audio"
         seg_path = corpus_dir / split / "segments.jsonl"
-        audio = sorted(p for p in audio_dir.glob("*") if p.suffix.lower() in (".flac", ".wav")) \
+        audio = sorted(p for p in audio_dir.glob("*")
+                   if p.suffix.lower() in (".flac", ".wav") and not p.name.startswith(".")) \
             if audio_dir.is_dir() else []
         if not audio:
             raise FileNotFoundError(f"no audio (*.flac, *.wav) in {audio_dir}: the corpus for "

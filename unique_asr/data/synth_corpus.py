@@ -92,13 +92,16 @@ def _load(path: Path) -> np.ndarray:
 
 def _colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     """Unit-power white, pink (1/f power) or brown (1/f^2 power) noise."""
-    white = rng.standard_normal(n)
-    if kind != "white":
-        spec = np.fft.rfft(white)
+    if kind == "white":
+        white = rng.standard_normal(n)
+    else:
+        # FFT at a power-of-two length: arbitrary lengths (large prime factors) are ~10x slower
+        m = 1 << max(0, (n - 1).bit_length())
+        spec = np.fft.rfft(rng.standard_normal(m))
         f = np.arange(len(spec), dtype=np.float64)
         f[0] = 1.0
         spec /= np.sqrt(f) if kind == "pink" else f
-        white = np.fft.irfft(spec, n)
+        white = np.fft.irfft(spec, m)[:n]
     return (white / (np.sqrt(np.mean(white**2)) + 1e-12)).astype(np.float32)
 
 
@@ -106,6 +109,9 @@ class CorpusBuilder:
     """Builds the corpus described by a `corpus` config (see egs/synth_longform/conf/corpus)."""
 
     def __init__(self, cfg: dict, out_dir: str | Path, num_workers: int = 2):
+        import torch
+
+        torch.set_num_threads(1)  # parallelism comes from the worker threads
         self.cfg = cfg
         self.out = Path(out_dir)
         self.cache = self.out / "cache"
