@@ -157,7 +157,7 @@ def make_sampler(window_cuts, max_duration: float, num_buckets: int, seed: int, 
         window_cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=shuffle,
         seed=seed, drop_last=False, world_size=world_size, rank=rank,
         num_cuts_for_bins_estimate=min(len(window_cuts), 5000), buffer_size=20000,
-        shuffle_buffer_size=20000, quadratic_duration=None,
+        quadratic_duration=None,
     )
     s.set_epoch(epoch)
     return s

@@ -69,6 +69,8 @@ def train_step(ddp, model, group: list[dict], opt, sched, tcfg, device, world: i
     opt.zero_grad(set_to_none=True)
     finite = True
     sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, ce_sum, ctc_sum, ntokens
+    # every target token of the global step (all ranks, all micro-batches) weighs the same
+    gntok = D.all_sum(sum((b["token_lens"] + 1).sum() for b in group).double()).clamp_min(1)
     for i, b in enumerate(group):
         sync = world == 1 or i == len(group) - 1
         ctx = contextlib.nullcontext() if sync else ddp.no_sync()
@@ -76,8 +78,7 @@ def train_step(ddp, model, group: list[dict], opt, sched, tcfg, device, world: i
             with autocast():
                 out = ddp(b["feats"].to(device), b["feat_lens"].to(device),
                           b["tokens"].to(device), b["token_lens"].to(device))
-            gntok = D.all_sum(out["ntokens"].detach().float()).clamp_min(1)
-            (out["loss_sum"] * (world / (gntok * len(group)))).backward()
+            (out["loss_sum"] * (world / gntok.item())).backward()
         finite &= bool(torch.isfinite(out["loss_sum"].detach()))
         sums += torch.tensor([float(out["loss_sum"].detach()), float(out["ce_sum"]),
                               float(out["ctc_sum"]), float(out["ntokens"])], dtype=torch.float64)
