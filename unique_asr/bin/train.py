@@ -52,6 +52,11 @@ def main(cfg: DictConfig) -> None:
         dev_data = load_recordings(rd.load_cuts(tcfg["valid_split"]), skip_bad, n_mels,
                                    desc="load dev")
     exp_dir = os.path.join(cfg.exp_dir, tcfg.get("tag") or "")
+    if int(os.environ.get("RANK", "0")) == 0:
+        from omegaconf import OmegaConf
+
+        os.makedirs(exp_dir, exist_ok=True)
+        OmegaConf.save(cfg, os.path.join(exp_dir, "config.yaml"), resolve=True)
     log.info("model: %s", model_cfg.to_dict())
     log.info("train data: %d recordings, %.1f h; bad input: %s", len(train_data[1]),
              sum(r[1] for r in train_data[1].values()) / 3600, train_data[2].summary())

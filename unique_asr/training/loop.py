@@ -109,6 +109,10 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
     """Train; returns a summary dict. train_data/dev_data: (feats, recordings, stats) from
     training.data.load_recordings; tcfg: the `train` config group as a dict."""
     exp_dir = Path(exp_dir)
+    if tcfg.get("strategy", "ddp") != "ddp":
+        raise NotImplementedError(
+            f"train.strategy={tcfg['strategy']!r} is not implemented; use train.strategy=ddp "
+            "(model=base, ~120 M parameters, fits one GPU per DDP rank)")
     rank, _, world, device = D.setup(tcfg.get("device", "auto"))
     if device.type == "cpu" and tcfg.get("num_threads"):
         torch.set_num_threads(int(tcfg["num_threads"]))
