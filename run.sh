@@ -49,6 +49,8 @@ stage_keys_2="corpus seed data.splits data.fbank data.sample_rate"
 stage_2_features() { "$py" -m unique_asr.bin.features "${hydra_args[@]}"; }
 stage_keys_3="corpus seed data.lang"
 stage_3_bpe() { "$py" -m unique_asr.bin.bpe "${hydra_args[@]}"; }
+stage_keys_4="corpus seed data model train attention"
+stage_4_train() { "$py" -m unique_asr.bin.train "${hydra_args[@]}"; }    # exp/<train.tag>/
 stage_keys_5="corpus seed data model train decode"
 stage_5_decode() { "$py" -m unique_asr.bin.decode "${hydra_args[@]}"; }   # whole recordings
 stage_keys_6="corpus seed data model train decode"
