@@ -33,9 +33,9 @@ def test_unique_and_meanonly_scores(G, D, dtype, size):
     mean = cache.mean[0][pages].permute(0, 2, 1, 3)  # [B, Hkv, P, D]
     std = cache.std[0][pages].permute(0, 2, 1)
     tol = {"atol": 1e-4, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 1e-2}
-    for lam, sink in ((0.5, 0), (0.0, 2)):
+    for lam, sink, bp, ppp in ((0.5, 0, 128, None), (0.0, 2, 16, 48)):  # 2nd: looping blocks
         got = unique_scores(q, cache.mean[0], cache.std[0], pt, lens, 8, lam=lam,
-                            sink_pages=sink, max_pages=P)
+                            sink_pages=sink, max_pages=P, block_p=bp, pages_per_prog=ppp)
         ref = R.unique_page_scores(q, mean, std, lam)
         _check(got, ref, lengths, 8, sink, **tol)
 

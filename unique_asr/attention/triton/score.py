@@ -44,17 +44,18 @@ def _unique_score_kernel(
     q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
     stride_ob, stride_oh,
-    lam, sink_pages, HKV, PAGE_SIZE,
+    lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
-    FORCE: tl.constexpr, IEEE: tl.constexpr,
+    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     pid_p = tl.program_id(1)
     b = pid_bh // HKV
     h = pid_bh % HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
-    p0 = pid_p * BLOCK_P
-    if p0 < n:
+    start = pid_p * PAGES_PER_PROG
+    end = tl.minimum(start + PAGES_PER_PROG, n)
+    if start < n:
         offs_g = tl.arange(0, GP)
         offs_d = tl.arange(0, D)
         gmask = offs_g < G
@@ -62,21 +63,24 @@ def _unique_score_kernel(
                     + offs_d[None, :], mask=gmask[:, None], other=0.0)
         qf = q.to(tl.float32)
         qn = tl.sqrt(tl.sum(qf * qf, 1))  # [GP]
-        offs_p = p0 + tl.arange(0, BLOCK_P)
-        pmask = offs_p < n
-        page = tl.load(pt_ptr + b * stride_ptb + offs_p, mask=pmask, other=0).to(tl.int64)
-        m = tl.load(mean_ptr + page[:, None] * stride_mp + h * stride_mh + offs_d[None, :],
-                    mask=pmask[:, None], other=0.0)
-        s = tl.load(std_ptr + page * stride_sp + h * stride_sh, mask=pmask, other=0.0)
-        if IEEE:
-            dot = tl.dot(m.to(tl.float32), tl.trans(qf), input_precision="ieee")
-        else:
-            dot = tl.dot(m, tl.trans(q.to(m.dtype)))
-        sc = dot + lam * s[:, None] * qn[None, :]
-        sc = tl.where(gmask[None, :], sc, float("-inf"))
-        best = tl.max(sc, 1)
-        best = _force(best, offs_p, n, sink_pages, FORCE)
-        tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_p, best, mask=pmask)
+        qt = tl.trans(q.to(mean_ptr.dtype.element_ty))
+        # several page blocks per program, software-pipelined, so loads stay in flight
+        for p0 in tl.range(start, end, BLOCK_P, num_stages=NUM_STAGES):
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            pmask = offs_p < end
+            page = tl.load(pt_ptr + b * stride_ptb + offs_p, mask=pmask, other=0).to(tl.int64)
+            m = tl.load(mean_ptr + page[:, None] * stride_mp + h * stride_mh + offs_d[None, :],
+                        mask=pmask[:, None], other=0.0)
+            s = tl.load(std_ptr + page * stride_sp + h * stride_sh, mask=pmask, other=0.0)
+            if IEEE:
+                dot = tl.dot(m.to(tl.float32), tl.trans(qf), input_precision="ieee")
+            else:
+                dot = tl.dot(m, qt)
+            sc = dot + lam * s[:, None] * qn[None, :]
+            sc = tl.where(gmask[None, :], sc, float("-inf"))
+            best = tl.max(sc, 1)
+            best = _force(best, offs_p, n, sink_pages, FORCE)
+            tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_p, best, mask=pmask)
 
 
 @triton.jit
@@ -130,16 +134,18 @@ def unique_scores(
     force: bool = True,
     max_pages: int | None = None,
     out: torch.Tensor | None = None,
-    block_p: int = 64,
+    block_p: int = 128,
     num_warps: int = 4,
     num_stages: int = 3,
+    pages_per_prog: int | None = None,
 ) -> torch.Tensor:
     """UNIQUE page scores over a paged cache's statistics.
 
     q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean); std [N, Hkv] float32;
     page_table [B, >=P] int32; lengths [B] int32. Returns float32 scores [B, Hkv, P] with
     P = max_pages (default page_table.shape[1]); entries past a sequence's pages are not written.
-    lam = 0 gives the mean-only baseline.
+    lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
+    (sequence, KV head) row in blocks of block_p (default: ~4 programs per SM in flight).
     """
     _check_common(q, page_table, lengths, max_pages)
     B, H, D = q.shape
@@ -150,14 +156,19 @@ def unique_scores(
         raise ValueError("unique_scores: mean's last dimension must be contiguous")
     if out is None:
         out = torch.empty(B, Hkv, P, dtype=torch.float32, device=q.device)
-    grid = (B * Hkv, triton.cdiv(P, block_p))
+    if pages_per_prog is None:
+        target = 8 * 132 if q.is_cuda else 4
+        chunks = max(1, min(triton.cdiv(P, block_p), triton.cdiv(target, B * Hkv)))
+        pages_per_prog = triton.cdiv(triton.cdiv(P, chunks), block_p) * block_p
+    pages_per_prog = triton.cdiv(pages_per_prog, block_p) * block_p
+    grid = (B * Hkv, triton.cdiv(P, pages_per_prog))
     _unique_score_kernel[grid](
         q, mean, std, page_table, lengths, out,
         q.stride(0), q.stride(1), mean.stride(0), mean.stride(1), std.stride(0), std.stride(1),
         page_table.stride(0), out.stride(0), out.stride(1),
-        float(lam), int(sink_pages), Hkv, page_size,
+        float(lam), int(sink_pages), Hkv, page_size, pages_per_prog,
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, BLOCK_P=block_p, FORCE=force,
-        IEEE=f32_dot(mean.dtype), num_warps=num_warps, num_stages=num_stages,
+        IEEE=f32_dot(mean.dtype), NUM_STAGES=num_stages, num_warps=num_warps,
     )
     return out
 

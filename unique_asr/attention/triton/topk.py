@@ -100,10 +100,12 @@ def _topk_kernel(
         else:
             v = offs < n
             key = _keys(tl.load(s_row + offs, mask=v, other=0.0), v)
+            # cnt = number of keys >= prefix; stop early once exactly K keys are >= prefix
+            cnt = tl.full((), BLOCK, tl.int32)
             if TWO_BITS:
                 # two bits per step: the three candidate counts packed in one int64 reduction
                 unit = tl.full((), 0x40000000, tl.uint32)
-                for _ in range(16):
+                while (unit != 0) & (cnt != K):
                     c1 = prefix | unit
                     c2 = prefix | (unit << 1)
                     c3 = prefix | (unit * 3)
@@ -116,21 +118,28 @@ def _topk_kernel(
                     n3 = (tot >> 42).to(tl.int32)
                     prefix = tl.where(n3 >= K, c3, tl.where(n2 >= K, c2,
                                                             tl.where(n1 >= K, c1, prefix)))
+                    cnt = tl.where(n3 >= K, n3, tl.where(n2 >= K, n2,
+                                                         tl.where(n1 >= K, n1, cnt)))
             else:
                 bit = tl.full((), 0x80000000, tl.uint32)
-                for _ in range(32):
+                while (bit != 0) & (cnt != K):
                     cand = prefix | bit
                     bit = bit >> 1
-                    cnt = tl.sum((key >= cand).to(tl.int32))
-                    prefix = tl.where(cnt >= K, cand, prefix)
-            gt = key > prefix
-            eq = (key == prefix) & v
-            n_gt = tl.sum(gt.to(tl.int32))
-            need = K - n_gt
-            cgt = tl.cumsum(gt.to(tl.int32), 0)
-            ceq = tl.cumsum(eq.to(tl.int32), 0)
-            sel = gt | (eq & (ceq <= need))
-            pos = tl.where(gt, cgt - 1, n_gt + ceq - 1)
+                    c = tl.sum((key >= cand).to(tl.int32))
+                    prefix = tl.where(c >= K, cand, prefix)
+                    cnt = tl.where(c >= K, c, cnt)
+            if cnt == K:  # exactly K keys >= prefix: take them all
+                sel = key >= prefix
+                pos = tl.cumsum(sel.to(tl.int32), 0) - 1
+            else:  # prefix is the k-th largest key: all keys above it, ties in page order
+                gt = key > prefix
+                eq = (key == prefix) & v
+                n_gt = tl.sum(gt.to(tl.int32))
+                need = K - n_gt
+                cgt = tl.cumsum(gt.to(tl.int32), 0)
+                ceq = tl.cumsum(eq.to(tl.int32), 0)
+                sel = gt | (eq & (ceq <= need))
+                pos = tl.where(gt, cgt - 1, n_gt + ceq - 1)
             page = offs
             if GATHER:
                 page = tl.load(pt_ptr + b * stride_ptb + offs, mask=sel, other=-1)
