@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from unique_asr.decoding.backends import new_cache
 
@@ -53,6 +54,12 @@ def _mask_logits(logits: torch.Tensor, suppress: tuple[int, ...]) -> torch.Tenso
     return logits
 
 
+def _steps(n_max: int):
+    """Decode step indices, with a progress bar for long-form generations."""
+    return tqdm(range(n_max), desc="decode steps", leave=False, mininterval=10,
+                disable=n_max < 512)
+
+
 def _prefill(model, audio_emb, audio_lens, max_new, attention, budget):
     """Limits, a cache big enough for the longest run, and the first logits (timed)."""
     B, dev = audio_emb.shape[0], audio_emb.device
@@ -85,7 +92,7 @@ def greedy_search(
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
     live = lim > 0
-    for t in range(n_max):
+    for t in _steps(n_max):
         if not bool(live.all()):  # drop finished sequences from the batch (compaction)
             keep = live.nonzero().squeeze(1)
             cache.reorder(keep)
@@ -143,7 +150,7 @@ def beam_search(
     length = torch.zeros(B, K, dtype=torch.long, device=dev)
     fin = torch.zeros(B, K, dtype=torch.bool, device=dev)
     toks, parents = [], []
-    for t in range(n_max):
+    for t in _steps(n_max):
         fin = fin | (lim <= t)[:, None]  # out of room: ends here (an end token is forced)
         lp = logp.view(B, K, V).clone()
         # finished: only the end token, at no cost
