@@ -10,7 +10,13 @@ import sys
 
 
 def _rows(recs, bench):
-    return [r for r in recs if r.get("bench") == bench]
+    """Records of one benchmark, the latest per setting (results files are append-only)."""
+    latest = {}
+    for r in recs:
+        if r.get("bench") == bench:
+            key = (r.get("batch"), r.get("context"), r.get("rows"), r.get("pages"))
+            latest[key] = r
+    return list(latest.values())
 
 
 def print_table(recs) -> None:
