@@ -84,3 +84,29 @@ def test_other_sample_rate_resampled(tmp_path, tiny_model):
     cuts = CutSet.from_cuts([make_cut(tmp_path, "r8k", 2.0, sr=8000)])
     res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
     assert res.notes["resampled"] == 1 and len(res.rows) == 1
+
+
+def _with_stored_features(tmp_path, rec_id, seconds):
+    from lhotse import Fbank, FbankConfig, NumpyFilesWriter
+
+    cut = make_cut(tmp_path, rec_id, seconds)
+    with NumpyFilesWriter(tmp_path / "feats") as w:
+        cut = cut.compute_and_store_features(Fbank(FbankConfig(num_mel_bins=80)), w)
+    return cut, tmp_path / "feats" / cut.features.storage_key
+
+
+def test_stored_features_nan_and_missing(tmp_path, tiny_model):
+    import numpy as np
+
+    cut, path = _with_stored_features(tmp_path, "nanrec", 2.0)
+    f = np.load(path)
+    f[10:15] = np.nan
+    np.save(path, f)
+    res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
+                      DecodeOptions(**FAST), "cpu")
+    assert res.notes["frames_nan_zeroed"] == 5 and res.notes["recordings_with_nan"] == 1
+    assert len(res.rows) == 1
+    path.unlink()
+    with pytest.raises(BadInputError, match=rf"cut nanrec: cannot read its features .*{path.name}"):
+        decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
+                    DecodeOptions(**FAST), "cpu")
