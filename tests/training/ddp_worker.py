@@ -51,8 +51,9 @@ def main(out_dir: str) -> None:
         idx = list(range(rank * per, (rank + 1) * per))
         # accumulation over 2 micro-batches of this rank's share
         group = [collate([xs[i]], [toks[i]], [str(i)]) for i in idx]
-        train_step(ddp, model, group, opt, sched, tcfg, device, world,
+        train_step(ddp, model, group, opt, tcfg, device, world,
                    lambda: torch.autocast("cpu", enabled=False))
+        sched.step()
     if rank == 0:
         torch.save(model.state_dict(), out / f"params_world{world}.pt")
     # the whole loop (sampler sharding, checkpoint on rank 0) under this world size

@@ -88,3 +88,12 @@ def test_nan_loss_batches_are_skipped_then_training_stops(data, tmp_path, monkey
     assert ok[1] and not ok[2] and ok[3] and not ok[5]
     ck = torch.load(exp / "last.pt", weights_only=False)
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_wall_clock_budget_stops_training_with_the_schedule_at_its_end(data, tmp_path):
+    exp = tmp_path / "exp"
+    s = train(tiny_model_cfg(), train_cfg(max_steps=1000, max_minutes=0.002), exp, data, None,
+              CharTokenizer(), seed=1)
+    assert 1 <= s["steps"] < 1000
+    ck = torch.load(exp / "last.pt", weights_only=False)
+    assert ck["scheduler"]["pos"] >= 1000  # cosine reached its floor when time ran out

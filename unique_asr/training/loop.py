@@ -49,6 +49,7 @@ class TrainState:
     batch_idx: int = 0     # sampler batches consumed in the current epoch (this rank)
     bad_in_row: int = 0
     bad_total: int = 0
+    elapsed_s: float = 0.0  # training wall time so far (all runs of a resumed training)
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -63,7 +64,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_step(ddp, model, group: list[dict], opt, sched, tcfg, device, world: int, autocast):
+def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, autocast):
     """One optimizer step over accumulated micro-batches. Returns a dict of global metrics."""
     model.train()
     opt.zero_grad(set_to_none=True)
@@ -90,7 +91,6 @@ def train_step(ddp, model, group: list[dict], opt, sched, tcfg, device, world: i
         opt.step()
     else:
         opt.zero_grad(set_to_none=True)
-    sched.step()
     n = max(1.0, float(sums[3]))
     return {"loss": float(sums[0]) / n, "ce": float(sums[1]) / n, "ctc": float(sums[2]) / n,
             "ntokens": int(sums[3]), "grad_norm": float(gnorm), "ok": ok,
@@ -101,6 +101,7 @@ def _ckpt_state(model, opt, sched, st: TrainState, model_cfg, tcfg, bpe_model) -
     return {"model": model.state_dict(), "model_cfg": model_cfg.to_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": st.step,
             "epoch": st.epoch, "batch_idx": st.batch_idx, "bad_total": st.bad_total,
+            "elapsed_s": st.elapsed_s,
             "rng": rng_state(), "train_cfg": dict(tcfg), "bpe_model": bpe_model}
 
 
@@ -134,7 +135,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         load_state_strict(model, ck["model"], last)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        st = TrainState(ck["step"], ck["epoch"], ck["batch_idx"], 0, ck.get("bad_total", 0))
+        st = TrainState(ck["step"], ck["epoch"], ck["batch_idx"], 0, ck.get("bad_total", 0),
+                        ck.get("elapsed_s", 0.0))
         set_rng_state(ck["rng"])
         if rank == 0:
             log.info("resumed from %s at step %d (epoch %d, batch %d)", last, st.step, st.epoch,
@@ -182,7 +184,13 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         D.barrier()
 
     t0, halted = time.time(), False
-    while st.step < tcfg["max_steps"] and st.epoch < tcfg["max_epochs"]:
+    t_start = time.time() - st.elapsed_s
+    budget_s = 60.0 * float(tcfg.get("max_minutes") or 0)
+
+    def done() -> bool:
+        return sched.pos >= tcfg["max_steps"]
+
+    while not done() and st.epoch < tcfg["max_epochs"]:
         cap = curriculum_cap(st.epoch, cur["start_max_s"], cur["end_max_s"], cur["ramp_epochs"])
         wins = epoch_windows(recs, st.epoch, seed, cap, cur["min_s"], cur["whole_prob"])
         sampler = make_sampler(windows_to_cuts(wins), tcfg["max_duration"], tcfg["num_buckets"],
@@ -191,7 +199,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         for _ in range(st.batch_idx):
             next(it)
         group = []
-        while st.step < tcfg["max_steps"]:
+        while not done():
             cuts = next(it, None)
             if int(D.all_sum(torch.tensor(1 if cuts is None else 0))) > 0:
                 break  # some rank ran out: the epoch ends for everyone
@@ -199,10 +207,16 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             group.append(batcher(cuts))
             if len(group) < tcfg["accum_grad"]:
                 continue
-            ts = time.time()
-            m = train_step(ddp, model, group, opt, sched, tcfg, device, world, autocast)
+            ts, tc = time.time(), time.process_time()
+            m = train_step(ddp, model, group, opt, tcfg, device, world, autocast)
             group = []
             st.step += 1
+            st.elapsed_s = time.time() - t_start
+            pos = float(st.step)
+            if budget_s > 0:  # wall-clock budget: the schedule runs on the larger progress
+                frac = float(D.all_sum(torch.tensor(st.elapsed_s / budget_s)) / world)
+                pos = max(pos, frac * tcfg["max_steps"])
+            sched.step(pos)
             if not m["ok"]:
                 st.bad_in_row += 1
                 st.bad_total += 1
@@ -219,7 +233,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                 st.bad_in_row = 0
             if rank == 0:
                 rec = {"step": st.step, "epoch": st.epoch, "cap_s": round(cap, 1),
-                       "time_s": round(time.time() - ts, 3), **m}
+                       "time_s": round(time.time() - ts, 3),
+                       "cpu_s": round(time.process_time() - tc, 3), **m}
                 logf.write(json.dumps(rec) + "\n")
                 if st.step % tcfg["log_every"] == 0 or st.step == 1:
                     logf.flush()
@@ -236,7 +251,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                 break
         if halted:
             break
-        if st.step < tcfg["max_steps"]:
+        if not done():
             st.epoch += 1
             st.batch_idx = 0
     train_s = time.time() - t0

@@ -7,14 +7,42 @@ import math
 import torch
 
 
-def warmup_cosine(optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.05):
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        p = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+class WarmupCosine:
+    """lr = base * factor(pos); pos is the step count, or a larger fractional position when
+    training runs against a wall-clock budget (train.max_minutes), so the cosine still ends at
+    its floor when time, not steps, runs out."""
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+    def __init__(self, optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.05):
+        self.opt = optimizer
+        self.warmup, self.total, self.min_ratio = warmup_steps, total_steps, min_ratio
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.pos = 0.0
+        self._apply()
+
+    def factor(self, pos: float) -> float:
+        if pos < self.warmup:
+            return (pos + 1) / max(1, self.warmup)
+        p = min(1.0, (pos - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+    def step(self, pos: float | None = None) -> None:
+        self.pos = self.pos + 1 if pos is None else float(pos)
+        self._apply()
+
+    def _apply(self) -> None:
+        for g, b in zip(self.opt.param_groups, self.base):
+            g["lr"] = b * self.factor(self.pos)
+
+    def state_dict(self) -> dict:
+        return {"pos": self.pos, "base": list(self.base)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.pos, self.base = float(d["pos"]), list(d["base"])
+        self._apply()
+
+
+def warmup_cosine(optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.05):
+    return WarmupCosine(optimizer, warmup_steps, total_steps, min_ratio)
 
 
 def make_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.98)):
