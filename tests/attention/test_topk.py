@@ -16,7 +16,7 @@ def _scores(B, Hkv, P, ties):
     return s
 
 
-def _check(scores, lens, k, block=None, sink=0, two_bits=True):
+def _check(scores, lens, k, block=None, sink=0, two_bits=False):
     B, _Hkv, P = scores.shape
     n = R.num_pages(lens.cpu(), 8)
     for b in range(B):  # the score kernels force the newest page to +inf; do the same here
@@ -44,6 +44,7 @@ def test_topk_matches_reference(ties, size):
         lens = torch.tensor([P * 8, max(1, 8 * k - 3), P * 8 - 13][:B] + [P * 4] * (B - 3),
                             dtype=torch.int32, device=DEV)
         _check(s, lens, k)
+        _check(s, lens, k, two_bits=True)
 
 
 def test_topk_forced_pages_and_chunked_rows():
@@ -55,6 +56,6 @@ def test_topk_forced_pages_and_chunked_rows():
         s[b, :, n[b] - 1] = float("inf")
         s[b, :, :2] = torch.finfo(torch.float32).max
     _check(s, lens, k, sink=2)
-    _check(s, lens, k, sink=2, two_bits=False)  # one bit per step
+    _check(s, lens, k, sink=2, two_bits=True)  # two bits per step, packed counts
     _check(s, lens, k, block=64, sink=2)  # rows longer than the block: chunked variant
     _check(_scores(B, Hkv, P, False), lens, 1, block=32)

@@ -132,7 +132,7 @@ def paged_decode(
     num_splits: int | None = None,
     block_pg: int = 4,
     num_warps: int = 4,
-    num_stages: int = 2,
+    num_stages: int = 4,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of q [B, H, D] over the pages listed per (sequence, KV head).
@@ -142,7 +142,7 @@ def paged_decode(
     unsqueezed at dim 1; broadcast over KV heads). page_table [B, >=n_b] int32 and lengths [B]
     int32 locate each sequence's newest (partial) page. Returns [B, H, D] in q's dtype.
     num_splits: programs per (sequence, KV head) along the page list (default: enough to fill
-    the GPU, each with at least 16 pages).
+    the GPU with at most ~256 and at least 16 pages each). Defaults follow the H200 sweep.
     """
     if q.dim() != 3 or k_cache.dim() != 4 or pages.dim() != 3:
         raise ValueError("paged_decode: expected q [B,H,D], k_cache [N,Hkv,S,D], "
@@ -164,9 +164,10 @@ def paged_decode(
     G = H // Hkv
     K_SLOTS = pages.shape[2]
     scale = D**-0.5 if scale is None else scale
-    if num_splits is None:
+    if num_splits is None:  # ~4 programs per SM and at most ~256 pages per program
         target = 4 * 132 if q.is_cuda else 2
-        num_splits = max(1, min(triton.cdiv(K_SLOTS, 16), triton.cdiv(target, B * Hkv)))
+        want = max(triton.cdiv(target, B * Hkv), triton.cdiv(K_SLOTS, 256))
+        num_splits = max(1, min(triton.cdiv(K_SLOTS, 16), want))
     pps = triton.cdiv(triton.cdiv(K_SLOTS, num_splits), block_pg) * block_pg
     num_splits = triton.cdiv(K_SLOTS, pps)
     if out is None:

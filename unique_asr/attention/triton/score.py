@@ -134,10 +134,10 @@ def unique_scores(
     force: bool = True,
     max_pages: int | None = None,
     out: torch.Tensor | None = None,
-    block_p: int = 128,
+    block_p: int = 64,
     num_warps: int = 4,
-    num_stages: int = 3,
-    pages_per_prog: int | None = None,
+    num_stages: int = 2,
+    pages_per_prog: int | None = 128,
 ) -> torch.Tensor:
     """UNIQUE page scores over a paged cache's statistics.
 
@@ -145,7 +145,8 @@ def unique_scores(
     page_table [B, >=P] int32; lengths [B] int32. Returns float32 scores [B, Hkv, P] with
     P = max_pages (default page_table.shape[1]); entries past a sequence's pages are not written.
     lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
-    (sequence, KV head) row in blocks of block_p (default: ~4 programs per SM in flight).
+    (sequence, KV head) row in blocks of block_p (None: about 8 programs per SM). Defaults are
+    the fastest of the H200 sweep (bench/results/decode_step.jsonl, batch 80 and 16).
     """
     _check_common(q, page_table, lengths, max_pages)
     B, H, D = q.shape

@@ -100,21 +100,33 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
     offs_d = tl.arange(0, D)
     pg = n0 // S + tl.arange(0, NP)
     pmask = pg < P
-    mh = tl.load(MH + (page_base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+    mh = tl.load((MH + page_base * D) + (pg[:, None] * D + offs_d[None, :]), mask=pmask[:, None],
                  other=0.0)
-    ml = tl.load(ML + (page_base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
+    ml = tl.load((ML + page_base * D) + (pg[:, None] * D + offs_d[None, :]), mask=pmask[:, None],
                  other=0.0)
-    st = tl.load(STD + page_base + pg, mask=pmask, other=0.0)
+    st = tl.load((STD + page_base) + pg, mask=pmask, other=0.0)
     sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC)  # [BM, NP]
     smax = _group_max(sr, BT, GP, G, NP)  # [BT, NP]
     past = pg[None, :] < own_t[:, None]
     z = (smax - theta_t[:, None]) * inv_tau
-    if HARD:
-        gb = tl.where(past & (smax <= theta_t[:, None]), float("-inf"), 0.0)
+    # a finite "minus infinity" keeps 0 * bias NaN-free in the dot below (fp16 range is small)
+    if q.dtype == tl.float16:
+        neg_big = -30000.0
     else:
-        gb = tl.where(past, _logsigmoid(z), 0.0)
-    bias = _to_tokens(_to_rows(gb, BT, GP, NP), BM, NP, S)
-    s = _mm(q, tl.trans(k), input_precision=PREC) * sm_scale2 + bias * 1.4426950408889634
+        neg_big = -1.0e30
+    if HARD:
+        gb = tl.where(past & (smax <= theta_t[:, None]), neg_big, 0.0)
+    else:
+        gb = tl.maximum(tl.where(past, _logsigmoid(z), 0.0) * 1.4426950408889634, neg_big)
+    # page bias -> key tokens on the tensor cores: [BM, 2NP] (hi, lo interleaved) @ [2NP, BN]
+    # 0/1 page indicator, accumulated onto the scaled q.k logits (K = 2NP >= 16).
+    gr = _to_rows(gb, BT, GP, NP)
+    hi = gr.to(q.dtype)
+    lo = (gr - hi.to(tl.float32)).to(q.dtype)
+    a = tl.reshape(tl.join(hi, lo), (BM, 2 * NP))
+    et = ((tl.arange(0, BN)[None, :] // S) == (tl.arange(0, 2 * NP) // 2)[:, None]).to(q.dtype)
+    s = _mm(q, tl.trans(k), input_precision=PREC) * sm_scale2
+    s = _mm(a, et, s, input_precision=PREC)
     if MASK:
         kn = n0 + tl.arange(0, BN)
         ok = (kn[None, :] <= t[:, None]) & (kn[None, :] < n_b)
@@ -123,11 +135,20 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
 
 
 @triton.jit
-def _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP: tl.constexpr,
-                    G: tl.constexpr, NP: tl.constexpr, S: tl.constexpr):
-    """d score per row [BM, NP]: page/head sums of d logit, times dlogsig/dscore, to argmax head."""
+def _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP: tl.constexpr,
+                    G: tl.constexpr, NP: tl.constexpr, S: tl.constexpr, PAGE_DOT: tl.constexpr,
+                    PREC: tl.constexpr):
+    """d score per row [BM, NP]: page/head sums of d logit, times dlogsig/dscore, to argmax head.
+
+    PAGE_DOT sums the tokens of each page with a 0/1 [BN, NP] matrix on the tensor cores (from
+    ds in the input dtype, as the dk/dq dots use it) instead of a [BM, NP, S] reshape.
+    """
     BM: tl.constexpr = BT * GP
-    dpage = tl.sum(tl.reshape(ds, (BM, NP, S)), axis=2)  # [BM, NP]
+    if PAGE_DOT:
+        e = ((tl.arange(0, NP * S)[:, None] // S) == tl.arange(0, NP)[None, :]).to(ds_lp.dtype)
+        dpage = _mm(ds_lp, e, input_precision=PREC)
+    else:
+        dpage = tl.sum(tl.reshape(ds, (BM, NP, S)), axis=2)  # [BM, NP]
     dgate = tl.sum(tl.reshape(dpage, (BT, GP, NP)), axis=1)  # [BT, NP]
     dscore = tl.where(past, dgate * inv_tau / (1.0 + tl.exp(z)), 0.0)
     hit = sr == _to_rows(smax, BT, GP, NP)
@@ -140,18 +161,18 @@ def _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP: tl.con
 
 
 @triton.jit
-def _load_rows(PTR, b, kvh, t0, L, H, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr,
+def _load_rows(PTR, t0, L, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr,
                G: tl.constexpr):
-    """Row indices of a (position, head) block and a [BM, D] load of PTR ([B, H, L, D])."""
+    """Rows (position, head) of one KV group: PTR is already offset to the group's first head
+    ([B, H, L, D] layout); returns the [BM, D] load and the int32 row offsets (head * L + t)."""
     BM: tl.constexpr = BT * GP
     rows = tl.arange(0, BM)
     t = t0 + rows // GP
     g = rows % GP
     row_ok = (g < G) & (t < L)
-    head = kvh * G + tl.minimum(g, G - 1)
-    roff = ((b * H + head) * L + t).to(tl.int64)
+    roff = tl.minimum(g, G - 1) * L + t
     offs_d = tl.arange(0, D)
-    x = tl.load(PTR + roff[:, None] * D + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    x = tl.load(PTR + (roff[:, None] * D + offs_d[None, :]), mask=row_ok[:, None], other=0.0)
     return x, t, row_ok, roff
 
 
@@ -191,11 +212,12 @@ def _scores_kernel(Q, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
     bh = tl.program_id(2)
     b = bh // Hkv
     kvh = bh % Hkv
+    hb = (b * H + kvh * G).to(tl.int64) * L
     t0 = l0 + pid_t * BT
     p0 = pid_p * NPC
     last_t = tl.minimum(t0 + BT, L) - 1
     if p0 < last_t // S:  # some row of this block has a past page in this chunk
-        q, _t, _row_ok, _roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+        q, _t, _row_ok, _roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
         qnorm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))
         offs_d = tl.arange(0, D)
         pg = p0 + tl.arange(0, NPC)
@@ -261,11 +283,11 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
     kn = n0 + tl.arange(0, BN)
     if MASK:
         kmask = (kn < L)[:, None]
-        k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
-        v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+        k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
+        v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     else:
-        k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :])
-        v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :])
+        k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]))
+        v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]))
     s, _sr, _smax, _z, _past, _mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                           page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G,
                                           BN, S, HARD, MASK, USE_LO, PREC)
@@ -288,11 +310,12 @@ def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale
     bh = tl.program_id(1)
     b = bh // Hkv
     kvh = bh % Hkv
+    hb = (b * H + kvh * G).to(tl.int64) * L
     t0 = pid_t * BT
     n_b = L
     if HAS_SEQ:
         n_b = tl.minimum(tl.load(SEQ + b), L)
-    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
+    q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
     qf = q.to(tl.float32)
     qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
     tp = t0 + tl.arange(0, BT)
@@ -317,10 +340,10 @@ def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale
     good = row_ok & (t < n_b) & (l_i > 0)
     o = acc / tl.where(good, l_i, 1.0)[:, None]
     o = tl.where(good[:, None], o, 0.0)
-    tl.store(O + roff[:, None] * D + offs_d[None, :], o.to(O.dtype.element_ty),
+    tl.store((O + hb * D) + (roff[:, None] * D + offs_d[None, :]), o.to(O.dtype.element_ty),
              mask=row_ok[:, None])
     lse = tl.where(good, m_i + tl.log2(tl.where(good, l_i, 1.0)), float("inf"))
-    tl.store(LSE + roff, lse, mask=row_ok)
+    tl.store((LSE + hb) + roff, lse, mask=row_ok)
 
 
 # -------------------------------------------------------------------------------- backward
@@ -340,21 +363,23 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
              STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D: tl.constexpr,
              BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
              S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
-             PREC: tl.constexpr):
+             PREC: tl.constexpr, PAGE_DOT: tl.constexpr):
     offs_d = tl.arange(0, D)
     kn = n0 + tl.arange(0, BN)
     kmask = (kn < L)[:, None]
-    k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
-    v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
+    v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     s, sr, smax, z, past, mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
-    dq = _mm(ds.to(k.dtype), k, dq, input_precision=PREC)
+    ds_lp = ds.to(k.dtype)
+    dq = _mm(ds_lp, k, dq, input_precision=PREC)
     if not HARD:
-        dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
+        dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
+                              PAGE_DOT, PREC)
         dq = _mm((dsr / sm_scale).to(k.dtype), mh, dq, input_precision=PREC)
     return dq
 
@@ -364,21 +389,22 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
                    sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
                    GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
                    HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
-                   HAS_SEQ: tl.constexpr):
+                   HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr):
     pid_t = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // Hkv
     kvh = bh % Hkv
+    hb = (b * H + kvh * G).to(tl.int64) * L
     t0 = pid_t * BT
     n_b = L
     if HAS_SEQ:
         n_b = tl.minimum(tl.load(SEQ + b), L)
-    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
-    do, t, row_ok, roff = _load_rows(DO, b, kvh, t0, L, H, D, BT, GP, G)
+    q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
+    do, t, row_ok, roff = _load_rows(DO + hb * D, t0, L, D, BT, GP, G)
     qf = q.to(tl.float32)
     qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
-    lse = tl.load(LSE + roff, mask=row_ok, other=float("inf"))
-    delta = tl.load(DELTA + roff, mask=row_ok, other=0.0)
+    lse = tl.load((LSE + hb) + roff, mask=row_ok, other=float("inf"))
+    delta = tl.load((DELTA + hb) + roff, mask=row_ok, other=0.0)
     tp = t0 + tl.arange(0, BT)
     theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
     own_t = tp // S
@@ -391,28 +417,28 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
     for n0 in range(0, n_full, BN):
         dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
                       MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
-                      GP, G, BN, S, HARD, False, USE_LO, PREC)
+                      GP, G, BN, S, HARD, False, USE_LO, PREC, PAGE_DOT)
     for n0 in range(n_full, t_hi, BN):
         dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
                       MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
-                      GP, G, BN, S, HARD, True, USE_LO, PREC)
+                      GP, G, BN, S, HARD, True, USE_LO, PREC, PAGE_DOT)
     dq = dq * sm_scale
-    tl.store(DQ + roff[:, None] * D + offs_d[None, :], dq.to(DQ.dtype.element_ty),
+    tl.store((DQ + hb * D) + (roff[:, None] * D + offs_d[None, :]), dq.to(DQ.dtype.element_ty),
              mask=row_ok[:, None])
 
 
 @triton.jit
-def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh, bh, L, H, MH, ML, STD,
+def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML, STD,
                page_base, P, sm_scale2, lam, inv_tau, dk, dv, dmean, dstd, D: tl.constexpr,
                BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
                S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
-               PREC: tl.constexpr):
-    q, t, row_ok, roff = _load_rows(Q, b, kvh, t0, L, H, D, BT, GP, G)
-    do, t, row_ok, roff = _load_rows(DO, b, kvh, t0, L, H, D, BT, GP, G)
+               PREC: tl.constexpr, PAGE_DOT: tl.constexpr):
+    q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
+    do, t, row_ok, roff = _load_rows(DO + hb * D, t0, L, D, BT, GP, G)
     qf = q.to(tl.float32)
     qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
-    lse = tl.load(LSE + roff, mask=row_ok, other=float("inf"))
-    delta = tl.load(DELTA + roff, mask=row_ok, other=0.0)
+    lse = tl.load((LSE + hb) + roff, mask=row_ok, other=float("inf"))
+    delta = tl.load((DELTA + hb) + roff, mask=row_ok, other=0.0)
     tp = t0 + tl.arange(0, BT)
     theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
     own_t = tp // S
@@ -423,9 +449,11 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh, bh, L, H, MH
     dv = _mm(tl.trans(p.to(v.dtype)), do, dv, input_precision=PREC)
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
-    dk = _mm(tl.trans(ds.to(q.dtype)), q, dk, input_precision=PREC)
+    ds_lp = ds.to(q.dtype)
+    dk = _mm(tl.trans(ds_lp), q, dk, input_precision=PREC)
     if not HARD:
-        dsr = _gate_grad_rows(ds, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S)
+        dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
+                              PAGE_DOT, PREC)
         dmean = _mm(tl.trans(dsr.to(q.dtype)), q, dmean, input_precision=PREC)
         dstd += tl.sum(dsr * (lam * qnorm)[:, None], axis=0)
     return dk, dv, dmean, dstd
@@ -436,12 +464,13 @@ def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK,
                      P, sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
                      GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
                      HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
-                     HAS_SEQ: tl.constexpr):
+                     HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr):
     NP: tl.constexpr = BN // S
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // Hkv
     kvh = bh % Hkv
+    hb = (b * H + kvh * G).to(tl.int64) * L
     n0 = pid_n * BN
     n_b = L
     if HAS_SEQ:
@@ -451,39 +480,39 @@ def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK,
     offs_d = tl.arange(0, D)
     kn = n0 + tl.arange(0, BN)
     kmask = (kn < L)[:, None]
-    k = tl.load(K + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
-    v = tl.load(V + (kv_base + kn)[:, None] * D + offs_d[None, :], mask=kmask, other=0.0)
+    k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
+    v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     dk = tl.zeros([BN, D], tl.float32)
     dv = tl.zeros([BN, D], tl.float32)
     dmean = tl.zeros([NP, D], tl.float32)
     dstd = tl.zeros([NP], tl.float32)
     t_diag = tl.minimum(n0 + BN, n_b)
     for t0 in range(n0, t_diag, BT):
-        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh,
+        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb,
                                          bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
                                          inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
-                                         HARD, True, USE_LO, PREC)
+                                         HARD, True, USE_LO, PREC, PAGE_DOT)
     for t0 in range(n0 + BN, n_b, BT):
-        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, b, kvh,
+        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb,
                                          bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
                                          inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
-                                         HARD, False, USE_LO, PREC)
+                                         HARD, False, USE_LO, PREC, PAGE_DOT)
     dk = dk * sm_scale
     if not HARD:
         # page mean/std -> keys of the page (full pages only ever receive a gradient)
         pg = n0 // S + tl.arange(0, NP)
         pmask = pg < P
-        mean = tl.load(MEAN + (page_base + pg)[:, None] * D + offs_d[None, :],
+        mean = tl.load((MEAN + page_base * D) + (pg[:, None] * D + offs_d[None, :]),
                        mask=pmask[:, None], other=0.0)
-        st = tl.load(STD + page_base + pg, mask=pmask, other=0.0)
+        st = tl.load((STD + page_base) + pg, mask=pmask, other=0.0)
         coef = tl.where(st > 0, dstd / (S * tl.where(st > 0, st, 1.0)), 0.0)
         dmean_t = tl.reshape(tl.broadcast_to(dmean[:, None, :], (NP, S, D)), (BN, D))
         mean_t = tl.reshape(tl.broadcast_to(mean[:, None, :], (NP, S, D)), (BN, D))
         coef_t = tl.reshape(tl.broadcast_to(coef[:, None], (NP, S)), (BN,))
         dk += dmean_t / S + coef_t[:, None] * (k.to(tl.float32) - mean_t)
-    dst = (kv_base + kn)[:, None] * D + offs_d[None, :]
-    tl.store(DK + dst, dk.to(DK.dtype.element_ty), mask=kmask)
-    tl.store(DV + dst, dv.to(DV.dtype.element_ty), mask=kmask)
+    dst = kn[:, None] * D + offs_d[None, :]
+    tl.store((DK + kv_base * D) + dst, dk.to(DK.dtype.element_ty), mask=kmask)
+    tl.store((DV + kv_base * D) + dst, dv.to(DV.dtype.element_ty), mask=kmask)
 
 
 # --------------------------------------------------------------------------------- driver
@@ -496,25 +525,30 @@ CONFIG_OVERRIDES: dict = {}
 
 
 class _Cfg:
-    """Block sizes: keys per block BN (>= 16 pages so the page dots have K >= 16)."""
+    """Block sizes. Forward / dq: BN keys per block with >= 16 pages (the dq page dot has
+    K = pages). dk/dv: BN_kv keys per program (any multiple of S, >= 16)."""
 
     def __init__(self, D: int, S: int, G: int, dtype: torch.dtype):
         self.GP = _next_pow2(G)
         interp = _interpret()
-        ov = CONFIG_OVERRIDES
+        ov = dict(CONFIG_OVERRIDES)
         self.BN = max(16 * S, 64 if interp else 128)
+        self.BN_kv = max(ov.get("bn_kv", 16 * S if interp else 8 * S), 16, S)
         rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
-        rows_bwd = ov.get("rows_bwd", 64 if interp else (64 if D > 64 else 128))
+        rows_dq = ov.get("rows_dq", 64)
+        rows_kv = ov.get("rows_bwd", 64 if interp else 128)
+        if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
+            rows_fwd, rows_dq, rows_kv = 64, 32, 32
+            ov = {"stages": 1, "bn_kv": 64, **ov}
+            self.BN_kv = max(ov["bn_kv"], 16, S)
         self.use_lo = dtype != torch.float32
         self.prec = "ieee" if dtype == torch.float32 else "tf32"
-        if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
-            rows_fwd = ov.get("rows_fwd", 64)
-            rows_bwd = ov.get("rows_bwd", 32)
-            ov = {"stages": 1, **ov}
+        self.page_dot = bool(ov.get("page_dot", True))
         self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
-        self.BT_dq = self.BT_fwd
-        self.BT_dkdv = max(1, min(rows_bwd // self.GP, self.BN))
+        self.BT_dq = max(1, min(rows_dq // self.GP, self.BN))
+        self.BT_dkdv = max(1, min(rows_kv // self.GP, self.BN_kv))
         self.fwd_warps = ov.get("fwd_warps", 4 if interp else 8)
+        self.dq_warps = ov.get("dq_warps", 4 if interp else 8)
         self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
         self.stages = ov.get("stages", 1 if interp else 2)
         self.bwd_stages = ov.get("bwd_stages", self.stages)
@@ -620,15 +654,17 @@ class SoftmaskFunction(torch.autograd.Function):
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
-        common = {"D": D, "GP": cfg.GP, "G": G, "BN": cfg.BN, "S": S, "HARD": hard,
-                  "USE_LO": cfg.use_lo, "PREC": cfg.prec, "HAS_SEQ": has_seq,
-                  "num_warps": cfg.bwd_warps, "num_stages": cfg.bwd_stages}
+        common = {"D": D, "GP": cfg.GP, "G": G, "S": S, "HARD": hard, "USE_LO": cfg.use_lo,
+                  "PREC": cfg.prec, "HAS_SEQ": has_seq, "PAGE_DOT": cfg.page_dot,
+                  "num_stages": cfg.bwd_stages}
         _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
             q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
-            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, **common)
-        _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN), B * Hkv)](
+            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN, num_warps=cfg.dq_warps,
+            **common)
+        _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN_kv), B * Hkv)](
             q, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
-            sm_scale, sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dkdv, **common)
+            sm_scale, sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dkdv, BN=cfg.BN_kv,
+            num_warps=cfg.bwd_warps, **common)
         return dq, dk, dv, None, None, None, None, None, None
 
 

@@ -3,8 +3,9 @@
 Why radix select: a decoding step needs the k best of up to 16K+ pages per (sequence, KV head)
 row, unordered; sorting is wasted work. Scores become order-preserving uint32 keys; a
 bitwise search finds the k-th largest key T, counting keys >= a candidate over the row (held in
-registers) per step; by default two bits per step with the three candidate counts packed in one
-int64 reduction (16 block-wide reductions instead of 32). Keys > T are all taken and keys == T
+registers) per step, stopping early once exactly k keys are >= the prefix; optionally two bits
+per step with the three candidate counts packed in one int64 reduction (16 reductions instead
+of 32; slower than one bit with early exit on the H200 except at 1K pages, so off by default). Keys > T are all taken and keys == T
 in ascending page order until exactly k are taken, so ties go to the lower page index (same rule as reference.select_pages).
 The physical page ids are gathered through the page table in the same kernel.
 
@@ -158,7 +159,7 @@ def topk_pages(
     out: torch.Tensor | None = None,
     block: int | None = None,
     num_warps: int | None = None,
-    two_bits: bool = True,
+    two_bits: bool = False,
 ):
     """Select exactly min(k, n_b) pages per row of scores [B, Hkv, P] (float32).
 
