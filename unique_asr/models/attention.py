@@ -108,3 +108,8 @@ class DenseKVCache:
 
 
 CACHE_BACKENDS: dict[str, Callable] = {"dense": DenseKVCache}
+
+# UNIQUE paged sparse decoding (unique | quest | meanonly | oracle | paged_dense) on the library.
+from unique_asr.models.paged_attention_cache import PAGED_CACHE_BACKENDS
+
+CACHE_BACKENDS.update(PAGED_CACHE_BACKENDS)
