@@ -56,6 +56,10 @@ def run(cfg: DictConfig) -> list[dict]:
     out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
     device = _device(str(dcfg["device"]))
     overrides = {"attention": dcfg["attention"]}
+    if dcfg["attention"] != "dense":  # budget, page_size, sink_pages, ... of the paged cache
+        from unique_asr.models.paged_attention_cache import decode_attention_cfg
+
+        overrides["attention_cfg"] = decode_attention_cfg(dcfg)
     model, mcfg = load_checkpoint(ck_path, map_location="cpu", overrides=overrides)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg["dtype"]]
     model = model.to(device=device, dtype=dtype)
