@@ -58,8 +58,9 @@ def test_speakers_disjoint_and_engines(tiny):
 
 
 def test_supervisions_are_speech_and_gaps_are_quiet(tiny):
-    """Energy check: each supervision is much louder than the gaps (noise only) between
-    supervisions, and loud speech frames occur within 250 ms of both supervision edges."""
+    """Energy check: each supervision is louder (> 3 dB) than every gap (noise only) between
+    supervisions, and speech frames (> 1.8 dB over the gaps) occur within 250 ms of both
+    supervision edges. Margins allow a quiet turn (-4 dB) at the lowest SNR (5 dB)."""
     for split in SPLITS:
         recs, sups = _load(tiny, split)
         for rec in recs:
@@ -79,9 +80,9 @@ def test_supervisions_are_speech_and_gaps_are_quiet(tiny):
             assert len(gaps) >= len(segs)  # pauses of >= 0.2 s separate every sentence
             noise = max(gaps)
             for s in segs:
-                assert power(s.start, s.end) > 3 * noise, (rec.id, s.id)
-                assert peak_frame(s.start, s.start + 0.25) > 3 * noise, (rec.id, s.id, "onset")
-                assert peak_frame(s.end - 0.25, s.end) > 3 * noise, (rec.id, s.id, "offset")
+                assert power(s.start, s.end) > 2 * noise, (rec.id, s.id)
+                assert peak_frame(s.start, s.start + 0.25) > 1.5 * noise, (rec.id, s.id, "onset")
+                assert peak_frame(s.end - 0.25, s.end) > 1.5 * noise, (rec.id, s.id, "offset")
 
 
 def _digest(data):

@@ -47,3 +47,16 @@ def test_missing_or_empty_corpus_dir(tmp_path):
     (tmp_path / "corpus" / "train" / "audio").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"no audio .*corpus/train/audio"):
         build_manifests(tmp_path / "corpus", tmp_path / "m", ["train"])
+
+
+def test_festival_batch_equals_single_calls():
+    """Stage 0 batches festival utterances per process; the audio must not depend on it."""
+    import numpy as np
+
+    from unique_asr.data.voices import synthesize_many
+
+    voice = Voice("t", "festival", "kal_diphone")
+    texts = ["the old stone bridge", "why is it that we rejoice"]
+    for single, batched in zip([synthesize(voice, t) for t in texts],
+                               synthesize_many(voice, texts)):
+        assert np.array_equal(single, batched)

@@ -41,10 +41,11 @@ from tqdm import tqdm
 
 from .atomic import write_audio, write_json, write_jsonl
 from .text_source import load_sentences
-from .voices import Voice, check_voice, resample, synthesize
+from .voices import Voice, check_voice, resample, synthesize, synthesize_many
 
 log = logging.getLogger(__name__)
 
+FESTIVAL_BATCH = 12  # utterances per festival process
 CALIBRATION_TEXT = "the quick brown fox jumps over the lazy dog near the old stone bridge"
 
 
@@ -162,14 +163,19 @@ class CorpusBuilder:
         return spc
 
     # ---------------------------------------------------------------- planning
-    def _plan_conversation(self, rng, split: str, index: int, pool, spc) -> ConvPlan:
+    def _plan_conversation(self, rng, split: str, index: int, pool, spc,
+                           usage: dict[str, float]) -> ConvPlan:
         c = self.cfg
         sc = c["splits"][split]
         length = rng.uniform(float(sc["conv_min_s"]), float(sc["conv_max_s"]))
         voices = self.voices[split]
         lo, hi = c["speakers_per_conv"]
         n_spk = int(rng.integers(lo, min(hi, len(voices)) + 1))
-        speakers = [voices[i].id for i in rng.choice(len(voices), n_spk, replace=False)]
+        # the least-used voices of the split (planned seconds so far) speak next, ties broken
+        # at random: every voice gets a fair share of the split, whatever its engine
+        ties = rng.random(len(voices))
+        order = sorted(range(len(voices)), key=lambda i: (usage.get(voices[i].id, 0.0), ties[i]))
+        speakers = [voices[i].id for i in order[:n_spk]]
         plan = ConvPlan(
             recording_id=f"{split}_conv{index:04d}", split=split, speakers=speakers,
             noise_type=str(rng.choice(list(c["noise"]["types"]))),
@@ -188,7 +194,9 @@ class CorpusBuilder:
                 rng_pause = c["turn_pause_s"] if k == 0 else c["sentence_pause_s"]
                 pause = round(float(rng.uniform(*rng_pause)), 3) if plan.utterances else 0.0
                 plan.utterances.append(Utterance(spk, text, speed, gain, pause))
-                est += pause + spc[spk] * len(text) / speed
+                seconds = spc[spk] * len(text) / speed
+                usage[spk] = usage.get(spk, 0.0) + seconds
+                est += pause + seconds
             prev = spk
         return plan
 
@@ -220,8 +228,25 @@ class CorpusBuilder:
                     todo.append(key)
         log.info("%s: %d utterances in %d conversations, %d to synthesise (others cached or "
                  "repeated)", desc, sum(len(p.utterances) for p in plans), len(plans), len(todo))
-        self._run_parallel(lambda k: _synth_cached(self.cache, self.by_id[k[0]], k[1], self.rate),
-                           todo, f"synth {desc}")
+        # festival loads its voice per process: give it batches; the rest go one by one
+        jobs: list[list[tuple[str, str]]] = []
+        batches: dict[str, list[tuple[str, str]]] = {}
+        for key in todo:
+            if self.by_id[key[0]].engine == "festival":
+                batch = batches.setdefault(key[0], [])
+                batch.append(key)
+                if len(batch) == FESTIVAL_BATCH:
+                    jobs.append(batches.pop(key[0]))
+            else:
+                jobs.append([key])
+        jobs += list(batches.values())
+        self._run_parallel(self._synth_batch, jobs, f"synth {desc}")
+
+    def _synth_batch(self, keys: list[tuple[str, str]]) -> None:
+        voice = self.by_id[keys[0][0]]
+        texts = [k[1] for k in keys]
+        for text, audio in zip(texts, synthesize_many(voice, texts, self.rate)):
+            write_audio(_cache_path(self.cache, voice, text), audio, self.rate)
 
     # ---------------------------------------------------------------- assembly
     def _conv_paths(self, plan: ConvPlan) -> tuple[Path, Path]:
@@ -275,11 +300,12 @@ class CorpusBuilder:
         rng = np.random.default_rng([self.seed, 1 + list(self.cfg["splits"]).index(split)])
         metas: list[dict] = []
         total, index = 0.0, 0
+        usage: dict[str, float] = {}
         while total < target:
             plans, est = [], total
             # plan the remaining duration from estimates, then measure the real one and repeat
             while est < target:
-                plans.append(self._plan_conversation(rng, split, index, pool, spc))
+                plans.append(self._plan_conversation(rng, split, index, pool, spc, usage))
                 index += 1
                 est += (float(self.cfg["splits"][split]["conv_min_s"])
                         + float(self.cfg["splits"][split]["conv_max_s"])) / 2

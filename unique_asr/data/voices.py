@@ -96,13 +96,18 @@ def _engine_command(voice: Voice, text: str, wav: Path, workdir: Path) -> list[s
             cmd += ["--setf", f"int_f0_target_mean={voice.pitch:.1f}"]
         return cmd + ["-t", text, "-o", str(wav)]
     if voice.engine == "festival":
-        script = workdir / "synth.scm"
-        lines = [f"(voice_{voice.name})",
-                 f"(Parameter.set 'Duration_Stretch {1.0 / voice.rate:.4f})"]
-        lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{wav}" \'riff)')
-        script.write_text("\n".join(lines) + "\n")
-        return ["festival", "-b", str(script)]
+        return _festival_command(voice, [(text, wav)], workdir)
     raise ValueError(f"unknown engine {voice.engine!r}")
+
+
+def _festival_command(voice: Voice, jobs: list[tuple[str, Path]], workdir: Path) -> list[str]:
+    """One festival process for many utterances: loading the voice costs more than speaking."""
+    script = workdir / "synth.scm"
+    lines = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {1.0 / voice.rate:.4f})"]
+    for text, wav in jobs:
+        lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{wav}" \'riff)')
+    script.write_text("\n".join(lines) + "\n")
+    return ["festival", "-b", str(script)]
 
 
 def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
@@ -130,6 +135,27 @@ def trim_silence(audio: np.ndarray, rate: int, threshold_db: float = -40.0,
     start = max(0, loud[0] * hop - pad)
     end = min(len(audio), (loud[-1] + 1) * hop + pad)
     return audio[start:end]
+
+
+def synthesize_many(voice: Voice, texts: list[str], rate: int = 16000) -> list[np.ndarray]:
+    """Speak several texts with one voice (festival: in one process); same output as
+    calling synthesize on each text."""
+    if voice.engine != "festival" or len(texts) < 2:
+        return [synthesize(voice, t, rate) for t in texts]
+    with tempfile.TemporaryDirectory(prefix="uasr_tts_") as tmp:
+        workdir = Path(tmp)
+        jobs = [(t, workdir / f"out{i}.wav") for i, t in enumerate(texts)]
+        cmd = _festival_command(voice, jobs, workdir)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        out = []
+        for text, wav in jobs:
+            if r.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+                check_voice(voice)
+                raise RuntimeError(f"voice {voice.id}: festival failed (exit {r.returncode}) "
+                                   f"on {text!r}: {r.stderr.strip()[-500:]}")
+            audio, src_rate = sf.read(wav, dtype="float32", always_2d=True)
+            out.append(trim_silence(resample(audio.mean(axis=1), src_rate, rate), rate))
+    return out
 
 
 def synthesize(voice: Voice, text: str, rate: int = 16000) -> np.ndarray:
