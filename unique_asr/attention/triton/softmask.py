@@ -13,13 +13,18 @@ module never materialises an L x L tensor. Pieces:
   for ALL G query heads of one KV head (rows = BT * GP, GP = G rounded up to a power of two), so
   the GQA max of the page score is a reduction inside the program and K/V are read once per
   group. For each key block the page scores of its NP = BN / S pages are a small [rows x NP] dot
-  of q with the page means, plus the rank-one ||q|| * std offset; the log gate is broadcast to
-  the tokens of each page and added to the logits.
+  of q with the page means (hi + lo halves), plus the rank-one ||q|| * std offset; the log gate
+  is expanded to the page's tokens by a tensor-core dot with a 0/1 page indicator (K = 2 NP,
+  hi/lo interleaved) accumulated onto the q.k logits. "-inf" (hard mode) is a finite -1e30
+  (-3e4 in fp16) so that 0 * bias stays NaN-free.
 - ``_bwd_dq_kernel`` (per query block) and ``_bwd_dkdv_kernel`` (per key block): recompute logits
   and gates; the logit gradient also flows to the gate: d score = sum over the page's tokens and
   the group's heads of dS, times sigmoid(-z) / tau, routed to the argmax head (ties share it);
-  into q via the page mean, into the page mean/std, which the key-block program turns into key
-  gradients for the keys of its own pages (a page lies inside one key block: BN % S == 0).
+  into q via the page mean (dq), and into the keys: d mean_p / S is folded into the dS^T q dot
+  of dk (dS expanded to the page's tokens), d std_p becomes (k_j - mean_p) / (S std_p) per key
+  at the end of the key-block program (a page lies inside one key block: BN % S == 0).
+- Block sizes: ``_Cfg`` (overridable through ``CONFIG_OVERRIDES`` for tuning). Pointers use a
+  64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
 """
 
 from __future__ import annotations
@@ -84,9 +89,35 @@ def _to_rows(x, BT: tl.constexpr, GP: tl.constexpr, NP: tl.constexpr):
 
 
 @triton.jit
-def _to_tokens(x, BM: tl.constexpr, NP: tl.constexpr, S: tl.constexpr):
-    """[BM, NP] per page -> [BM, NP*S] per key token."""
-    return tl.reshape(tl.broadcast_to(x[:, :, None], (BM, NP, S)), (BM, NP * S))
+def _pages_to_tokens(x, acc, dt: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
+                     PREC: tl.constexpr):
+    """acc + x expanded from pages to key tokens: [BM, NP] -> [BM, BN], x[:, n // S].
+
+    Done on the tensor cores: (x_hi, x_lo) interleaved [BM, 2NP] @ 0/1 page indicator [2NP, BN]
+    (hi + lo keep ~16 mantissa bits; K = 2NP >= 16), avoiding a register-hungry 3-D reshape.
+    """
+    NP: tl.constexpr = BN // S
+    BM: tl.constexpr = x.shape[0]
+    hi = x.to(dt)
+    lo = (x - hi.to(tl.float32)).to(dt)
+    a = tl.reshape(tl.join(hi, lo), (BM, 2 * NP))
+    # (via float32: the 3.6 interpreter casts bool -> bfloat16 as raw bits)
+    et = ((tl.arange(0, BN)[None, :] // S) == (tl.arange(0, 2 * NP) // 2)[:, None]).to(
+        tl.float32).to(dt)
+    return _mm(a, et, acc, input_precision=PREC)
+
+
+@triton.jit
+def _pages_dot(x, m, acc, dt: tl.constexpr, PREC: tl.constexpr):
+    """acc + x @ m for x [BM, NP] float32, m [NP, D] (dt), with K = 2NP >= 16 (x as hi + lo)."""
+    NP: tl.constexpr = m.shape[0]
+    D: tl.constexpr = m.shape[1]
+    BM: tl.constexpr = x.shape[0]
+    hi = x.to(dt)
+    lo = (x - hi.to(tl.float32)).to(dt)
+    a = tl.reshape(tl.join(hi, lo), (BM, 2 * NP))
+    m2 = tl.reshape(tl.broadcast_to(m[:, None, :], (NP, 2, D)), (2 * NP, D))
+    return _mm(a, m2, acc, input_precision=PREC)
 
 
 @triton.jit
@@ -96,7 +127,6 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
           USE_LO: tl.constexpr, PREC: tl.constexpr):
     """Base-2 logits [BM, BN] of one tile incl. page bias and masks, plus page-level terms."""
     NP: tl.constexpr = BN // S
-    BM: tl.constexpr = BT * GP
     offs_d = tl.arange(0, D)
     pg = n0 // S + tl.arange(0, NP)
     pmask = pg < P
@@ -118,15 +148,8 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
         gb = tl.where(past & (smax <= theta_t[:, None]), neg_big, 0.0)
     else:
         gb = tl.maximum(tl.where(past, _logsigmoid(z), 0.0) * 1.4426950408889634, neg_big)
-    # page bias -> key tokens on the tensor cores: [BM, 2NP] (hi, lo interleaved) @ [2NP, BN]
-    # 0/1 page indicator, accumulated onto the scaled q.k logits (K = 2NP >= 16).
-    gr = _to_rows(gb, BT, GP, NP)
-    hi = gr.to(q.dtype)
-    lo = (gr - hi.to(tl.float32)).to(q.dtype)
-    a = tl.reshape(tl.join(hi, lo), (BM, 2 * NP))
-    et = ((tl.arange(0, BN)[None, :] // S) == (tl.arange(0, 2 * NP) // 2)[:, None]).to(q.dtype)
     s = _mm(q, tl.trans(k), input_precision=PREC) * sm_scale2
-    s = _mm(a, et, s, input_precision=PREC)
+    s = _pages_to_tokens(_to_rows(gb, BT, GP, NP), s, q.dtype, BN, S, PREC)
     if MASK:
         kn = n0 + tl.arange(0, BN)
         ok = (kn[None, :] <= t[:, None]) & (kn[None, :] < n_b)
@@ -145,7 +168,8 @@ def _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP:
     """
     BM: tl.constexpr = BT * GP
     if PAGE_DOT:
-        e = ((tl.arange(0, NP * S)[:, None] // S) == tl.arange(0, NP)[None, :]).to(ds_lp.dtype)
+        e = ((tl.arange(0, NP * S)[:, None] // S) == tl.arange(0, NP)[None, :]).to(
+            tl.float32).to(ds_lp.dtype)
         dpage = _mm(ds_lp, e, input_precision=PREC)
     else:
         dpage = tl.sum(tl.reshape(ds, (BM, NP, S)), axis=2)  # [BM, NP]
@@ -380,7 +404,7 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
     if not HARD:
         dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
                               PAGE_DOT, PREC)
-        dq = _mm((dsr / sm_scale).to(k.dtype), mh, dq, input_precision=PREC)
+        dq = _pages_dot(dsr / sm_scale, mh, dq, k.dtype, PREC)
     return dq
 
 
@@ -429,7 +453,7 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
 
 @triton.jit
 def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML, STD,
-               page_base, P, sm_scale2, lam, inv_tau, dk, dv, dmean, dstd, D: tl.constexpr,
+               page_base, P, sm_scale, sm_scale2, lam, inv_tau, dk, dv, dstd, D: tl.constexpr,
                BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
                S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
                PREC: tl.constexpr, PAGE_DOT: tl.constexpr):
@@ -450,13 +474,16 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
     ds_lp = ds.to(q.dtype)
-    dk = _mm(tl.trans(ds_lp), q, dk, input_precision=PREC)
     if not HARD:
         dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
                               PAGE_DOT, PREC)
-        dmean = _mm(tl.trans(dsr.to(q.dtype)), q, dmean, input_precision=PREC)
+        # d mean_p = sum_rows dsr * q and d k_j += d mean_p / S: fold into the dk dot as
+        # dsr expanded to the page's tokens, / (S * sm_scale) since dk is scaled at the end
+        ds = _pages_to_tokens(dsr * (1.0 / (S * sm_scale)), ds, q.dtype, BN, S, PREC)
+        ds_lp = ds.to(q.dtype)
         dstd += tl.sum(dsr * (lam * qnorm)[:, None], axis=0)
-    return dk, dv, dmean, dstd
+    dk = _mm(tl.trans(ds_lp), q, dk, input_precision=PREC)
+    return dk, dv, dstd
 
 
 @triton.jit
@@ -484,32 +511,31 @@ def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK,
     v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     dk = tl.zeros([BN, D], tl.float32)
     dv = tl.zeros([BN, D], tl.float32)
-    dmean = tl.zeros([NP, D], tl.float32)
     dstd = tl.zeros([NP], tl.float32)
     t_diag = tl.minimum(n0 + BN, n_b)
     for t0 in range(n0, t_diag, BT):
-        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb,
-                                         bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
-                                         inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
+        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H,
+                                  MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau,
+                                  dk, dv, dstd, D, BT, GP, G, BN, S,
                                          HARD, True, USE_LO, PREC, PAGE_DOT)
     for t0 in range(n0 + BN, n_b, BT):
-        dk, dv, dmean, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb,
-                                         bh, L, H, MH, ML, STD, page_base, P, sm_scale2, lam,
-                                         inv_tau, dk, dv, dmean, dstd, D, BT, GP, G, BN, S,
+        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H,
+                                  MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau,
+                                  dk, dv, dstd, D, BT, GP, G, BN, S,
                                          HARD, False, USE_LO, PREC, PAGE_DOT)
     dk = dk * sm_scale
     if not HARD:
-        # page mean/std -> keys of the page (full pages only ever receive a gradient)
+        # page std -> keys of the page (the mean part is already in dk; only full pages ever
+        # receive a gradient). d std / d k_j = (k_j - mean_p) / (S * std_p)
         pg = n0 // S + tl.arange(0, NP)
         pmask = pg < P
-        mean = tl.load((MEAN + page_base * D) + (pg[:, None] * D + offs_d[None, :]),
-                       mask=pmask[:, None], other=0.0)
         st = tl.load((STD + page_base) + pg, mask=pmask, other=0.0)
         coef = tl.where(st > 0, dstd / (S * tl.where(st > 0, st, 1.0)), 0.0)
-        dmean_t = tl.reshape(tl.broadcast_to(dmean[:, None, :], (NP, S, D)), (BN, D))
-        mean_t = tl.reshape(tl.broadcast_to(mean[:, None, :], (NP, S, D)), (BN, D))
+        tok_pg = (n0 + tl.arange(0, BN)) // S
+        mean_t = tl.load((MEAN + page_base * D) + (tok_pg[:, None] * D + offs_d[None, :]),
+                         mask=(tok_pg < P)[:, None], other=0.0)
         coef_t = tl.reshape(tl.broadcast_to(coef[:, None], (NP, S)), (BN,))
-        dk += dmean_t / S + coef_t[:, None] * (k.to(tl.float32) - mean_t)
+        dk += coef_t[:, None] * (k.to(tl.float32) - mean_t)
     dst = kn[:, None] * D + offs_d[None, :]
     tl.store((DK + kv_base * D) + dst, dk.to(DK.dtype.element_ty), mask=kmask)
     tl.store((DV + kv_base * D) + dst, dv.to(DV.dtype.element_ty), mask=kmask)
@@ -525,27 +551,27 @@ CONFIG_OVERRIDES: dict = {}
 
 
 class _Cfg:
-    """Block sizes. Forward / dq: BN keys per block with >= 16 pages (the dq page dot has
-    K = pages). dk/dv: BN_kv keys per program (any multiple of S, >= 16)."""
+    """Block sizes: BN keys per block (a multiple of S with >= 8 pages, so the page <-> token
+    dots have K = 2 * pages >= 16), rows = query positions x GP heads per block."""
 
     def __init__(self, D: int, S: int, G: int, dtype: torch.dtype):
         self.GP = _next_pow2(G)
         interp = _interpret()
         ov = dict(CONFIG_OVERRIDES)
-        self.BN = max(16 * S, 64 if interp else 128)
-        self.BN_kv = max(ov.get("bn_kv", 16 * S if interp else 8 * S), 16, S)
-        rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
-        rows_dq = ov.get("rows_dq", 64)
-        rows_kv = ov.get("rows_bwd", 64 if interp else 128)
         if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
-            rows_fwd, rows_dq, rows_kv = 64, 32, 32
-            ov = {"stages": 1, "bn_kv": 64, **ov}
-            self.BN_kv = max(ov["bn_kv"], 16, S)
+            ov = {"rows_fwd": 64, "rows_dq": 64, "rows_bwd": 64, "stages": 1, **ov}
+        bn_min = max(8 * S, 16)
+        self.BN = max(ov.get("bn_fwd", 64), bn_min)
+        self.BN_dq = max(ov.get("bn_dq", 64), bn_min)
+        self.BN_kv = max(ov.get("bn_kv", 64), bn_min)
+        rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
+        rows_dq = ov.get("rows_dq", 64 if interp else 128)
+        rows_kv = ov.get("rows_bwd", 64 if interp else 128)
         self.use_lo = dtype != torch.float32
         self.prec = "ieee" if dtype == torch.float32 else "tf32"
         self.page_dot = bool(ov.get("page_dot", True))
         self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
-        self.BT_dq = max(1, min(rows_dq // self.GP, self.BN))
+        self.BT_dq = max(1, min(rows_dq // self.GP, self.BN_dq))
         self.BT_dkdv = max(1, min(rows_kv // self.GP, self.BN_kv))
         self.fwd_warps = ov.get("fwd_warps", 4 if interp else 8)
         self.dq_warps = ov.get("dq_warps", 4 if interp else 8)
@@ -659,7 +685,7 @@ class SoftmaskFunction(torch.autograd.Function):
                   "num_stages": cfg.bwd_stages}
         _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
             q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
-            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN, num_warps=cfg.dq_warps,
+            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN_dq, num_warps=cfg.dq_warps,
             **common)
         _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN_kv), B * Hkv)](
             q, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
