@@ -89,6 +89,9 @@ def main() -> None:
         "tokens_per_s": res.speed.tokens_per_second,
         "prefill_s": res.speed.prefill_seconds, "step_s": res.speed.step_seconds,
         "wer": score.wer, "notes": dict(res.notes), "threads": args.threads,
+        "max_tokens_per_second": args.max_tokens_per_second,
+        "audio_tokens": int(rec.feats.shape[0]) // 8,
+        "cpu_user_sys_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
