@@ -16,9 +16,10 @@ decode.budget=128` swaps dense decoding for top-k page-sparse decoding (METHOD.m
 Attention backend (cfg["backend"]): auto = Triton kernels through unique_decode on CUDA and a
 vectorised PyTorch step on CPU ("torch"); "reference" = unique_decode's reference path, which
 is exact but loops in Python and is O(L^2) when dense (fine for tests, too slow for long-form);
-"triton" forces the kernels (CPU: TRITON_INTERPRET=1). The "torch" step makes the same choice
-as reference.topk_decode (same scores from the same keys, same top-k with ties to the lower
-page index, same masked softmax), vectorised over sequences and heads.
+"triton" forces the kernels (CPU: TRITON_INTERPRET=1). The "torch" step follows
+reference.topk_decode (same score formulas, same top-k with ties to the lower page index, same
+masked softmax), vectorised over sequences and heads, reading the cache's page statistics and
+only the selected pages' K/V (as the kernels do), so its cost follows the budget.
 
 cfg keys (model.cfg.attention_cfg; the decode entry point fills them from decode.*): budget
 (tokens, default 512), page_size (8), sink_pages (0), lam (0.5), backend (auto).
@@ -50,49 +51,92 @@ def decode_attention_cfg(dcfg: dict) -> dict:
 
 
 # ------------------------------------------------------------------ vectorised CPU decode step
-def select_mask(scores: torch.Tensor, lengths: torch.Tensor, page_size: int, k: int,
-                sink_pages: int = 0) -> torch.Tensor:
-    """reference.select_pages as a page mask [B, Hkv, P] (bool), without Python loops.
+def select_pages(scores: torch.Tensor, lengths: torch.Tensor, page_size: int, k: int,
+                 sink_pages: int = 0) -> torch.Tensor:
+    """reference.select_pages without Python loops: logical pages [B, Hkv, k] (int64, -1 in
+    unused slots; unsorted).
 
     Rows with <= k pages keep all of them; otherwise the newest page, then the first
     `sink_pages` pages (the forced pages truncated to k, newest first), then the highest scores
     with ties to the lower page index (a stable sort, as in the reference).
     """
-    B, Hkv, P = scores.shape
+    P = scores.shape[2]
     n = reference.num_pages(lengths, page_size).to(scores.device)[:, None, None]  # [B,1,1]
     idx = torch.arange(P, device=scores.device)[None, None, :]
     key = scores.double().masked_fill(idx >= n, float("-inf"))
     key = torch.where(idx < torch.clamp(n - 1, max=sink_pages), torch.finfo(torch.float64).max,
                       key)
     key = torch.where(idx == n - 1, float("inf"), key)
-    order = torch.sort(-key, dim=-1, stable=True).indices[..., :k]
-    mask = torch.zeros(B, Hkv, P, dtype=torch.bool, device=scores.device)
-    mask.scatter_(-1, order, True)
-    return torch.where(n <= k, idx < n, mask)
+    kk = min(k, P)
+    order = torch.sort(-key, dim=-1, stable=True).indices[..., :kk]
+    order = torch.where(torch.arange(kk, device=scores.device) < n, order, -1)
+    return F.pad(order, (0, k - kk), value=-1)
+
+
+def select_mask(scores: torch.Tensor, lengths: torch.Tensor, page_size: int, k: int,
+                sink_pages: int = 0) -> torch.Tensor:
+    """select_pages as a page mask [B, Hkv, P] (bool)."""
+    sel = select_pages(scores, lengths, page_size, k, sink_pages)
+    mask = torch.zeros(scores.shape[0], scores.shape[1], scores.shape[2] + 1, dtype=torch.bool,
+                       device=scores.device)
+    return mask.scatter_(-1, sel.masked_fill(sel < 0, scores.shape[2]), True)[..., :-1]
+
+
+def page_scores(q, cache: PagedKVCache, layer: int, pages: torch.Tensor, lens: torch.Tensor,
+                method: str, lam: float = reference.LAMBDA) -> torch.Tensor:
+    """Scores [B, Hkv, P] of physical `pages` [B, P] from the cache's page statistics (oracle:
+    from the keys), with the reference's formulas. Pages past a sequence's end are garbage."""
+    if method in ("unique", "meanonly"):
+        mean = cache.mean[layer][pages].transpose(1, 2)  # [B, Hkv, P, D]
+        std = cache.std[layer][pages].transpose(1, 2)
+        return reference.unique_page_scores(q, mean, std, lam if method == "unique" else 0.0)
+    if method == "quest":
+        return reference.quest_page_scores(q, cache.kmin[layer][pages].transpose(1, 2),
+                                           cache.kmax[layer][pages].transpose(1, 2))
+    if method == "oracle":
+        B, H, D = q.shape
+        Hkv, S = cache.num_kv_heads, cache.page_size
+        k = cache.k[layer][pages]  # [B, P, Hkv, S, D]
+        dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        dots = torch.einsum("bhgd,bphsd->bhgps", q.to(dt).view(B, Hkv, H // Hkv, D), k.to(dt))
+        pos = torch.arange(pages.shape[1] * S, device=q.device).view(-1, S)
+        valid = pos[None] < lens[:, None, None]  # [B, P, S]
+        return dots.masked_fill(~valid[:, None, None], float("-inf")).amax(-1).amax(2)
+    raise ValueError(f"page_scores: no scores for method {method!r}")
 
 
 def torch_decode(q: torch.Tensor, cache: PagedKVCache, layer: int, seqs: list[int], budget: int,
                  method: str, sink_pages: int = 0, lam: float = reference.LAMBDA) -> torch.Tensor:
-    """One decoding step of one layer, the reference's result at O(L) cost: q [B, H, D] ->
-    [B, H, D] (float32 math unless q is float64, like reference.sparse_attention)."""
-    k, v, lens = cache.contiguous(layer, seqs)  # [B, Hkv, L, D]
+    """One decoding step of one layer in plain PyTorch at O(pages + budget) cost: q [B, H, D]
+    -> [B, H, D] (float32 math unless q is float64, like reference.sparse_attention).
+
+    Scores come from the cache's incremental page statistics (as the Triton path reads them),
+    so they equal the reference's up to float rounding; only the selected pages' K/V are read.
+    """
+    pt, lens = cache.batch(seqs)
     B, H, D = q.shape
-    Hkv, L = k.shape[1], k.shape[2]
-    S, kp = cache.page_size, budget // cache.page_size
-    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    Hkv, S, kp = cache.num_kv_heads, cache.page_size, budget // cache.page_size
     lens = lens.long()
-    valid = torch.arange(L, device=q.device)[None, :] < lens[:, None]  # [B, L]
-    if method == "dense" or int(reference.num_pages(lens, S).max()) <= kp:
-        chosen = valid[:, None, :].expand(B, Hkv, L)
+    n = reference.num_pages(lens, S)
+    P = int(n.max())
+    phys_all = pt[:, :P].long().clamp_min(0)  # [B, P]
+    if method == "dense" or P <= kp:
+        logical = torch.arange(P, device=q.device).expand(B, Hkv, P)
     else:
-        scores = reference.score_pages(method, q, k, lens, S, lam)
-        pages = select_mask(scores, lens, S, kp, sink_pages)
-        chosen = pages.repeat_interleave(S, dim=-1)[..., :L] & valid[:, None, :]
+        scores = page_scores(q, cache, layer, phys_all, lens, method, lam)
+        logical = select_pages(scores, lens, S, kp, sink_pages)  # [B, Hkv, kp]
+    k_sel = logical.shape[2]
+    phys = phys_all.gather(1, logical.clamp_min(0).reshape(B, -1)).view(B, Hkv, k_sel)
+    heads = torch.arange(Hkv, device=q.device)[None, :, None]
+    kk, vv = cache.k[layer][phys, heads], cache.v[layer][phys, heads]  # [B, Hkv, k, S, D]
+    pos = logical[..., None] * S + torch.arange(S, device=q.device)  # [B, Hkv, k, S]
+    valid = (logical[..., None] >= 0) & (pos < lens[:, None, None, None])
+    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
     qg = q.to(dt).view(B, Hkv, H // Hkv, D)
-    logits = torch.einsum("bhgd,bhld->bhgl", qg, k.to(dt)) * D**-0.5
-    logits = logits.masked_fill(~chosen[:, :, None, :], float("-inf"))
+    logits = torch.einsum("bhgd,bhksd->bhgks", qg, kk.to(dt)) * D**-0.5
+    logits = logits.masked_fill(~valid[:, :, None], float("-inf")).flatten(3)
     p = torch.softmax(logits, dim=-1)
-    return torch.einsum("bhgl,bhld->bhgd", p, v.to(dt)).reshape(B, H, D)
+    return torch.einsum("bhgt,bhtd->bhgd", p, vv.to(dt).flatten(2, 3)).reshape(B, H, D)
 
 
 # ------------------------------------------------------------------ the cache backend
