@@ -125,7 +125,7 @@ def sweep(L=8192, B=1):
     xs = [q, k, v]
     best = {}
     fwd_cands = [{"bn_fwd": 64}, {"bn_fwd": 128}]
-    bwd_cands = [{}, {"rows_dq": 64, "dq_warps": 4}, {"bwd_stages": 3}]
+    bwd_cands = [{}, {"rows_dq": 64, "dq_warps": 4}]
     res = []
     for c in fwd_cands:
         tsm.CONFIG_OVERRIDES.clear()
