@@ -82,6 +82,10 @@ is_stage "$stop_stage" || usage_error "unknown stop stage '$stop_stage' (stages:
 
 [ -d "$recipe" ] || die "recipe directory '$recipe' does not exist (see egs/ for recipes)"
 recipe=$(cd "$recipe" && pwd)
+if [ -d "$recipe/conf/corpus" ] && [ ! -f "$recipe/conf/corpus/$corpus_size.yaml" ]; then
+  usage_error "unknown --corpus-size '$corpus_size' (have: $(cd "$recipe/conf/corpus" &&
+    ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' '))"
+fi
 data_dir=${data_dir:-$recipe/data}
 exp_dir=${exp_dir:-$recipe/exp}
 mkdir -p "$data_dir" "$exp_dir"

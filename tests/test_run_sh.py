@@ -141,7 +141,7 @@ def test_failure_names_the_stage(tmp_path):
 
 @pytest.mark.parametrize("args", [["--bogus", "1"], ["--stage", "99"], ["--stage", "x"],
                                   ["stray"], ["--stage", "3", "--stop-stage", "1"],
-                                  ["--recipe", "egs/no_such_corpus"]])
+                                  ["--corpus-size", "huge"], ["--recipe", "egs/no_such_corpus"]])
 def test_bad_options_give_usage_and_fail(args):
     r = run_sh(*args, timeout=30)
     assert r.returncode != 0
