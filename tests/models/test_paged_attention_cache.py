@@ -63,13 +63,20 @@ def test_budget_above_context_equals_dense(model):
 
 
 def test_small_budget_changes_only_the_selection(model):
-    """Budget 16 (2 of up to 11 pages): logits move away from dense (sparsity is real)."""
+    """Budget 16 (2 of up to 11 pages): logits move away from dense (sparsity is real), unless
+    every layer is listed in dense_layers."""
     emb, lens = _audio(model, [70, 41, 23])
     tokens = torch.randint(0, 40, (3, 8), generator=torch.Generator().manual_seed(2))
     ld = _teacher_forced_logits(model, "dense", None, emb, lens, tokens)
     lu = _teacher_forced_logits(model, "unique", 16, emb, lens, tokens)
     assert torch.equal(lu[:, 0], ld[:, 0])  # prefill is dense
     assert (lu[:, 1:] - ld[:, 1:]).abs().max() > 1e-3
+    model.cfg.attention_cfg = {"budget": 16, "dense_layers": list(range(model.cfg.dec_layers))}
+    with torch.inference_mode():
+        cache = model.new_cache(3, 80, backend="unique")
+        lo = [model.prefill(emb, lens, cache)]
+        lo += [model.decode_step(tokens[:, t], cache) for t in range(tokens.shape[1])]
+    assert (torch.stack(lo, 1) - ld).abs().max() <= 1e-4 * ld.abs().max()
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -171,7 +178,7 @@ def test_registry_and_config():
     cfg = decode_attention_cfg({"budget": 128, "page_size": 8, "sink_pages": 1,
                                 "attention_backend": "torch"})
     assert cfg == {"budget": 128, "page_size": 8, "sink_pages": 1, "lam": 0.5,
-                   "backend": "torch"}
+                   "backend": "torch", "dense_layers": []}
     with pytest.raises(ValueError, match="decode.budget=4 is below one KV page"):
         PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32, {"budget": 4})
     with pytest.raises(ValueError, match="attention backend 'fast' unknown"):

@@ -22,7 +22,9 @@ masked softmax), vectorised over sequences and heads, reading the cache's page s
 only the selected pages' K/V (as the kernels do), so its cost follows the budget.
 
 cfg keys (model.cfg.attention_cfg; the decode entry point fills them from decode.*): budget
-(tokens, default 512), page_size (8), sink_pages (0), lam (0.5), backend (auto).
+(tokens, default 512), page_size (8), sink_pages (0), lam (0.5), backend (auto), dense_layers
+(decoder layers that attend densely, default none; METHOD.md's experiment switch; from the
+command line: +decode.dense_layers=[0]).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def decode_attention_cfg(dcfg: dict) -> dict:
         "sink_pages": int(dcfg.get("sink_pages") or 0),
         "lam": float(dcfg.get("lam", reference.LAMBDA)),
         "backend": str(dcfg.get("attention_backend") or "auto"),
+        "dense_layers": [int(x) for x in dcfg.get("dense_layers") or []],
     }
 
 
@@ -162,6 +165,7 @@ class PagedAttentionCache:
         self.sink_pages = int(cfg.get("sink_pages", 0))
         self.lam = float(cfg.get("lam", reference.LAMBDA))
         self.backend = str(cfg.get("backend", "auto"))
+        self.dense_layers = {int(x) for x in cfg.get("dense_layers") or []}
         if self.backend not in STEP_BACKENDS:
             raise ValueError(f"attention backend {self.backend!r} unknown; use one of "
                              f"{STEP_BACKENDS} (decode.attention_backend)")
@@ -223,10 +227,11 @@ class PagedAttentionCache:
         if backend == "auto":
             backend = "triton" if q.is_cuda else "torch"
         budget = max(self.budget, self.page_size)
+        method = "dense" if layer in self.dense_layers else self.method
         if backend == "torch":
-            return torch_decode(q, self.kv, layer, self.slots, budget, self.method,
+            return torch_decode(q, self.kv, layer, self.slots, budget, method,
                                 self.sink_pages, self.lam)
-        return unique_decode(q, self.kv, layer, budget, self.method, self.slots, self.lam,
+        return unique_decode(q, self.kv, layer, budget, method, self.slots, self.lam,
                              self.sink_pages, backend=backend)
 
     def set_lens(self, lens: torch.Tensor) -> None:
