@@ -110,3 +110,20 @@ def test_stored_features_nan_and_missing(tmp_path, tiny_model):
     with pytest.raises(BadInputError, match=rf"cut nanrec: cannot read its features .*{path.name}"):
         decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
                     DecodeOptions(**FAST), "cpu")
+
+
+@pytest.mark.parametrize("attention", ["unique", "quest", "meanonly", "oracle"])
+def test_sparse_backends_through_the_loop(tiny_model, attention):
+    """Budget >= context: the sparse caches attend densely, so greedy output equals dense.
+    A small budget (2 pages of ~7) runs the top-k path for every step."""
+    g = torch.Generator().manual_seed(3)
+    feats, lens = torch.randn(2, 400, 80, generator=g), torch.tensor([400, 300])
+    with torch.inference_mode():
+        audio, alens = tiny_model.encode(feats, lens)
+    dense, _ = greedy_search(tiny_model, audio, alens, 6)
+    wide, _ = greedy_search(tiny_model, audio, alens, 6, attention, budget=4096)
+    assert wide == dense
+    hyps, stats = greedy_search(tiny_model, audio, alens, 6, attention, budget=16)
+    assert len(hyps) == 2 and stats.steps >= 1 and all(len(h) <= 6 for h in hyps)
+    beam, _ = beam_search(tiny_model, audio, alens, 4, beam=2, attention=attention, budget=16)
+    assert len(beam) == 2

@@ -8,7 +8,8 @@ not there yet is an error that says so, never a silent fall-back to dense.
 
 from __future__ import annotations
 
-ATTENTION_NAMES = ("dense", "unique", "quest", "meanonly", "oracle")
+# paged_dense: dense attention through the paged cache (a check of the sparse path's plumbing)
+ATTENTION_NAMES = ("dense", "unique", "quest", "meanonly", "oracle", "paged_dense")
 
 
 class BackendUnavailableError(RuntimeError):
