@@ -25,6 +25,19 @@ module never materialises an L x L tensor. Pieces:
   at the end of the key-block program (a page lies inside one key block: BN % S == 0).
 - Block sizes: ``_Cfg`` (overridable through ``CONFIG_OVERRIDES`` for tuning). Pointers use a
   64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
+
+Performance notes (H200, bf16, 32/8 heads, D 128, S 8, budget 512; bench/softmask_bench.py,
+bench/results/softmask_attention.jsonl): fwd+bwd 1.70x dense SDPA-flash at 8K and 1.79-1.82x at
+16K (batch 1-4); forward alone 1.64x (of which the threshold pass is 0.84 ms at 8K/batch 1).
+The first version (3-D reshapes for page <-> token broadcasts and page sums, a [pages, D]
+d-mean accumulator, 64-bit offset tiles) spilled 2-7 KB per thread in the backward (ptxas -v
+on sm_90a, compiled on CPU with triton.compile + the bundled ptxas) and ran 6x dense; moving
+those broadcasts/sums onto small tensor-core dots, folding d-mean into the dk dot and 32-bit
+offsets brought it to the numbers above. The dk/dv kernel still spills ~2 KB (soft mode).
+After that measurement (commit 6d78b9d) two small dots were added for bf16 accuracy (the low
+half of dS in the page sums, the low half of the page mean in dq's page term): small-size bf16
+dq/dk errors went from ~1.0e-2 to ~0.7e-2 (the dense-attention level); ptxas spills unchanged;
+their cost on the H200 is not yet measured (estimated a few per cent of fwd+bwd).
 """
 
 from __future__ import annotations
@@ -154,7 +167,7 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
         kn = n0 + tl.arange(0, BN)
         ok = (kn[None, :] <= t[:, None]) & (kn[None, :] < n_b)
         s = tl.where(ok, s, float("-inf"))
-    return s, sr, smax, z, past, mh
+    return s, sr, smax, z, past, mh, ml
 
 
 @triton.jit
@@ -171,6 +184,9 @@ def _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT: tl.constexpr, GP:
         e = ((tl.arange(0, NP * S)[:, None] // S) == tl.arange(0, NP)[None, :]).to(
             tl.float32).to(ds_lp.dtype)
         dpage = _mm(ds_lp, e, input_precision=PREC)
+        if ds_lp.dtype != tl.float32:  # + the low half of dS: the page sums feed 1/tau gains
+            dpage = _mm((ds - ds_lp.to(tl.float32)).to(ds_lp.dtype), e, dpage,
+                        input_precision=PREC)
     else:
         dpage = tl.sum(tl.reshape(ds, (BM, NP, S)), axis=2)  # [BM, NP]
     dgate = tl.sum(tl.reshape(dpage, (BT, GP, NP)), axis=1)  # [BT, NP]
@@ -312,7 +328,7 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
     else:
         k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]))
         v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]))
-    s, _sr, _smax, _z, _past, _mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+    s, _sr, _smax, _z, _past, _mh, _ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                           page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G,
                                           BN, S, HARD, MASK, USE_LO, PREC)
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -393,7 +409,7 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
     kmask = (kn < L)[:, None]
     k = tl.load((K + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
-    s, sr, smax, z, past, mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+    s, sr, smax, z, past, mh, ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
@@ -405,6 +421,8 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
         dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
                               PAGE_DOT, PREC)
         dq = _pages_dot(dsr / sm_scale, mh, dq, k.dtype, PREC)
+        if USE_LO:
+            dq = _pages_dot(dsr / sm_scale, ml, dq, k.dtype, PREC)
     return dq
 
 
@@ -466,7 +484,7 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML
     tp = t0 + tl.arange(0, BT)
     theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
     own_t = tp // S
-    s, sr, smax, z, past, _mh = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
+    s, sr, smax, z, past, _mh, _ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
