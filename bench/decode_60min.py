@@ -60,7 +60,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rd = RecipeData(Path(args.data_dir).parent, args.data_dir)
-    sp = rd.load_bpe(args.vocab_size)
+    ck_bpe = None
+    if not args.random_init:  # the tokenizer the checkpoint was trained with, when it says
+        ck_bpe = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get(
+            "bpe_model")
+    if ck_bpe:
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=str(ck_bpe))
+    else:
+        sp = rd.load_bpe(args.vocab_size)
     if args.random_init:
         from unique_asr.models import ModelConfig, build_model
 
@@ -89,6 +98,7 @@ def main() -> None:
         "tokens_per_s": res.speed.tokens_per_second,
         "prefill_s": res.speed.prefill_seconds, "step_s": res.speed.step_seconds,
         "wer": score.wer, "notes": dict(res.notes), "threads": args.threads,
+        "data_dir": str(args.data_dir), "bpe_model": str(ck_bpe or rd.bpe_model_path(args.vocab_size)),
         "max_tokens_per_second": args.max_tokens_per_second,
         "audio_tokens": int(rec.feats.shape[0]) // 8,
         "cpu_user_sys_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
