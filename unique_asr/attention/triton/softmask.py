@@ -579,7 +579,7 @@ class _Cfg:
         if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
             ov = {"rows_fwd": 64, "rows_dq": 64, "rows_bwd": 64, "stages": 1, **ov}
         bn_min = max(8 * S, 16)
-        self.BN = max(ov.get("bn_fwd", 64), bn_min)
+        self.BN = max(ov.get("bn_fwd", 64 if interp else 128), bn_min)  # H200 sweep: 128
         self.BN_dq = max(ov.get("bn_dq", 64), bn_min)
         self.BN_kv = max(ov.get("bn_kv", 64), bn_min)
         rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
