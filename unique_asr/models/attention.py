@@ -31,12 +31,12 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: dict
 
 
 def _softmask(q, k, v, cfg: dict, mode: str):
-    """UNIQUE sparsity-aware training attention (kernel owned by the attention helper)."""
-    from unique_asr.attention import softmask_attention  # lazy: optional until that lands
+    """UNIQUE sparsity-aware training attention (METHOD.md soft page mask)."""
+    from unique_asr.attention.softmask import softmask_attention
 
     return softmask_attention(
-        q, k, v, int(cfg.get("page_size", 8)), int(cfg.get("budget", 512)),
-        float(cfg.get("tau", 1.0)), mode,
+        q, k, v, page_size=int(cfg.get("page_size", 8)), budget=int(cfg.get("budget", 512)),
+        tau=float(cfg.get("tau", 1.0)), mode=mode, lam=float(cfg.get("lam", 0.5)),
     )
 
 
