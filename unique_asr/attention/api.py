@@ -22,7 +22,8 @@ float64-capable) otherwise; "triton" forces the kernels (on CPU only under TRITO
 "reference" forces the reference. Returns [B, H, D] in q's dtype (rows follow `seqs`).
 
 Pieces, for benchmarks and experiments: page_scores(), select(), attend(); each takes the same
-(q, cache, layer, seqs) arguments.
+(q, cache, layer, seqs) arguments. sparse_step() is the whole Triton step on a prepared batch
+(what unique_decode runs; graph-capturable).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def select(scores, cache, budget, seqs=None, batch=None):
     return topk_pages(scores, lens, cache.page_size, budget // cache.page_size, page_table=pt)
 
 
-def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_splits=None):
+def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_splits=None,
+           out=None):
     """Paged decode attention over `pages` [B, Hkv, k] (None = dense over all pages)."""
     from .triton.decode import paged_decode
 
@@ -148,7 +150,59 @@ def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_s
     if pages is None:
         pages = pt.unsqueeze(1)
     return paged_decode(q, cache.k[layer], cache.v[layer], pages, pt, lens, scale=scale,
-                        num_splits=num_splits)
+                        num_splits=num_splits, out=out)
+
+
+_STREAMS: dict = {}
+
+
+def _side_streams(device, n):
+    """n side streams per device, made once (creating streams every step costs host time)."""
+    key = (str(device), n)
+    if key not in _STREAMS:
+        _STREAMS[key] = [torch.cuda.Stream(device=device) for _ in range(n)]
+    return _STREAMS[key]
+
+
+def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
+                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1):
+    """Scores, top-k pages and sparse attention for a prepared batch (page_table, lengths):
+    exactly the Triton work unique_decode does per step. No host synchronisation, so the call
+    can be captured in a CUDA graph (the decode-step bench times it so).
+
+    streams > 1 (CUDA only): the batch is cut into that many row chunks, each run on its own
+    side stream (forked from and joined back to the current stream by events), so one chunk's
+    latency-bound top-k overlaps another's bandwidth-bound score/attention. Rows are
+    independent, so the output is bitwise the same as streams=1 (tested). Returns (out, pages).
+    """
+    B = q.shape[0]
+    pt, lens = batch
+    n = min(int(streams), B) if q.is_cuda else 1
+    if n <= 1:
+        scores = page_scores(q, cache, layer, method, None, lam, sink_pages, batch, max_pages)
+        pages = select(scores, cache, budget, None, batch)
+        return attend(q, cache, layer, pages, None, scale, batch), pages
+    from .triton.topk import topk_pages
+
+    out = torch.empty_like(q)
+    pages = torch.empty(B, cache.num_kv_heads, budget // cache.page_size, dtype=torch.int32,
+                        device=q.device)
+    cur = torch.cuda.current_stream(q.device)
+    bounds = [B * i // n for i in range(n + 1)]
+    side = _side_streams(q.device, n)
+    for i, st in enumerate(side):
+        a, b = bounds[i], bounds[i + 1]
+        st.wait_stream(cur)
+        with torch.cuda.stream(st):
+            chunk = (pt[a:b], lens[a:b])
+            sc = page_scores(q[a:b], cache, layer, method, None, lam, sink_pages, chunk,
+                             max_pages)
+            topk_pages(sc, lens[a:b], cache.page_size, budget // cache.page_size,
+                       page_table=pt[a:b], out=pages[a:b])
+            attend(q[a:b], cache, layer, pages[a:b], None, scale, chunk, out=out[a:b])
+    for st in side:
+        cur.wait_stream(st)
+    return out, pages
 
 
 def unique_decode(
@@ -163,11 +217,13 @@ def unique_decode(
     scale: float | None = None,
     backend: str = "auto",
     return_pages: bool = False,
+    streams: int = 1,
 ):
     """One decoding step of one layer: scores, top-k pages, sparse attention (see module doc).
 
     With return_pages=True also returns the selected pages ([B, Hkv, k]; physical int32 ids
     from Triton, logical int64 indices from the reference; None when attending densely).
+    streams: row chunks run on that many CUDA streams (sparse_step; same output).
     """
     seqs = _seq_list(cache, seqs)
     check_inputs(q, cache, layer, seqs, budget, method)
@@ -189,7 +245,7 @@ def unique_decode(
     if method == "dense" or max_n <= kp:
         out = attend(q, cache, layer, None, seqs, scale, batch).to(q_in.dtype)
         return (out, None) if return_pages else out
-    scores = page_scores(q, cache, layer, method, seqs, lam, sink_pages, batch, max_n)
-    pages = select(scores, cache, budget, seqs, batch)
-    out = attend(q, cache, layer, pages, seqs, scale, batch).to(q_in.dtype)
+    out, pages = sparse_step(q, cache, layer, budget, batch, max_n, method, lam, sink_pages,
+                             scale, streams)
+    out = out.to(q_in.dtype)
     return (out, pages) if return_pages else out

@@ -26,7 +26,9 @@ import triton
 from triton.testing import do_bench
 
 from unique_asr.attention import reference as R
+from unique_asr.attention.api import sparse_step
 from unique_asr.attention.paged_cache import PagedKVCache
+from unique_asr.attention.triton import score as score_mod
 from unique_asr.attention.triton.decode import paged_decode
 from unique_asr.attention.triton.score import unique_scores
 from unique_asr.attention.triton.topk import topk_pages
@@ -125,13 +127,22 @@ SCORE_CFGS = [{"block_p": bp, "num_warps": w, "pages_per_prog": ppp, "num_stages
               for bp in (64, 128) for w in (4, 8) for ppp in (128, 512, 2048) for ns in (2, 3)
               if not (ppp == 128 and ns == 3)]
 TOPK_CFGS = [{"num_warps": w, "two_bits": tb} for w in (4, 8, 16) for tb in (True, False)]
-ATTN_CFGS = [{"num_splits": ns, "block_pg": bp, "num_warps": w, "num_stages": st}
-             for ns in (1, 2) for bp in (4, 8) for w in (4, 8) for st in (2, 3, 4)]
+# attention sweep around the library default (num_splits auto = 1 at batch 80, block_pg 4,
+# 4 warps, 4 stages): smaller/larger tiles, deeper pipelines, 2 splits with the merge kernel
+ATTN_CFGS = ([{"num_splits": 1, "block_pg": bp, "num_warps": w, "num_stages": st}
+              for bp in (2, 4, 8) for w in (4, 8) for st in (3, 4, 5)]
+             + [{"num_splits": 2, "block_pg": bp, "num_warps": 4, "num_stages": st}
+                for bp in (4, 8) for st in (2, 4)])
 
 
 def best_of(run, cfgs):
     """Time run(cfg) for each cfg; return (best cfg, its median us, {cfg: us})."""
-    times = {json.dumps(c): med_us(lambda c=c: run(c), rep=60) for c in cfgs}
+    times = {}
+    for c in cfgs:
+        try:
+            times[json.dumps(c)] = med_us(lambda c=c: run(c), rep=60)
+        except Exception as e:  # noqa: BLE001 - a config that does not compile is skipped
+            print(f"config {c} failed: {e!r}"[:200], flush=True)
     best = min(times, key=times.get)
     return json.loads(best), times[best], {k: round(v, 2) for k, v in times.items()}
 
@@ -140,35 +151,23 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-def bench_step(B, ctx, budget, bw, info, gen, log):
+# whole-step variants, each one CUDA graph: (name, streams, PDL). "lib" is what
+# api.unique_decode runs by default (single stream, PDL on Hopper) and is the headline figure.
+STEP_VARIANTS = (("lib", 1, True), ("lib_nopdl", 1, False), ("streams2", 2, True),
+                 ("streams2_nopdl", 2, False))
+
+
+def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
     cache, seqs = build_cache(B, ctx, gen)
     pt, lens = cache.batch(seqs)
+    batch = (pt, lens)
     P = -(-ctx // S)
     kp = budget // S
     q = torch.randn(B, H, D, device=DEV, generator=gen).bfloat16()
     mean, std = cache.mean[0], cache.std[0]
-    scores = torch.empty(B, HKV, P, device=DEV)
-    sel = torch.empty(B, HKV, kp, device=DEV, dtype=torch.int32)
-    out = torch.empty(B, H, D, device=DEV, dtype=torch.bfloat16)
 
-    # stage configurations: a small sweep per stage; the fastest is used and recorded
-    sc_cfg, t_sc, sc_all = best_of(lambda c: unique_scores(
-        q, mean, std, pt, lens, S, max_pages=P, out=scores, **c), SCORE_CFGS)
-    unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
-    tk_cfg, t_tk, tk_all = best_of(lambda c: topk_pages(
-        scores, lens, S, kp, page_table=pt, out=sel, **c), TOPK_CFGS)
-    topk_pages(scores, lens, S, kp, page_table=pt, out=sel, **tk_cfg)
-    at_cfg, t_at, at_all = best_of(lambda c: paged_decode(
-        q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **c), ATTN_CFGS)
-
-    def step():
-        unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
-        topk_pages(scores, lens, S, kp, page_table=pt, out=sel, **tk_cfg)
-        paged_decode(q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **at_cfg)
-        return out
-
-    # correctness at this size before timing: sparse step vs the float64 reference (2 rows)
-    step()
+    # the library's step (api.sparse_step = what unique_decode runs), checked before timing
+    out, sel = sparse_step(q, cache, 0, budget, batch, P)
     if DEV == "cuda":
         torch.cuda.synchronize()
     chk = [0, B - 1]
@@ -182,23 +181,40 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
         .permute(0, 2, 1)), ll, S, kp)
     overlap = (sel_l.sort(-1).values == ref_sel).float().mean().item()
 
-    t_eager = med_us(step)
-    t_graph = graph_us(step) if DEV == "cuda" else t_eager
-    # batch split over streams: the rows are independent, so chunk i's top-k (latency-bound)
-    # overlaps chunk j's score/attention (bandwidth-bound); one graph, bitwise the same output
-    split_us, split_err = {}, {}
-    if DEV == "cuda":
-        ref_out = out.clone()
-        for nchunk in SPLITS:
-            f = split_step(nchunk, B, q, mean, std, pt, lens, P, kp, scores, sel, out,
-                           cache, sc_cfg, tk_cfg, at_cfg)
-            out.fill_(float("nan"))
-            torch.cuda.synchronize()
-            f()
-            torch.cuda.synchronize()
-            split_err[nchunk] = float((out.float() - ref_out.float()).abs().max())
-            split_us[nchunk] = round(graph_us(f), 2)
-    best_split = min(split_us, key=split_us.get) if split_us else None
+    # stages alone with the library defaults (L2 flushed before each call)
+    scores = torch.empty(B, HKV, P, device=DEV)
+    sel2 = torch.empty(B, HKV, kp, device=DEV, dtype=torch.int32)
+    out2 = torch.empty(B, H, D, device=DEV, dtype=torch.bfloat16)
+    t_sc = med_us(lambda: unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores))
+    t_tk = med_us(lambda: topk_pages(scores, lens, S, kp, page_table=pt, out=sel2))
+    t_at = med_us(lambda: paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2))
+    at_cfg, at_all, t_at_best = None, {}, None
+    if not fast:
+        at_cfg, t_at_best, at_all = best_of(lambda c: paged_decode(
+            q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **c), ATTN_CFGS)
+
+    t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
+    step_us, step_diff = {}, {}
+    for name, streams, pdl in STEP_VARIANTS if DEV == "cuda" else ():
+        saved, score_mod.PDL = score_mod.PDL, pdl
+        try:
+            t, (o, p) = graph_us(lambda st=streams: sparse_step(q, cache, 0, budget, batch, P,
+                                                                  streams=st))
+            step_us[name] = round(t, 2)
+            step_diff[name] = bool(torch.equal(o, out) and torch.equal(p, sel))
+        except Exception as e:  # noqa: BLE001 - record why a variant could not run
+            step_us[name] = None
+            step_diff[name] = repr(e)[:200]
+        finally:
+            score_mod.PDL = saved
+    if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
+        def manual():
+            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores)
+            topk_pages(scores, lens, S, kp, page_table=pt, out=sel2)
+            return paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **at_cfg)
+        t, o = graph_us(manual)
+        step_us["lib_best_attn_cfg"] = round(t, 2)
+        step_diff["lib_best_attn_cfg"] = bool(torch.equal(o, out))
 
     dense_out = torch.empty_like(out)
     t_dense = min(med_us(lambda ns=ns: paged_decode(q, cache.k[0], cache.v[0], pt.unsqueeze(1),
@@ -213,63 +229,36 @@ def bench_step(B, ctx, budget, bw, info, gen, log):
     floor_bytes = (B * HKV * P * (D * 2 + 4)          # page means (bf16) + stds (fp32)
                    + B * HKV * kp * S * D * 2 * 2)    # selected K and V pages
     floor = floor_bytes / bw * 1e6
-    unique = t_graph
-    if best_split is not None and split_us[best_split] < t_graph and split_err[best_split] == 0:
-        unique = split_us[best_split]
+    unique = step_us.get("lib") or t_eager
     rec = dict(bench="decode_step", **info, batch=B, context=ctx, budget=budget, page_size=S,
                heads=H, kv_heads=HKV, head_dim=D, dtype="bf16",
                unique_us=round(unique, 2), unique_eager_us=round(t_eager, 2),
                score_us=round(t_sc, 2), topk_us=round(t_tk, 2), attn_us=round(t_at, 2),
                floor_us=round(floor, 2), copy_bw_tbs=round(bw / 1e12, 3),
-               flashinfer_dense_us=round(t_fi, 2) if t_fi else None,
+               flashinfer_dense_us=round(t_fi, 2) if t_fi else None, flashinfer_notes=fi_notes,
                sdpa_dense_us=round(t_sdpa, 2), triton_dense_us=round(t_dense, 2),
                total_over_floor=round(unique / floor, 3),
                speedup_vs_flashinfer=round(t_fi / unique, 2) if t_fi else None,
                speedup_vs_sdpa=round(t_sdpa / unique, 2),
                achieved_tbs=round(floor_bytes / unique / 1e6, 3),
-               score_cfg=sc_cfg, topk_cfg=tk_cfg, attn_cfg=at_cfg, flashinfer_notes=fi_notes,
-               sweep_us={"score": sc_all, "topk": tk_all, "attn": at_all},
-               single_stream_graph_us=round(t_graph, 2), batch_split_graph_us=split_us,
-               batch_split_max_abs_diff=split_err,
+               step_variants_us=step_us, step_variants_bitwise_equal=step_diff,
+               step_variants_over_floor={k: (round(v / floor, 3) if v else None)
+                                         for k, v in step_us.items()},
+               attn_best_cfg=at_cfg, attn_best_us=round(t_at_best, 2) if t_at_best else None,
+               sweep_us={"attn": at_all},
                rel_err_sparse_vs_f64=err_sparse, sel_match_vs_reference=overlap,
                rel_err_triton_dense_vs_sdpa=err_dense_vs_sdpa, rel_err_flashinfer_vs_sdpa=err_fi,
                timing="do_bench median, L2 flushed per call; unique_us = CUDA-graph replay of "
-                      "score+topk+attention", time=time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                 time.gmtime()))
+                      "api.sparse_step with library defaults (what unique_decode runs: single "
+                      "stream, PDL on sm_90)", time=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                   time.gmtime()))
     log(rec)
     return rec
 
 
-SPLITS = (2, 4)
-
-
-def split_step(nchunk, B, q, mean, std, pt, lens, P, kp, scores, sel, out, cache, sc_cfg,
-               tk_cfg, at_cfg):
-    """The step over nchunk batch chunks, each on its own stream (forked/joined by events)."""
-    streams = [torch.cuda.Stream() for _ in range(nchunk)]
-    bounds = [B * i // nchunk for i in range(nchunk + 1)]
-
-    def step():
-        cur = torch.cuda.current_stream()
-        for i, st in enumerate(streams):
-            a, b = bounds[i], bounds[i + 1]
-            st.wait_stream(cur)
-            with torch.cuda.stream(st):
-                unique_scores(q[a:b], mean, std, pt[a:b], lens[a:b], S, max_pages=P,
-                              out=scores[a:b], **sc_cfg)
-                topk_pages(scores[a:b], lens[a:b], S, kp, page_table=pt[a:b], out=sel[a:b],
-                           **tk_cfg)
-                paged_decode(q[a:b], cache.k[0], cache.v[0], sel[a:b], pt[a:b], lens[a:b],
-                             out=out[a:b], **at_cfg)
-        for st in streams:
-            cur.wait_stream(st)
-        return out
-
-    return step
-
-
 def graph_us(step):
-    """Median time of one CUDA-graph replay of step (launch gaps removed, L2 flushed)."""
+    """Median time of one CUDA-graph replay of step (launch gaps removed, L2 flushed), and the
+    captured step's return value (its tensors hold the last replay's results)."""
     g = torch.cuda.CUDAGraph()
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
@@ -278,8 +267,10 @@ def graph_us(step):
         step()
     torch.cuda.current_stream().wait_stream(s)
     with torch.cuda.graph(g):
-        step()
-    return med_us(g.replay)
+        res = step()
+    t = med_us(g.replay)
+    torch.cuda.synchronize()
+    return t, res
 
 
 def bench_table8(bw, info, gen, log, contexts):
@@ -338,7 +329,7 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=int, default=512)
     ap.add_argument("--skip-tables", action="store_true")
     ap.add_argument("--fast", action="store_true",
-                    help="time only the stage configurations that won in earlier runs")
+                    help="library defaults only: no attention-config sweep")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run (TRITON_INTERPRET=1)")
     args = ap.parse_args(argv)
     global DEV, H, HKV, D
@@ -361,11 +352,11 @@ def main(argv=None) -> None:
     if args.smoke:
         args.contexts, args.long_contexts, args.batch, args.budget = "200,77", "", 3, 64
     for ctx in ints(args.contexts):
-        bench_step(args.batch, ctx, args.budget, bw, info, gen, log)
+        bench_step(args.batch, ctx, args.budget, bw, info, gen, log, args.fast)
         if DEV == "cuda":
             torch.cuda.empty_cache()
     for ctx in ints(args.long_contexts):
-        bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log)
+        bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log, args.fast)
         if DEV == "cuda":
             torch.cuda.empty_cache()
     if not args.skip_tables:

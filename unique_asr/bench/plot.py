@@ -34,6 +34,24 @@ def print_table(recs) -> None:
                   f"{(r['flashinfer_dense_us'] or float('nan')):>7.1f} {r['sdpa_dense_us']:>7.1f} "
                   f"{r['triton_dense_us']:>7.1f} {(r['speedup_vs_flashinfer'] or float('nan')):>6.2f} "
                   f"{r['speedup_vs_sdpa']:>6.2f}")
+        var = [r for r in steps if r.get("step_variants_us")]
+        if var:
+            names = list(var[0]["step_variants_us"])
+            print("\nStep variants (CUDA graph, us / x floor; 'lib' = api.unique_decode default; "
+                  "= : bitwise equal to lib's eager output)")
+            print(f"{'B':>3} {'ctx':>6} " + " ".join(f"{n:>20}" for n in names))
+            for r in var:
+                cells = []
+                for n in names:
+                    t = r["step_variants_us"].get(n)
+                    eq = r["step_variants_bitwise_equal"].get(n) is True
+                    cells.append(f"{t:>8.1f} {t / r['floor_us']:>5.3f}x {'=' if eq else '!'}"
+                                 if t else f"{'failed':>20}")
+                print(f"{r['batch']:>3} {r['context']:>6} " + " ".join(f"{c:>20}" for c in cells))
+            for r in var:
+                if r.get("attn_best_cfg"):
+                    print(f"  ctx {r['context']}: attn default {r['attn_us']:.1f} us, best "
+                          f"{r['attn_best_us']:.1f} us with {r['attn_best_cfg']}")
     sc = _rows(recs, "score")
     if sc:
         print("\nTable 8 grid: score kernel, batch 32 (us)")

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .score import f32_dot
+from .score import _pdl_enter, f32_dot, use_pdl
 
 LOG2E = 1.4426950408889634
 
@@ -31,8 +31,9 @@ def _decode_kernel(
     stride_sb, stride_sh, stride_ptb, stride_ob, stride_oh,
     qk_scale, HKV, K_SLOTS, PAGES_PER_SPLIT, NSPLIT,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, S: tl.constexpr,
-    BLOCK_PG: tl.constexpr, SPLIT: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_PG: tl.constexpr, SPLIT: tl.constexpr, IEEE: tl.constexpr, PDL_ON: tl.constexpr,
 ):
+    _pdl_enter(PDL_ON)
     pid_bh = tl.program_id(0)
     pid_s = tl.program_id(1)
     b = pid_bh // HKV
@@ -104,7 +105,8 @@ def _decode_kernel(
 
 @triton.jit
 def _merge_kernel(po_ptr, plse_ptr, o_ptr, stride_ob, stride_oh, H, NSPLIT,
-                  D: tl.constexpr, NS: tl.constexpr):
+                  D: tl.constexpr, NS: tl.constexpr, PDL_ON: tl.constexpr):
+    _pdl_enter(PDL_ON)
     row = tl.program_id(0).to(tl.int64)  # b * H + head
     b = row // H
     hd = row % H
@@ -134,6 +136,7 @@ def paged_decode(
     num_warps: int = 4,
     num_stages: int = 4,
     out: torch.Tensor | None = None,
+    pdl: bool | None = None,
 ) -> torch.Tensor:
     """Attention of q [B, H, D] over the pages listed per (sequence, KV head).
 
@@ -143,6 +146,7 @@ def paged_decode(
     int32 locate each sequence's newest (partial) page. Returns [B, H, D] in q's dtype.
     num_splits: programs per (sequence, KV head) along the page list (default: enough to fill
     the GPU with at most ~256 and at least 16 pages each). Defaults follow the H200 sweep.
+    pdl: programmatic dependent launch (score.use_pdl; default the module switch).
     """
     if q.dim() != 3 or k_cache.dim() != 4 or pages.dim() != 3:
         raise ValueError("paged_decode: expected q [B,H,D], k_cache [N,Hkv,S,D], "
@@ -179,6 +183,8 @@ def paged_decode(
     else:
         po = plse = out
     stride_sh = pages.stride(1) if pages.shape[1] > 1 else 0
+    pdl = use_pdl(q, pdl)
+    launch = {"launch_pdl": True} if pdl else {}
     _decode_kernel[(B * Hkv, num_splits)](
         q, k_cache, v_cache, pages, page_table, lengths, out, po, plse,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -186,9 +192,11 @@ def paged_decode(
         pages.stride(0), stride_sh, page_table.stride(0), out.stride(0), out.stride(1),
         scale * LOG2E, Hkv, K_SLOTS, pps, num_splits,
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, S=S, BLOCK_PG=block_pg, SPLIT=split,
-        IEEE=f32_dot(k_cache.dtype), num_warps=num_warps, num_stages=num_stages,
+        IEEE=f32_dot(k_cache.dtype), PDL_ON=pdl, num_warps=num_warps, num_stages=num_stages,
+        **launch,
     )
     if split:
         _merge_kernel[(B * H,)](po, plse, out, out.stride(0), out.stride(1), H, num_splits,
-                                D=D, NS=triton.next_power_of_2(num_splits), num_warps=1)
+                                D=D, NS=triton.next_power_of_2(num_splits), PDL_ON=pdl,
+                                num_warps=1, **launch)
     return out

@@ -20,6 +20,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 FLT_MAX = tl.constexpr(3.4028234663852886e38)
 
@@ -29,6 +30,29 @@ def f32_dot(dtype: torch.dtype) -> bool:
     interpreter, whose bf16 tl.dot returns garbage (triton 3.6, seen here)."""
     interp = os.environ.get("TRITON_INTERPRET") == "1"
     return dtype == torch.float32 or (interp and dtype == torch.bfloat16)
+
+
+# Programmatic dependent launch (Hopper+): the decode step's kernels are launched so that the next
+# one is scheduled while the previous one drains (it waits in griddepcontrol.wait before reading
+# anything), hiding the launch and ramp between score, top-k and attention. Off under the
+# interpreter and before sm_90; set PDL = False to launch plainly (the bench times both).
+PDL = True
+
+
+def use_pdl(t: torch.Tensor, pdl: bool | None = None) -> bool:
+    """Whether kernels on t's device use programmatic dependent launch: asked for (pdl, default
+    the module switch PDL) and possible (CUDA, sm_90 or newer)."""
+    pdl = PDL if pdl is None else pdl
+    return bool(pdl and t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9)
+
+
+@triton.jit
+def _pdl_enter(ON: tl.constexpr):
+    """Wait for the previous kernel (all its writes visible), then let the next one launch.
+    Called first in every step kernel, before any load, so no data race is possible."""
+    if ON:
+        gdc_wait()
+        gdc_launch_dependents()
 
 
 @triton.jit
@@ -46,8 +70,9 @@ def _unique_score_kernel(
     stride_ob, stride_oh,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
-    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr,
+    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, PDL_ON: tl.constexpr,
 ):
+    _pdl_enter(PDL_ON)
     pid_bh = tl.program_id(0)
     pid_p = tl.program_id(1)
     b = pid_bh // HKV
@@ -138,6 +163,7 @@ def unique_scores(
     num_warps: int = 4,
     num_stages: int = 2,
     pages_per_prog: int | None = 128,
+    pdl: bool | None = None,
 ) -> torch.Tensor:
     """UNIQUE page scores over a paged cache's statistics.
 
@@ -147,6 +173,7 @@ def unique_scores(
     lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
     (sequence, KV head) row in blocks of block_p (None: about 8 programs per SM). Defaults are
     the fastest of the H200 sweep (bench/results/decode_step.jsonl, batch 80 and 16).
+    pdl: programmatic dependent launch (default use_pdl(q)).
     """
     _check_common(q, page_table, lengths, max_pages)
     B, H, D = q.shape
@@ -162,6 +189,7 @@ def unique_scores(
         chunks = max(1, min(triton.cdiv(P, block_p), triton.cdiv(target, B * Hkv)))
         pages_per_prog = triton.cdiv(triton.cdiv(P, chunks), block_p) * block_p
     pages_per_prog = triton.cdiv(pages_per_prog, block_p) * block_p
+    pdl = use_pdl(q, pdl)
     grid = (B * Hkv, triton.cdiv(P, pages_per_prog))
     _unique_score_kernel[grid](
         q, mean, std, page_table, lengths, out,
@@ -169,7 +197,8 @@ def unique_scores(
         page_table.stride(0), out.stride(0), out.stride(1),
         float(lam), int(sink_pages), Hkv, page_size, pages_per_prog,
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, BLOCK_P=block_p, FORCE=force,
-        IEEE=f32_dot(mean.dtype), NUM_STAGES=num_stages, num_warps=num_warps,
+        IEEE=f32_dot(mean.dtype), NUM_STAGES=num_stages, PDL_ON=pdl, num_warps=num_warps,
+        **({"launch_pdl": True} if pdl else {}),
     )
     return out
 

@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .score import _pdl_enter, use_pdl
+
 MAX_BLOCK = 16384
 
 
@@ -36,8 +38,9 @@ def _topk_kernel(
     s_ptr, len_ptr, pt_ptr, out_ptr, lout_ptr,
     stride_sr, stride_ptb, stride_or, HKV, K, PAGE_SIZE,
     BLOCK: tl.constexpr, CHUNKED: tl.constexpr, GATHER: tl.constexpr, LOGICAL: tl.constexpr,
-    TWO_BITS: tl.constexpr,
+    TWO_BITS: tl.constexpr, PDL_ON: tl.constexpr,
 ):
+    _pdl_enter(PDL_ON)
     row = tl.program_id(0).to(tl.int64)
     b = row // HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -160,12 +163,14 @@ def topk_pages(
     block: int | None = None,
     num_warps: int | None = None,
     two_bits: bool = False,
+    pdl: bool | None = None,
 ):
     """Select exactly min(k, n_b) pages per row of scores [B, Hkv, P] (float32).
 
     lengths [B] int32 gives n_b = ceil(len_b / page_size) valid pages per sequence. With
     page_table [B, >=P] int32 the output holds physical page ids, else logical indices.
     Returns int32 [B, Hkv, k] (and the logical indices too when logical=True). Unordered.
+    pdl: programmatic dependent launch (score.use_pdl; default the module switch).
     """
     if scores.dim() != 3 or scores.dtype != torch.float32 or scores.stride(-1) != 1:
         raise ValueError("topk_pages: scores must be a float32 [B, Hkv, P] tensor with a "
@@ -186,11 +191,13 @@ def topk_pages(
         num_warps = 4 if block <= 2048 else (8 if block <= 4096 else 16)
     rows = scores.view(B * Hkv, P) if scores.is_contiguous() else scores.reshape(B * Hkv, P)
     pt = page_table if page_table is not None else lengths
+    pdl = use_pdl(scores, pdl)
     _topk_kernel[(B * Hkv,)](
         rows, lengths, pt, out, lout,
         rows.stride(0), page_table.stride(0) if page_table is not None else 0, out.stride(1),
         Hkv, k, page_size,
         BLOCK=block, CHUNKED=chunked, GATHER=page_table is not None, LOGICAL=logical,
-        TWO_BITS=two_bits, num_warps=num_warps,
+        TWO_BITS=two_bits, PDL_ON=pdl, num_warps=num_warps,
+        **({"launch_pdl": True} if pdl else {}),
     )
     return (out, lout) if logical else out
