@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# One device call: install the carried wheels, run the attention tests at full size on the GPU,
-# then the decode-step benchmark; logs and JSON lines go to $OUT (default bench/results).
+# One device call (carry [".gpu"]), each part under its own time cap so earlier results come
+# back whatever happens later; logs and JSON lines go to $OUT (default bench/results):
+#   (a) the attention GPU tests at full size (FlashInfer's JIT build runs meanwhile),
+#   (b) the decode-step bench (batch 80, 8K/16K/32K; FlashInfer, SDPA in the same process),
+#   (c) if SOFTMASK=1: softmask bench (batch 1) and the fp32 GQA-4 softmask errors.
 #   device run, carry [".gpu"]:  bash bench/run_decode_gpu.sh
 set -uo pipefail
 OUT=${OUT:-bench/results}
@@ -10,10 +13,33 @@ if [ -d .gpu/wheels ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     .gpu/wheels/*.whl 2>&1 | tail -2
 fi
-nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,memory.used --format=csv,noheader
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv,noheader
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+timeout -k 5 150 python3 bench/fi_warm.py > "$OUT/fi_warm.log" 2>&1 &
+WARM=$!
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout "${TEST_TIMEOUT:-170}" python3 -m pytest -q -x -p no:cacheprovider tests/attention \
-    -k "not softmask" 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
+  echo "== (a) GPU tests, cap ${TEST_TIMEOUT:-130}s"
+  timeout -k 5 "${TEST_TIMEOUT:-130}" python3 -m pytest -q -x -p no:cacheprovider tests/attention \
+    -m gpu -k "not softmask" 2>&1 | tee "$OUT/gpu_tests.log" | grep -v Warning | tail -8
+  echo "(a) exit ${PIPESTATUS[0]} at ${SECONDS}s"
 fi
-timeout "${BENCH_TIMEOUT:-400}" python3 -m unique_asr.bench.decode_step --out "$OUT/decode_step.jsonl" \
-  ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | grep -v '^{'
+wait $WARM; tail -1 "$OUT/fi_warm.log"
+echo "== (b) bench, cap ${BENCH_TIMEOUT:-160}s"
+timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 -m unique_asr.bench.decode_step \
+  --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
+  | tee "$OUT/bench.log" | grep -v '^{' | grep -v Warning
+echo "(b) exit ${PIPESTATUS[0]} at ${SECONDS}s"
+if [ "${SOFTMASK:-0}" = 1 ]; then
+  left=$(( ${TOTAL:-345} - SECONDS ))
+  echo "== (c) softmask, ${left}s left"
+  if [ "$left" -gt 40 ]; then
+    timeout -k 5 $(( left - 25 )) python3 bench/softmask_bench.py --seq-lens 8192,16384 \
+      --batches 1 --out "$OUT/softmask_attention.jsonl" 2>&1 | tee "$OUT/softmask.log" | tail -6
+    left=$(( ${TOTAL:-345} - SECONDS ))
+    [ "$left" -gt 10 ] && (cd tests/attention && timeout -k 3 $(( left - 3 )) python3 -c "
+import torch, test_softmask as t
+e = t._compare(2, 32, 8, 2048, 128, 8, 512, 0.5, 'soft', torch.float32, [2048, 1500])
+print('fp32 GQA-4 full softmask out/dq/dk/dv rel err', ['%.2e' % x for x in e])" 2>&1 | tail -2)
+  fi
+fi
+echo "done at ${SECONDS}s"

@@ -130,9 +130,9 @@ TOPK_CFGS = [{"num_warps": w, "two_bits": tb} for w in (4, 8, 16) for tb in (Tru
 # attention sweep around the library default (num_splits auto = 1 at batch 80, block_pg 4,
 # 4 warps, 4 stages): smaller/larger tiles, deeper pipelines, 2 splits with the merge kernel
 ATTN_CFGS = ([{"num_splits": 1, "block_pg": bp, "num_warps": w, "num_stages": st}
-              for bp in (2, 4, 8) for w in (4, 8) for st in (3, 4, 5)]
-             + [{"num_splits": 2, "block_pg": bp, "num_warps": 4, "num_stages": st}
-                for bp in (4, 8) for st in (2, 4)])
+              for bp in (2, 4, 8) for w in (4, 8) for st in (3, 5)]
+             + [{"num_splits": 2, "block_pg": 8, "num_warps": 4, "num_stages": 2},
+                {"num_splits": 1, "block_pg": 4, "num_warps": 4, "num_stages": 4}])
 
 
 def best_of(run, cfgs):
