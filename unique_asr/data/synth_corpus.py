@@ -9,7 +9,8 @@ Steps (all decisions come from one seed, so the same seed gives byte-identical o
 3. per split, conversations are planned: length, 2-4 speakers, turns of 1-3 sentences, pauses,
    per-utterance speed and per-turn level, noise type and SNR;
 4. every (voice, sentence) pair is synthesised once into a per-utterance cache (parallel, tqdm);
-5. each conversation is assembled (speed, level, pauses, additive noise at the planned SNR) and
+5. each conversation is assembled (loudness-equalised utterances, speed, turn level, pauses,
+   additive noise at the planned SNR) and
    written as FLAC with a JSON of its segments (exact sample times);
 6. when a split is complete its `segments.jsonl` is written; planning continues until the
    split's real duration reaches its target.
@@ -46,6 +47,8 @@ from .voices import Voice, check_voice, resample, synthesize, synthesize_many
 log = logging.getLogger(__name__)
 
 FESTIVAL_BATCH = 12  # utterances per festival process
+SPEECH_RMS = 0.05    # every utterance is scaled to this RMS before its turn gain
+MIX_VERSION = 3      # part of each conversation's digest: bump when mixing changes
 CALIBRATION_TEXT = "the quick brown fox jumps over the lazy dog near the old stone bridge"
 
 
@@ -70,7 +73,8 @@ class ConvPlan:
     utterances: list[Utterance] = field(default_factory=list)
 
     def digest(self) -> str:
-        blob = json.dumps(self.__dict__, default=lambda o: o.__dict__, sort_keys=True)
+        blob = json.dumps([MIX_VERSION, self.__dict__], default=lambda o: o.__dict__,
+                          sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()
 
 
@@ -91,17 +95,22 @@ def _load(path: Path) -> np.ndarray:
     return audio
 
 
-def _colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Unit-power white, pink (1/f power) or brown (1/f^2 power) noise."""
+def _colored_noise(n: int, kind: str, rng: np.random.Generator, rate: int = 16000) -> np.ndarray:
+    """Unit-power white, pink (1/f power) or brown (1/f^2 power) noise.
+
+    The 1/f shaping is flat below 100 Hz and nothing is kept below 20 Hz: without that floor
+    the subsonic wander of brown noise makes its power vary 100x between half-second windows,
+    which is a drifting offset, not a noise background."""
     if kind == "white":
         white = rng.standard_normal(n)
     else:
         # FFT at a power-of-two length: arbitrary lengths (large prime factors) are ~10x slower
         m = 1 << max(0, (n - 1).bit_length())
         spec = np.fft.rfft(rng.standard_normal(m))
-        f = np.arange(len(spec), dtype=np.float64)
-        f[0] = 1.0
-        spec /= np.sqrt(f) if kind == "pink" else f
+        hz = np.arange(len(spec), dtype=np.float64) * rate / m
+        shape = np.maximum(hz, 100.0)
+        spec /= np.sqrt(shape) if kind == "pink" else shape
+        spec[hz < 20.0] = 0.0
         white = np.fft.irfft(spec, m)[:n]
     return (white / (np.sqrt(np.mean(white**2)) + 1e-12)).astype(np.float32)
 
@@ -182,8 +191,8 @@ class CorpusBuilder:
             snr_db=round(float(rng.uniform(*c["noise"]["snr_db"])), 2),
             level_db=round(float(rng.uniform(*c["level_db"])), 2),
             noise_seed=int(rng.integers(2**31)))
-        est, prev = float(c["lead_s"]), None
-        while est < length:
+        est, prev, spoken = float(c["lead_s"]), None, set()
+        while est < length or len(spoken) < n_spk:  # every chosen speaker takes a turn
             spk = speakers[int(rng.integers(len(speakers)))] if prev is None else \
                 [s for s in speakers if s != prev][int(rng.integers(len(speakers) - 1))]
             gain = round(float(rng.uniform(*c["turn_gain_db"])), 2)
@@ -198,6 +207,7 @@ class CorpusBuilder:
                 usage[spk] = usage.get(spk, 0.0) + seconds
                 est += pause + seconds
             prev = spk
+            spoken.add(spk)
         return plan
 
     # ---------------------------------------------------------------- synthesis
@@ -266,6 +276,8 @@ class CorpusBuilder:
         for u in plan.utterances:
             voice = self.by_id[u.voice]
             wav = _load(_cache_path(self.cache, voice, u.text))
+            # engines differ in loudness by ~10 dB: equalise, then apply the planned turn level
+            wav = wav * np.float32(SPEECH_RMS / (float(np.sqrt(np.mean(wav**2))) + 1e-9))
             if u.speed != 1.0:
                 wav = resample(wav, round(rate * u.speed), rate)
             wav = wav * np.float32(10 ** (u.gain_db / 20))
@@ -283,7 +295,7 @@ class CorpusBuilder:
             mask[start:start + len(wav)] = True
         speech_power = float(np.mean(speech[mask] ** 2))
         rng = np.random.default_rng(plan.noise_seed)
-        noise = _colored_noise(total, plan.noise_type, rng)
+        noise = _colored_noise(total, plan.noise_type, rng, rate)
         mix = speech + noise * np.float32(np.sqrt(speech_power / 10 ** (plan.snr_db / 10)))
         scale = min(10 ** (plan.level_db / 20), 0.95 / (float(np.abs(mix).max()) + 1e-9))
         write_audio(audio_path, mix * np.float32(scale), rate)
