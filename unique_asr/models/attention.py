@@ -20,14 +20,10 @@ import torch
 import torch.nn.functional as F
 
 
-def _expand_kv(k: torch.Tensor, groups: int) -> torch.Tensor:
-    return k if groups == 1 else k.repeat_interleave(groups, dim=1)
-
-
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: dict) -> torch.Tensor:
-    """Causal GQA attention with torch SDPA."""
-    g = q.shape[1] // k.shape[1]
-    return F.scaled_dot_product_attention(q, _expand_kv(k, g), _expand_kv(v, g), is_causal=True)
+    """Causal GQA attention with torch SDPA (enable_gqa: K/V are never copied per query head)."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                          enable_gqa=q.shape[1] != k.shape[1])
 
 
 def _softmask(q, k, v, cfg: dict, mode: str):
@@ -88,10 +84,9 @@ class DenseKVCache:
         n = int(self.lens.max()) + 1
         kk, vv = self.k[layer][:, :, :n], self.v[layer][:, :, :n]
         mask = torch.arange(n, device=k.device)[None, :] <= self.lens[:, None]  # [B, n]
-        g = q.shape[1] // kk.shape[1]
         return F.scaled_dot_product_attention(
-            q, _expand_kv(kk, g).to(q.dtype), _expand_kv(vv, g).to(q.dtype),
-            attn_mask=mask[:, None, None, :],
+            q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask[:, None, None, :],
+            enable_gqa=q.shape[1] != kk.shape[1],
         )
 
     def set_lens(self, lens: torch.Tensor) -> None:
