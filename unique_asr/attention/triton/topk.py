@@ -34,6 +34,80 @@ def _keys(x, valid):
 
 
 @triton.jit
+def _select_row(s_row, o_row, l_row, pt_row, n, K, BLOCK: tl.constexpr, GATHER: tl.constexpr,
+                LOGICAL: tl.constexpr, TWO_BITS: tl.constexpr, CG: tl.constexpr):
+    """Top-K of one row of n <= BLOCK scores held in registers (or all n pages when n <= K),
+    written unordered to o_row (physical ids via pt_row when GATHER) and l_row (logical).
+    CG: read the scores through L2 only (they were written by other programs of this launch)."""
+    offs = tl.arange(0, BLOCK)
+    if n <= K:
+        for c0 in range(0, K, BLOCK):
+            o = c0 + offs
+            om = o < K
+            valid = o < n
+            page = o
+            if GATHER:
+                page = tl.load(pt_row + o, mask=valid & om, other=-1)
+            tl.store(o_row + o, tl.where(valid, page, -1), mask=om)
+            if LOGICAL:
+                tl.store(l_row + o, tl.where(valid, o, -1), mask=om)
+    else:
+        prefix = tl.zeros((), dtype=tl.uint32)
+        v = offs < n
+        if CG:
+            x = tl.load(s_row + offs, mask=v, other=0.0, cache_modifier=".cg")
+        else:
+            x = tl.load(s_row + offs, mask=v, other=0.0)
+        key = _keys(x, v)
+        # cnt = number of keys >= prefix; stop early once exactly K keys are >= prefix
+        cnt = tl.full((), BLOCK, tl.int32)
+        if TWO_BITS:
+            # two bits per step: the three candidate counts packed in one int64 reduction
+            unit = tl.full((), 0x40000000, tl.uint32)
+            while (unit != 0) & (cnt != K):
+                c1 = prefix | unit
+                c2 = prefix | (unit << 1)
+                c3 = prefix | (unit * 3)
+                unit = unit >> 2
+                packed = ((key >= c1).to(tl.int64) + ((key >= c2).to(tl.int64) << 21)
+                          + ((key >= c3).to(tl.int64) << 42))
+                tot = tl.sum(packed)
+                n1 = (tot & 0x1FFFFF).to(tl.int32)
+                n2 = ((tot >> 21) & 0x1FFFFF).to(tl.int32)
+                n3 = (tot >> 42).to(tl.int32)
+                prefix = tl.where(n3 >= K, c3, tl.where(n2 >= K, c2,
+                                                        tl.where(n1 >= K, c1, prefix)))
+                cnt = tl.where(n3 >= K, n3, tl.where(n2 >= K, n2,
+                                                     tl.where(n1 >= K, n1, cnt)))
+        else:
+            bit = tl.full((), 0x80000000, tl.uint32)
+            while (bit != 0) & (cnt != K):
+                cand = prefix | bit
+                bit = bit >> 1
+                c = tl.sum((key >= cand).to(tl.int32))
+                prefix = tl.where(c >= K, cand, prefix)
+                cnt = tl.where(c >= K, c, cnt)
+        if cnt == K:  # exactly K keys >= prefix: take them all
+            sel = key >= prefix
+            pos = tl.cumsum(sel.to(tl.int32), 0) - 1
+        else:  # prefix is the k-th largest key: all keys above it, ties in page order
+            gt = key > prefix
+            eq = (key == prefix) & v
+            n_gt = tl.sum(gt.to(tl.int32))
+            need = K - n_gt
+            cgt = tl.cumsum(gt.to(tl.int32), 0)
+            ceq = tl.cumsum(eq.to(tl.int32), 0)
+            sel = gt | (eq & (ceq <= need))
+            pos = tl.where(gt, cgt - 1, n_gt + ceq - 1)
+        page = offs
+        if GATHER:
+            page = tl.load(pt_row + offs, mask=sel, other=-1)
+        tl.store(o_row + pos, page, mask=sel)
+        if LOGICAL:
+            tl.store(l_row + pos, offs, mask=sel)
+
+
+@triton.jit
 def _topk_kernel(
     s_ptr, len_ptr, pt_ptr, out_ptr, lout_ptr,
     stride_sr, stride_ptb, stride_or, HKV, K, PAGE_SIZE,
@@ -48,108 +122,53 @@ def _topk_kernel(
     o_row = out_ptr + row * stride_or
     l_row = lout_ptr + row * stride_or
     s_row = s_ptr + row * stride_sr
-    if n <= K:
-        for c0 in range(0, K, BLOCK):
-            o = c0 + offs
-            om = o < K
-            valid = o < n
-            page = o
-            if GATHER:
-                page = tl.load(pt_ptr + b * stride_ptb + o, mask=valid & om, other=-1)
-            tl.store(o_row + o, tl.where(valid, page, -1), mask=om)
-            if LOGICAL:
-                tl.store(l_row + o, tl.where(valid, o, -1), mask=om)
+    if not CHUNKED:  # noqa: SIM114 - CHUNKED is a constexpr, n a runtime value
+        _select_row(s_row, o_row, l_row, pt_ptr + b * stride_ptb, n, K, BLOCK, GATHER,
+                    LOGICAL, TWO_BITS, False)
+    elif n <= K:
+        _select_row(s_row, o_row, l_row, pt_ptr + b * stride_ptb, n, K, BLOCK, GATHER,
+                    LOGICAL, TWO_BITS, False)
     else:
         prefix = tl.zeros((), dtype=tl.uint32)
-        if CHUNKED:
-            bit = tl.full((), 0x80000000, tl.uint32)
-            for _ in range(32):
-                cand = prefix | bit
-                bit = bit >> 1
-                cnt = 0
-                for c0 in range(0, n, BLOCK):
-                    o = c0 + offs
-                    v = o < n
-                    key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
-                    cnt += tl.sum((key >= cand).to(tl.int32))
-                prefix = tl.where(cnt >= K, cand, prefix)
-            n_gt = 0
+        bit = tl.full((), 0x80000000, tl.uint32)
+        for _ in range(32):
+            cand = prefix | bit
+            bit = bit >> 1
+            cnt = 0
             for c0 in range(0, n, BLOCK):
                 o = c0 + offs
                 v = o < n
                 key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
-                n_gt += tl.sum((key > prefix).to(tl.int32))
-            need = K - n_gt
-            base_gt = 0
-            base_eq = 0
-            for c0 in range(0, n, BLOCK):
-                o = c0 + offs
-                v = o < n
-                key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
-                gt = key > prefix
-                eq = (key == prefix) & v
-                cgt = tl.cumsum(gt.to(tl.int32), 0)
-                ceq = tl.cumsum(eq.to(tl.int32), 0)
-                take_eq = eq & (base_eq + ceq <= need)
-                sel = gt | take_eq
-                pos = tl.where(gt, base_gt + cgt - 1, n_gt + base_eq + ceq - 1)
-                page = o
-                if GATHER:
-                    page = tl.load(pt_ptr + b * stride_ptb + o, mask=sel, other=-1)
-                tl.store(o_row + pos, page, mask=sel)
-                if LOGICAL:
-                    tl.store(l_row + pos, o, mask=sel)
-                base_gt += tl.sum(gt.to(tl.int32))
-                base_eq += tl.sum(eq.to(tl.int32))
-        else:
-            v = offs < n
-            key = _keys(tl.load(s_row + offs, mask=v, other=0.0), v)
-            # cnt = number of keys >= prefix; stop early once exactly K keys are >= prefix
-            cnt = tl.full((), BLOCK, tl.int32)
-            if TWO_BITS:
-                # two bits per step: the three candidate counts packed in one int64 reduction
-                unit = tl.full((), 0x40000000, tl.uint32)
-                while (unit != 0) & (cnt != K):
-                    c1 = prefix | unit
-                    c2 = prefix | (unit << 1)
-                    c3 = prefix | (unit * 3)
-                    unit = unit >> 2
-                    packed = ((key >= c1).to(tl.int64) + ((key >= c2).to(tl.int64) << 21)
-                              + ((key >= c3).to(tl.int64) << 42))
-                    tot = tl.sum(packed)
-                    n1 = (tot & 0x1FFFFF).to(tl.int32)
-                    n2 = ((tot >> 21) & 0x1FFFFF).to(tl.int32)
-                    n3 = (tot >> 42).to(tl.int32)
-                    prefix = tl.where(n3 >= K, c3, tl.where(n2 >= K, c2,
-                                                            tl.where(n1 >= K, c1, prefix)))
-                    cnt = tl.where(n3 >= K, n3, tl.where(n2 >= K, n2,
-                                                         tl.where(n1 >= K, n1, cnt)))
-            else:
-                bit = tl.full((), 0x80000000, tl.uint32)
-                while (bit != 0) & (cnt != K):
-                    cand = prefix | bit
-                    bit = bit >> 1
-                    c = tl.sum((key >= cand).to(tl.int32))
-                    prefix = tl.where(c >= K, cand, prefix)
-                    cnt = tl.where(c >= K, c, cnt)
-            if cnt == K:  # exactly K keys >= prefix: take them all
-                sel = key >= prefix
-                pos = tl.cumsum(sel.to(tl.int32), 0) - 1
-            else:  # prefix is the k-th largest key: all keys above it, ties in page order
-                gt = key > prefix
-                eq = (key == prefix) & v
-                n_gt = tl.sum(gt.to(tl.int32))
-                need = K - n_gt
-                cgt = tl.cumsum(gt.to(tl.int32), 0)
-                ceq = tl.cumsum(eq.to(tl.int32), 0)
-                sel = gt | (eq & (ceq <= need))
-                pos = tl.where(gt, cgt - 1, n_gt + ceq - 1)
-            page = offs
+                cnt += tl.sum((key >= cand).to(tl.int32))
+            prefix = tl.where(cnt >= K, cand, prefix)
+        n_gt = 0
+        for c0 in range(0, n, BLOCK):
+            o = c0 + offs
+            v = o < n
+            key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
+            n_gt += tl.sum((key > prefix).to(tl.int32))
+        need = K - n_gt
+        base_gt = 0
+        base_eq = 0
+        for c0 in range(0, n, BLOCK):
+            o = c0 + offs
+            v = o < n
+            key = _keys(tl.load(s_row + o, mask=v, other=0.0), v)
+            gt = key > prefix
+            eq = (key == prefix) & v
+            cgt = tl.cumsum(gt.to(tl.int32), 0)
+            ceq = tl.cumsum(eq.to(tl.int32), 0)
+            take_eq = eq & (base_eq + ceq <= need)
+            sel = gt | take_eq
+            pos = tl.where(gt, base_gt + cgt - 1, n_gt + base_eq + ceq - 1)
+            page = o
             if GATHER:
-                page = tl.load(pt_ptr + b * stride_ptb + offs, mask=sel, other=-1)
+                page = tl.load(pt_ptr + b * stride_ptb + o, mask=sel, other=-1)
             tl.store(o_row + pos, page, mask=sel)
             if LOGICAL:
-                tl.store(l_row + pos, offs, mask=sel)
+                tl.store(l_row + pos, o, mask=sel)
+            base_gt += tl.sum(gt.to(tl.int32))
+            base_eq += tl.sum(eq.to(tl.int32))
 
 
 def topk_pages(
