@@ -154,6 +154,8 @@ def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_s
 
 
 _STREAMS: dict = {}
+# scores + top-k in one launch (triton/score_topk.py) for unique/meanonly; the bench times both
+FUSED_TOPK = False
 
 
 def _side_streams(device, n):
@@ -164,8 +166,26 @@ def _side_streams(device, n):
     return _STREAMS[key]
 
 
+def _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam, sink_pages, fused,
+                      pages_out=None, rows=None):
+    """Page scores then top-k pages; for unique/meanonly with fused=True in one launch."""
+    from .triton import score_topk
+    from .triton.topk import topk_pages
+
+    pt, lens = batch
+    S = cache.page_size
+    if fused and method in ("unique", "meanonly") and score_topk.fits(max_pages):
+        _sc, pages = score_topk.unique_scores_topk(
+            q, cache.mean[layer], cache.std[layer], pt, lens, S, budget // S,
+            lam=lam if method == "unique" else 0.0, sink_pages=sink_pages, max_pages=max_pages,
+            out=pages_out, counters_ws=None if rows is None else rows)
+        return pages
+    scores = page_scores(q, cache, layer, method, None, lam, sink_pages, batch, max_pages)
+    return topk_pages(scores, lens, S, budget // S, page_table=pt, out=pages_out)
+
+
 def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
-                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1):
+                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1, fused=None):
     """Scores, top-k pages and sparse attention for a prepared batch (page_table, lengths):
     exactly the Triton work unique_decode does per step. No host synchronisation, so the call
     can be captured in a CUDA graph (the decode-step bench times it so).
@@ -173,32 +193,37 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
     streams > 1 (CUDA only): the batch is cut into that many row chunks, each run on its own
     side stream (forked from and joined back to the current stream by events), so one chunk's
     latency-bound top-k overlaps another's bandwidth-bound score/attention. Rows are
-    independent, so the output is bitwise the same as streams=1 (tested). Returns (out, pages).
+    independent, so the output is bitwise the same as streams=1 (tested). fused (default the
+    module switch FUSED_TOPK): scores and top-k in one launch (triton/score_topk.py; same
+    output). Returns (out, pages).
     """
+    fused = FUSED_TOPK if fused is None else fused
     B = q.shape[0]
     pt, lens = batch
     n = min(int(streams), B) if q.is_cuda else 1
     if n <= 1:
-        scores = page_scores(q, cache, layer, method, None, lam, sink_pages, batch, max_pages)
-        pages = select(scores, cache, budget, None, batch)
+        pages = _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam,
+                                  sink_pages, fused)
         return attend(q, cache, layer, pages, None, scale, batch), pages
-    from .triton.topk import topk_pages
-
     out = torch.empty_like(q)
     pages = torch.empty(B, cache.num_kv_heads, budget // cache.page_size, dtype=torch.int32,
                         device=q.device)
     cur = torch.cuda.current_stream(q.device)
     bounds = [B * i // n for i in range(n + 1)]
+    Hkv = cache.num_kv_heads
+    cnt = None
+    if fused:  # concurrent chunks take disjoint slices of the fused kernel's row counters
+        from .triton.score_topk import counters
+        cnt = counters(q.device, B * Hkv)
     side = _side_streams(q.device, n)
     for i, st in enumerate(side):
         a, b = bounds[i], bounds[i + 1]
         st.wait_stream(cur)
         with torch.cuda.stream(st):
             chunk = (pt[a:b], lens[a:b])
-            sc = page_scores(q[a:b], cache, layer, method, None, lam, sink_pages, chunk,
-                             max_pages)
-            topk_pages(sc, lens[a:b], cache.page_size, budget // cache.page_size,
-                       page_table=pt[a:b], out=pages[a:b])
+            _scores_and_pages(q[a:b], cache, layer, budget, chunk, max_pages, method, lam,
+                              sink_pages, fused, pages_out=pages[a:b],
+                              rows=None if cnt is None else cnt[a * Hkv:b * Hkv])
             attend(q[a:b], cache, layer, pages[a:b], None, scale, chunk, out=out[a:b])
     for st in side:
         cur.wait_stream(st)

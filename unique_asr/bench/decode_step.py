@@ -151,10 +151,12 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-# whole-step variants, each one CUDA graph: (name, streams, PDL). "lib" is what
-# api.unique_decode runs by default (single stream, PDL on Hopper) and is the headline figure.
-STEP_VARIANTS = (("lib", 1, True), ("lib_nopdl", 1, False), ("streams2", 2, True),
-                 ("streams2_nopdl", 2, False))
+# whole-step variants, each one CUDA graph: (name, streams, PDL, fused score+top-k). "lib" is
+# what api.unique_decode runs by default (single stream, PDL on Hopper, separate top-k kernel)
+# and is the headline figure; the others are api.sparse_step options.
+STEP_VARIANTS = (("lib", 1, True, False), ("lib_nopdl", 1, False, False),
+                 ("fused", 1, True, True), ("fused_nopdl", 1, False, True),
+                 ("streams2", 2, True, False), ("streams2_fused", 2, True, True))
 
 
 def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
@@ -195,11 +197,12 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
 
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
     step_us, step_diff = {}, {}
-    for name, streams, pdl in STEP_VARIANTS if DEV == "cuda" else ():
+    for name, streams, pdl, fused in STEP_VARIANTS if DEV == "cuda" else ():
         saved, score_mod.PDL = score_mod.PDL, pdl
         try:
-            t, (o, p) = graph_us(lambda st=streams: sparse_step(q, cache, 0, budget, batch, P,
-                                                                  streams=st))
+            sparse_step(q, cache, 0, budget, batch, P, streams=streams, fused=fused)  # eager
+            t, (o, p) = graph_us(lambda st=streams, fu=fused: sparse_step(
+                q, cache, 0, budget, batch, P, streams=st, fused=fu))
             step_us[name] = round(t, 2)
             step_diff[name] = bool(torch.equal(o, out) and torch.equal(p, sel))
         except Exception as e:  # noqa: BLE001 - record why a variant could not run

@@ -64,17 +64,15 @@ def _force(best, offs_p, n, sink_pages, FORCE: tl.constexpr):
 
 
 @triton.jit
-def _unique_score_kernel(
-    q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
+def _unique_score_rows(
+    q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, pid_bh, pid_p,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
     stride_ob, stride_oh,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
-    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, PDL_ON: tl.constexpr,
+    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
-    _pdl_enter(PDL_ON)
-    pid_bh = tl.program_id(0)
-    pid_p = tl.program_id(1)
+    """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh."""
     b = pid_bh // HKV
     h = pid_bh % HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -106,6 +104,23 @@ def _unique_score_kernel(
             best = tl.max(sc, 1)
             best = _force(best, offs_p, n, sink_pages, FORCE)
             tl.store(out_ptr + b * stride_ob + h * stride_oh + offs_p, best, mask=pmask)
+
+
+@triton.jit
+def _unique_score_kernel(
+    q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
+    stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
+    stride_ob, stride_oh,
+    lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
+    G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
+    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, PDL_ON: tl.constexpr,
+):
+    _pdl_enter(PDL_ON)
+    _unique_score_rows(
+        q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, tl.program_id(0), tl.program_id(1),
+        stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
+        stride_ob, stride_oh, lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
+        G, GP, D, BLOCK_P, FORCE, IEEE, NUM_STAGES)
 
 
 @triton.jit
