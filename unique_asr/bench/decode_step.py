@@ -128,11 +128,13 @@ SCORE_CFGS = [{"block_p": bp, "num_warps": w, "pages_per_prog": ppp, "num_stages
               if not (ppp == 128 and ns == 3)]
 TOPK_CFGS = [{"num_warps": w, "two_bits": tb} for w in (4, 8, 16) for tb in (True, False)]
 # attention sweep around the library default (num_splits auto = 1 at batch 80, block_pg 4,
-# 4 warps, 4 stages): smaller/larger tiles, deeper pipelines, 2 splits with the merge kernel
-ATTN_CFGS = ([{"num_splits": 1, "block_pg": bp, "num_warps": w, "num_stages": st}
-              for bp in (2, 4, 8) for w in (4, 8) for st in (3, 5)]
-             + [{"num_splits": 2, "block_pg": 8, "num_warps": 4, "num_stages": 2},
-                {"num_splits": 1, "block_pg": 4, "num_warps": 4, "num_stages": 4}])
+# 4 warps, 4 stages: ~211 registers, 2 programs per SM): register caps (no spills at 168 on
+# sm_90), smaller tiles (128 regs at block_pg 2), 2 warps, 2 splits with the merge kernel
+ATTN_CFGS = [dict(zip(("num_splits", "block_pg", "num_warps", "num_stages", "maxnreg"), c))
+             for c in ((1, 4, 4, 4, None), (1, 4, 4, 4, 168), (1, 4, 4, 4, 128),
+                       (1, 2, 4, 3, None), (1, 2, 2, 3, None), (1, 4, 2, 3, None),
+                       (1, 8, 4, 2, None), (2, 2, 4, 3, None), (2, 4, 4, 4, 168),
+                       (2, 8, 4, 2, None), (2, 2, 2, 3, None), (1, 2, 4, 4, None))]
 
 
 def best_of(run, cfgs):

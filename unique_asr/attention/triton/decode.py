@@ -137,6 +137,7 @@ def paged_decode(
     num_stages: int = 4,
     out: torch.Tensor | None = None,
     pdl: bool | None = None,
+    maxnreg: int | None = None,
 ) -> torch.Tensor:
     """Attention of q [B, H, D] over the pages listed per (sequence, KV head).
 
@@ -147,6 +148,8 @@ def paged_decode(
     num_splits: programs per (sequence, KV head) along the page list (default: enough to fill
     the GPU with at most ~256 and at least 16 pages each). Defaults follow the H200 sweep.
     pdl: programmatic dependent launch (score.use_pdl; default the module switch).
+    maxnreg: register cap per thread (CUDA; more programs per SM: at batch 80 the default tile
+    needs ~211 registers, 2 programs per SM; a cap of 168 gives 3 without spills, sm_90 build).
     """
     if q.dim() != 3 or k_cache.dim() != 4 or pages.dim() != 3:
         raise ValueError("paged_decode: expected q [B,H,D], k_cache [N,Hkv,S,D], "
@@ -185,6 +188,8 @@ def paged_decode(
     stride_sh = pages.stride(1) if pages.shape[1] > 1 else 0
     pdl = use_pdl(q, pdl)
     launch = {"launch_pdl": True} if pdl else {}
+    if maxnreg and q.is_cuda:
+        launch["maxnreg"] = int(maxnreg)
     _decode_kernel[(B * Hkv, num_splits)](
         q, k_cache, v_cache, pages, page_table, lengths, out, po, plse,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
@@ -195,6 +200,7 @@ def paged_decode(
         IEEE=f32_dot(k_cache.dtype), PDL_ON=pdl, num_warps=num_warps, num_stages=num_stages,
         **launch,
     )
+    launch.pop("maxnreg", None)
     if split:
         _merge_kernel[(B * H,)](po, plse, out, out.stride(0), out.stride(1), H, num_splits,
                                 D=D, NS=triton.next_power_of_2(num_splits), PDL_ON=pdl,

@@ -106,11 +106,14 @@ def unique_scores_topk(
     pages_per_prog: int = 128,
     pdl: bool | None = None,
     counters_ws: torch.Tensor | None = None,
+    maxnreg: int | None = 128,
 ):
     """unique_scores then topk_pages (physical ids) in one launch; same arguments and results.
     Returns (scores [B, Hkv, P] float32, pages [B, Hkv, k] int32). Rows of more than
     topk.MAX_BLOCK pages are refused (use the two kernels). counters_ws: B * Hkv zeroed int32
-    row counters (default the device workspace, counters()); left zeroed."""
+    row counters (default the device workspace, counters()); left zeroed. maxnreg: register
+    cap (the selector alone wants ~167 at 2K-4K pages, which would cut the score phase to 3
+    programs per SM; 128 compiles without spills for sm_90, 4 per SM like unique_scores)."""
     if q.dim() != 3 or page_table.dtype != torch.int32 or lengths.dtype != torch.int32:
         raise ValueError("unique_scores_topk: q [B, H, D], int32 page_table and lengths")
     if q.stride(-1) != 1 or mean.stride(-1) != 1:
@@ -146,5 +149,6 @@ def unique_scores_topk(
         FORCE=True, IEEE=f32_dot(mean.dtype), NUM_STAGES=num_stages, PDL_ON=pdl,
         BLOCK_K=triton.next_power_of_2(max(P, 16)), FENCE=fence, num_warps=num_warps,
         **({"launch_pdl": True} if pdl else {}),
+        **({"maxnreg": int(maxnreg)} if maxnreg and q.is_cuda else {}),
     )
     return scores, out
