@@ -111,11 +111,10 @@ def test_fp32_matches_float64_reference(case, mode):
         pytest.skip("hard top-k at full size: ~1e5 rows make a near-tie flip (fp32 vs fp64 "
                     "scores) likely, which moves a whole row; covered at small size")
     errs = _compare(B, H, Hkv, L, D, S, budget, 0.5, mode, torch.float32, sl)
-    # At full size a few (position, page) pairs have two heads' scores within fp32 rounding;
-    # the GQA argmax then sends that score gradient to the other head than float64 does (a
-    # discontinuity, not an arithmetic error): seen as dq/dk ~3e-5 on the H200, output 4e-6.
-    grad_tol = 1e-5 if L < 1000 else 1e-4
-    assert errs[0] < 1e-5 and max(errs[1:]) < grad_tol, f"out/dq/dk/dv rel errors {errs}"
+    # Issue 5 asks 1e-5 for fp32 against float64. At full size on the H200 this does not hold
+    # yet (last run: dq 5.1e-4, dk 4.0e-4; earlier kernel ~3e-5, suspected GQA-argmax near-ties
+    # sending a score gradient to another head than float64 does). Kept strict on purpose.
+    assert max(errs) < 1e-5, f"out/dq/dk/dv rel errors {errs}"
 
 
 @needs_triton
