@@ -139,3 +139,31 @@ def tiny_model():
 
     torch.manual_seed(0)
     return build_model(ModelConfig(n_text=40)).eval()
+
+
+def make_tiny_recipe(root, texts, recordings):
+    """A recipe dir as stages 2-4 leave it: a BPE model trained on `texts`, a random-init tiny
+    checkpoint at exp/tiny/last.pt and test cuts `recordings` = [(rec_id, seconds, texts)]."""
+    import sentencepiece as spm
+    from lhotse import CutSet
+
+    from unique_asr.models import ModelConfig, build_model
+
+    lang = root / "data" / "lang_bpe_30"
+    lang.mkdir(parents=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts) * 10), model_prefix=str(lang / "bpe"),
+        vocab_size=30, model_type="bpe", hard_vocab_limit=False, minloglevel=2,
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(lang / "bpe.model"))
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_text=sp.get_piece_size())
+    (root / "exp" / "tiny").mkdir(parents=True)
+    torch.save({"model": build_model(cfg).state_dict(), "model_cfg": cfg.to_dict(),
+                "bpe_model": str(lang / "bpe.model")}, root / "exp" / "tiny" / "last.pt")
+    (root / "audio").mkdir()
+    cuts = CutSet.from_cuts([make_cut(root / "audio", rid, sec, texts=tx)
+                             for rid, sec, tx in recordings])
+    (root / "data" / "fbank").mkdir()
+    cuts.to_file(root / "data" / "fbank" / "cuts_test.jsonl.gz")
+    return root

@@ -6,12 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import sentencepiece as spm
-import torch
-from conftest import make_cut
-from lhotse import CutSet
-
-from unique_asr.models import ModelConfig, build_model
+from conftest import make_tiny_recipe
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine",
          "all that glitters is not gold", "hello world good bye"]
@@ -19,27 +14,8 @@ TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    lang = root / "data" / "lang_bpe_30"
-    lang.mkdir(parents=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS * 5), model_prefix=str(lang / "bpe"), vocab_size=30,
-        model_type="bpe", hard_vocab_limit=False, minloglevel=2,
-    )
-    sp = spm.SentencePieceProcessor(model_file=str(lang / "bpe.model"))
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_text=sp.get_piece_size())
-    model_dir = root / "exp" / "tiny"
-    model_dir.mkdir(parents=True)
-    torch.save({"model": build_model(cfg).state_dict(), "model_cfg": cfg.to_dict(),
-                "bpe_model": str(lang / "bpe.model")}, model_dir / "last.pt")
-    audio = root / "audio"
-    audio.mkdir()
-    cuts = CutSet.from_cuts([make_cut(audio, "rec1", 3.0, texts=TEXTS[:2]),
-                             make_cut(audio, "rec2", 2.0, texts=TEXTS[2:])])
-    (root / "data" / "fbank").mkdir()
-    cuts.to_file(root / "data" / "fbank" / "cuts_test.jsonl.gz")
-    return root
+    return make_tiny_recipe(tmp_path_factory.mktemp("recipe"), TEXTS,
+                            [("rec1", 3.0, TEXTS[:2]), ("rec2", 2.0, TEXTS[2:])])
 
 
 def _run(module, root, *extra):

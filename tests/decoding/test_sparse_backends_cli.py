@@ -7,37 +7,15 @@ import subprocess
 import sys
 
 import pytest
-import sentencepiece as spm
-import torch
-from conftest import make_cut
-from lhotse import CutSet
-
-from unique_asr.models import ModelConfig, build_model
+from conftest import make_tiny_recipe
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine"]
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sparse_recipe")
-    lang = root / "data" / "lang_bpe_30"
-    lang.mkdir(parents=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS * 10), model_prefix=str(lang / "bpe"), vocab_size=30,
-        model_type="bpe", hard_vocab_limit=False, minloglevel=2,
-    )
-    sp = spm.SentencePieceProcessor(model_file=str(lang / "bpe.model"))
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_text=sp.get_piece_size())
-    (root / "exp" / "tiny").mkdir(parents=True)
-    torch.save({"model": build_model(cfg).state_dict(), "model_cfg": cfg.to_dict(),
-                "bpe_model": str(lang / "bpe.model")}, root / "exp" / "tiny" / "last.pt")
-    (root / "audio").mkdir()
-    cuts = CutSet.from_cuts([make_cut(root / "audio", "rec1", 6.0, texts=TEXTS),
-                             make_cut(root / "audio", "rec2", 3.0, texts=TEXTS[1:])])
-    (root / "data" / "fbank").mkdir()
-    cuts.to_file(root / "data" / "fbank" / "cuts_test.jsonl.gz")
-    return root
+    return make_tiny_recipe(tmp_path_factory.mktemp("sparse_recipe"), TEXTS,
+                            [("rec1", 6.0, TEXTS), ("rec2", 3.0, TEXTS[1:])])
 
 
 def _run(module, root, *extra):
