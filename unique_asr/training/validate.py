@@ -57,27 +57,22 @@ def greedy_fn():
 @torch.inference_mode()
 def greedy_wer(model, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
                tokens_per_second: float = 6.0) -> tuple[float, list[tuple[str, str, str]]]:
-    """Decode whole recordings one by one; WER (jiwer, project normaliser) over all of them."""
-    import jiwer
-
-    from unique_asr.data.text_norm import normalize_text
+    """Decode whole recordings one by one; pooled WER through unique_asr.scoring (the same
+    normaliser and alignment as stage 6), with the normalised (id, ref, hyp) rows."""
+    from unique_asr.scoring.wer import score_set
 
     was = model.training
     model.eval()
     greedy = greedy_fn()
-    refs, hyps, rows = [], [], []
-    ids = sorted(recs)[: max_recordings or None]
-    for rid in ids:
+    items = []
+    for rid in sorted(recs)[: max_recordings or None]:
         f = feats[rid]
         n_new = int(f.shape[0] * FRAME_SHIFT * tokens_per_second) + 16
         out = greedy(model, f[None].to(device), torch.tensor([f.shape[0]], device=device), n_new)
-        hyp = normalize_text(sp.decode(out[0]))
-        ref = normalize_text(" ".join(s.text for s in recs[rid][0]))
-        refs.append(ref)
-        hyps.append(hyp)
-        rows.append((rid, ref, hyp))
+        items.append((rid, " ".join(s.text for s in recs[rid][0]), sp.decode(out[0])))
     model.train(was)
-    return jiwer.wer(refs, hyps), rows
+    scored = score_set(items)
+    return scored.wer, [(r.rec_id, r.ref, r.hyp) for r in scored.recordings]
 
 
 def fixed_batches(feats: dict, windows, sp, max_items: int = 8) -> list[dict]:
