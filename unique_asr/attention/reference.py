@@ -13,25 +13,25 @@ LAMBDA = 0.5  # weight of the spread term in the UNIQUE score (paper default)
 
 
 def page_stats(k: torch.Tensor, page_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and spread of each page of contiguous keys.
+    """Mean and spread of each page of contiguous keys (every sequence L tokens long).
 
     k: [B, Hkv, L, D] (post-RoPE). A last partial page uses only its real tokens.
     Returns mean [B, Hkv, P, D] and std [B, Hkv, P], std = sqrt(mean ||k||^2 - ||mean||^2),
     i.e. the L2 norm of the per-dimension population std, clamped at 0 before the sqrt.
+    Computed and returned in float32.
     """
-    B, Hkv, L, D = k.shape
-    P = -(-L // page_size)
-    pad = P * page_size - L
-    kf = k.float()
-    if pad:
-        kf = torch.nn.functional.pad(kf, (0, 0, 0, pad))
-    kp = kf.view(B, Hkv, P, page_size, D)
-    counts = torch.full((P,), float(page_size), device=k.device)
-    counts[-1] = page_size - pad
-    mean = kp.sum(3) / counts[:, None]
-    sq = (kp * kp).sum((3, 4)) / counts
-    std = (sq - (mean * mean).sum(-1)).clamp_min(0).sqrt()
-    return mean, std
+    return page_stats_varlen(k.float(), full_lengths(k), page_size)
+
+
+def full_lengths(k: torch.Tensor) -> torch.Tensor:
+    """Lengths [B] saying every sequence of k [B, Hkv, L, D] is L tokens long."""
+    return torch.full((k.shape[0],), k.shape[2], dtype=torch.long, device=k.device)
+
+
+def _sqrt_clamped(var: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(var, 0)) with a zero gradient where var <= 0 (a one-token page), not NaN."""
+    pos = var > 0
+    return torch.where(pos, var.where(pos, torch.ones_like(var)).sqrt(), torch.zeros_like(var))
 
 
 def unique_page_scores(
@@ -87,7 +87,7 @@ def page_stats_varlen(
     c = counts.clamp_min(1).to(dt)[:, None, :]  # [B, 1, P]
     mean = kp.sum(3) / c[..., None]
     sq = (kp * kp).sum((3, 4)) / c
-    std = (sq - (mean * mean).sum(-1)).clamp_min(0).sqrt()
+    std = _sqrt_clamped(sq - (mean * mean).sum(-1))
     return mean, std
 
 

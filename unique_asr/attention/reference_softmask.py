@@ -24,28 +24,14 @@ from __future__ import annotations
 
 import torch
 
-from unique_asr.attention.reference import LAMBDA
+from unique_asr.attention.reference import LAMBDA, full_lengths, page_stats_varlen
 
 
 def full_page_stats(k: torch.Tensor, page_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean [B,Hkv,P,D] and std [B,Hkv,P] of each page, in k's own dtype (float64 for tests).
-
-    Same definition as ``reference.page_stats`` (which works in float32); kept here so a float64
-    reference stays float64. A last partial page uses its real tokens only.
-    """
-    B, Hkv, L, D = k.shape
-    P = -(-L // page_size)
-    pad = P * page_size - L
-    kp = torch.nn.functional.pad(k, (0, 0, 0, pad)).view(B, Hkv, P, page_size, D)
-    counts = torch.full((P,), float(page_size), device=k.device, dtype=k.dtype)
-    counts[-1] = page_size - pad
-    mean = kp.sum(3) / counts[:, None]
-    sq = (kp * kp).sum((3, 4)) / counts
-    var = sq - (mean * mean).sum(-1)
-    # sqrt with a zero gradient where the variance is 0 (one-token page), instead of NaN
-    pos = var > 0
-    std = torch.where(pos, var.where(pos, torch.ones_like(var)).sqrt(), torch.zeros_like(var))
-    return mean, std
+    """Mean [B,Hkv,P,D] and std [B,Hkv,P] of each page (reference.page_stats_varlen at full
+    length), in k's own dtype, so a float64 reference stays float64."""
+    mean, std = page_stats_varlen(k, full_lengths(k), page_size)
+    return mean.to(k.dtype), std.to(k.dtype)
 
 
 def query_page_scores(
