@@ -60,3 +60,16 @@ def test_festival_batch_equals_single_calls():
     for single, batched in zip([synthesize(voice, t) for t in texts],
                                synthesize_many(voice, texts)):
         assert np.array_equal(single, batched)
+
+
+def test_festival_voice_dirs_from_env(monkeypatch, tmp_path):
+    """A festival outside /usr (the GPU machine's TTS bundle) names its voice dirs in
+    $UNIQUE_ASR_FESTIVAL_VOICE_DIRS; unset, the Debian dirs are used as before."""
+    monkeypatch.delenv(voices.FESTIVAL_VOICE_DIRS_ENV, raising=False)
+    assert voices.festival_voice_dirs() == voices.FESTIVAL_VOICE_DIRS
+    (tmp_path / "b" / "english" / "my_diphone").mkdir(parents=True)
+    monkeypatch.setenv(voices.FESTIVAL_VOICE_DIRS_ENV, f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    assert voices.festival_voice_dirs() == (str(tmp_path / "a"), str(tmp_path / "b"))
+    check_voice(Voice("x", "festival", "my_diphone"))  # found under the second dir
+    with pytest.raises(EngineMissing, match=r"kal_diphone' not found under .*/a, .*/b"):
+        check_voice(Voice("y", "festival", "kal_diphone"))  # the Debian dirs are not searched

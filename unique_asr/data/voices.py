@@ -9,6 +9,7 @@ the apt-get command.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +26,9 @@ FESTIVAL_VOICE_PACKAGES = {
     "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
 }
 FESTIVAL_VOICE_DIRS = ("/usr/share/festival/voices", "/usr/lib/festival/voices")
+# A festival unpacked outside /usr (the GPU machine's TTS bundle, local/gpu/unpack_tts.sh) keeps
+# its voices elsewhere: this variable, a ':'-separated list, then replaces the two dirs above.
+FESTIVAL_VOICE_DIRS_ENV = "UNIQUE_ASR_FESTIVAL_VOICE_DIRS"
 
 
 class EngineMissing(RuntimeError):
@@ -48,6 +52,14 @@ class Voice:
                      rate=float(d.get("rate", 1.0)), pitch=float(d.get("pitch", 0.0)))
 
 
+def festival_voice_dirs() -> tuple[str, ...]:
+    """Where check_voice looks for festival voices: $UNIQUE_ASR_FESTIVAL_VOICE_DIRS when set
+    (':'-separated), else the Debian locations."""
+    env = os.environ.get(FESTIVAL_VOICE_DIRS_ENV, "")
+    dirs = tuple(d for d in env.split(":") if d)
+    return dirs or FESTIVAL_VOICE_DIRS
+
+
 def _install_hint(package: str) -> str:
     return f"install it with: sudo apt-get install -y {package} (or run local/setup_env.sh as root)"
 
@@ -69,10 +81,12 @@ def check_voice(voice: Voice) -> None:
                                 f"(flite -lv: {out.strip()}); Debian package 'flite'; "
                                 f"{_install_hint('flite')}")
     elif voice.engine == "festival":
-        if not any(list(Path(d).glob(f"*/{voice.name}")) for d in FESTIVAL_VOICE_DIRS):
+        dirs = festival_voice_dirs()
+        if not any(list(Path(d).glob(f"*/{voice.name}")) for d in dirs):
             pkg = FESTIVAL_VOICE_PACKAGES.get(voice.name, "festvox-<voice>")
             raise EngineMissing(f"voice {voice.id}: festival voice '{voice.name}' not found "
-                                f"under {', '.join(FESTIVAL_VOICE_DIRS)}; Debian package "
+                                f"under {', '.join(dirs)} (${FESTIVAL_VOICE_DIRS_ENV} "
+                                f"overrides these); Debian package "
                                 f"'{pkg}'; {_install_hint(pkg)}")
     elif voice.engine == "espeak-ng":
         r = subprocess.run(["espeak-ng", "-v", voice.name, "-q", "test"], check=False, capture_output=True,
