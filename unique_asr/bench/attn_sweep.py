@@ -1,0 +1,191 @@
+"""Decode-step sweep (H200, batch 80): attention layouts (grid vs persistent stream-K), top-k
+warps and score configs, each checked against the float64 reference and the library step
+before it is timed (alone and inside the whole step as one CUDA graph, two interleaved rounds).
+
+    python3 -m unique_asr.bench.attn_sweep --out $OUT/sweep.jsonl      # GPU only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from unique_asr.attention import reference as R
+from unique_asr.attention.api import sparse_step
+from unique_asr.attention.triton import decode as dec
+from unique_asr.attention.triton.score import unique_scores
+from unique_asr.attention.triton.topk import topk_pages
+from unique_asr.bench import decode_step as ds
+
+SMS = 132
+ATTN = {  # name -> paged_decode kwargs
+    "grid": {"layout": "grid"},
+    "p2": {"layout": "persistent", "progs_per_sm": 2},
+    "p2s3": {"layout": "persistent", "progs_per_sm": 2, "num_stages": 3},
+    "p3r168": {"layout": "persistent", "progs_per_sm": 3, "maxnreg": 168},
+    "p1w8": {"layout": "persistent", "progs_per_sm": 1, "num_warps": 8},
+    "split2": {"layout": "persistent", "progs_per_sm": 1280 / SMS},
+    "f2s3": {"layout": "flat", "progs_per_sm": 2, "num_stages": 3},
+    "f2s4": {"layout": "flat", "progs_per_sm": 2, "num_stages": 4},
+    "f2b2": {"layout": "flat", "progs_per_sm": 2, "block_pg": 2},
+    "f1w8": {"layout": "flat", "progs_per_sm": 1, "num_warps": 8},
+}
+SCORE = {"sc_def": {}, "sc_ppp256s3": {"pages_per_prog": 256, "num_stages": 3},
+         "sc_ppp512s3": {"pages_per_prog": 512, "num_stages": 3},
+         "sc_bp128w8": {"block_p": 128, "pages_per_prog": 512, "num_warps": 8,
+                        "num_stages": 3}}
+
+
+def topk_variants(P):
+    blk = max(16, 1 << (P - 1).bit_length())
+    w = 4 if blk <= 2048 else (8 if blk <= 4096 else 16)
+    return {"tk_def": {}, "tk_2x": {"num_warps": 2 * w}, "tk_half": {"num_warps": max(1, w // 2)}}
+
+
+def run_ctx(B, ctx, budget, bw, gen, log):
+    S, H, HKV = ds.S, ds.H, ds.HKV
+    cache, seqs = ds.build_cache(B, ctx, gen)
+    pt, lens = cache.batch(seqs)
+    P, kp = -(-ctx // S), budget // S
+    q = torch.randn(B, H, ds.D, device=ds.DEV, generator=gen).bfloat16()
+    mean, std = cache.mean[0], cache.std[0]
+    out_lib, sel_lib = sparse_step(q, cache, 0, budget, (pt, lens), P)
+    if ds.DEV == "cuda":
+        torch.cuda.synchronize()
+    chk = [0, 1, B - 1]
+    kk, vv, ll = cache.contiguous(0, chk)
+    sel_l = torch.stack([torch.searchsorted(pt[b, :P].long().contiguous(),
+                                            sel_lib[b].long().clamp_min(0)) for b in chk])
+    ref = R.sparse_attention(q[chk].double(), kk.double(), vv.double(), ll, sel_l, S)
+    ref_sel = R.select_pages(R.unique_page_scores(
+        q[chk], mean[pt[chk, :P].long()].permute(0, 2, 1, 3),
+        std[pt[chk, :P].long()].permute(0, 2, 1)), ll, S, kp)
+    sel_ok = (sel_l.sort(-1).values == ref_sel).float().mean().item()
+    floor_bytes = B * HKV * P * (ds.D * 2 + 4) + B * HKV * kp * S * ds.D * 2 * 2
+    floor = floor_bytes / bw * 1e6
+    attn_floor = B * HKV * kp * S * ds.D * 2 * 2 / bw * 1e6
+    rec = {"bench": "attn_sweep", "context": ctx, "batch": B, "floor_us": round(floor, 2),
+           "attn_floor_us": round(attn_floor, 2), "lib_err_vs_f64": ds.rel(out_lib[chk], ref),
+           "lib_sel_match": sel_ok, "variants": {}}
+    scores = torch.empty(B, HKV, P, device=ds.DEV)
+    sel = torch.empty(B, HKV, kp, device=ds.DEV, dtype=torch.int32)
+    out = torch.empty_like(out_lib)
+
+    def step(sc_cfg, tk_cfg, at_cfg):
+        unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
+        topk_pages(scores, lens, S, kp, page_table=pt, out=sel, **tk_cfg)
+        return dec.paged_decode(q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **at_cfg)
+
+    combos = {}
+    for name, c in ATTN.items():
+        combos[name] = ({}, {}, c)
+    for name, c in topk_variants(P).items():
+        if name != "tk_def":
+            combos[name + "+grid"] = ({}, c, ATTN["grid"])
+    for name, c in SCORE.items():
+        if name != "sc_def":
+            combos[name + "+grid"] = (c, {}, ATTN["grid"])
+    ok = {}
+    for name, (sc, tk, at) in combos.items():  # correctness first
+        v = {}
+        try:
+            o = step(sc, tk, at).clone()
+            o2 = step(sc, tk, at)
+            if ds.DEV == "cuda":
+                torch.cuda.synchronize()
+            v["err_vs_f64"] = ds.rel(o[chk], ref) if torch.equal(sel, sel_lib) else None
+            v["err_vs_lib"] = ds.rel(o, out_lib)
+            v["sel_equal_lib"] = bool(torch.equal(sel, sel_lib))
+            v["repeat_bitwise"] = bool(torch.equal(o, o2))
+            v["counters_zero"] = int(dec._COUNTERS["cuda:0"][: B * HKV].abs().sum()) == 0 \
+                if "cuda:0" in dec._COUNTERS else True
+            good = (v["err_vs_lib"] <= 1e-2 and v["repeat_bitwise"] and v["counters_zero"]
+                    and (v["err_vs_f64"] is None or v["err_vs_f64"] <= 1e-2))
+            ok[name] = good
+        except Exception as e:  # noqa: BLE001
+            v["error"] = repr(e)[:300]
+            ok[name] = False
+        rec["variants"][name] = v
+    for name, (sc, tk, at) in combos.items():  # stage alone (attention)
+        if ok[name] and not sc and not tk:
+            rec["variants"][name]["attn_alone_us"] = round(ds.med_us(lambda at=at: dec.paged_decode(
+                q, cache.k[0], cache.v[0], sel_lib, pt, lens, out=out, **at)), 2)
+    graphs = {}
+    for name, (sc, tk, at) in combos.items():
+        if ok[name]:
+            try:
+                _t, _ = ds.graph_us(lambda sc=sc, tk=tk, at=at: step(sc, tk, at))
+                graphs[name] = []
+            except Exception as e:  # noqa: BLE001
+                rec["variants"][name]["graph_error"] = repr(e)[:300]
+    lib_t = []
+    for _round in range(2):  # interleaved rounds: each variant's step graph, plus the lib step
+        t, _ = ds.graph_us(lambda: sparse_step(q, cache, 0, budget, (pt, lens), P))
+        lib_t.append(round(t, 2))
+        for name, ts in graphs.items():
+            sc, tk, at = combos[name]
+            t, _ = ds.graph_us(lambda sc=sc, tk=tk, at=at: step(sc, tk, at))
+            ts.append(round(t, 2))
+    for name, ts in graphs.items():
+        rec["variants"][name]["step_us"] = ts
+    rec["lib_step_us"] = lib_t
+    # best of each family, then the combination
+    fam_a = {n: min(graphs[n]) for n in ATTN if n in graphs}
+    best_a = min(fam_a, key=fam_a.get) if fam_a else "grid"
+    fam_t = {n: min(graphs[n]) for n in graphs if n.startswith("tk_")}
+    fam_s = {n: min(graphs[n]) for n in graphs if n.startswith("sc_")}
+    base = min(graphs.get("grid", [1e9]))
+    best_t = min(fam_t, key=fam_t.get) if fam_t and min(fam_t.values()) < base else None
+    best_s = min(fam_s, key=fam_s.get) if fam_s and min(fam_s.values()) < base else None
+    sc = combos[best_s][0] if best_s else {}
+    tk = combos[best_t][1] if best_t else {}
+    o = step(sc, tk, ATTN[best_a])
+    combo_ok = ds.rel(o, out_lib) <= 1e-2
+    ts = [round(ds.graph_us(lambda: step(sc, tk, ATTN[best_a]))[0], 2) for _ in range(2)]
+    rec["combo"] = {"attn": best_a, "topk": best_t, "score": best_s, "step_us": ts,
+                    "ok": combo_ok}
+    rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    log(rec)
+    print(f"\n== {ctx // 1024}K  floor {floor:.1f} us (attention alone {attn_floor:.1f}); lib "
+          f"step {lib_t}; lib err {rec['lib_err_vs_f64']:.1e} sel match {sel_ok:.3f}")
+    print(f"{'variant':16s} {'ok':>3s} {'alone':>7s} {'step r1':>8s} {'step r2':>8s} "
+          f"{'x floor':>7s}  err_vs_lib")
+    for name, v in rec["variants"].items():
+        st = v.get("step_us") or [float("nan")] * 2
+        print(f"{name:16s} {str(ok[name])[0]:>3s} {v.get('attn_alone_us', float('nan')):7.1f} "
+              f"{st[0]:8.1f} {st[1]:8.1f} {min(st) / floor:7.3f}  "
+              f"{v.get('err_vs_lib', float('nan')):.1e} {v.get('error', '')[:80]}")
+    print(f"combo {rec['combo']}  x floor {min(ts) / floor:.3f}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench/results/attn_sweep.jsonl")
+    ap.add_argument("--contexts", default="16384,32768,8192")
+    ap.add_argument("--batch", type=int, default=80)
+    ap.add_argument("--budget", type=int, default=512)
+    args = ap.parse_args(argv)
+    global SMS
+    SMS = torch.cuda.get_device_properties(0).multi_processor_count
+    ATTN["split2"]["progs_per_sm"] = 1280 / SMS
+    info = ds.env_info()
+    print(info, "SMs", SMS, flush=True)
+    gen = torch.Generator(device=ds.DEV).manual_seed(0)
+    bw = ds.copy_bandwidth()
+    print(f"copy bw {bw / 1e12:.3f} TB/s", flush=True)
+
+    def log(rec):
+        rec.update(info, copy_bw_tbs=round(bw / 1e12, 3))
+        with open(args.out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    for ctx in [int(x) for x in args.contexts.split(",") if x]:
+        run_ctx(args.batch, ctx, args.budget, bw, gen, log)
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
