@@ -42,6 +42,8 @@ their cost on the H200 is not yet measured (estimated a few per cent of fwd+bwd)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 
 import torch
@@ -344,9 +346,11 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
 def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale2, lam,
                 inv_tau, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
                 BN: tl.constexpr, S: tl.constexpr, HARD: tl.constexpr, USE_LO: tl.constexpr,
-                PREC: tl.constexpr, HAS_SEQ: tl.constexpr):
+                PREC: tl.constexpr, HAS_SEQ: tl.constexpr, REV: tl.constexpr):
     BM: tl.constexpr = BT * GP
     pid_t = tl.program_id(0)
+    if REV:  # longest (latest) query blocks first: shorter tail of the causal triangle
+        pid_t = tl.num_programs(0) - 1 - pid_t
     bh = tl.program_id(1)
     b = bh // Hkv
     kvh = bh % Hkv
@@ -431,8 +435,10 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
                    sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
                    GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
                    HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
-                   HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr):
+                   HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr, REV: tl.constexpr):
     pid_t = tl.program_id(0)
+    if REV:  # longest (latest) query blocks first
+        pid_t = tl.num_programs(0) - 1 - pid_t
     bh = tl.program_id(1)
     b = bh // Hkv
     kvh = bh % Hkv
@@ -564,8 +570,12 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-# Block-size overrides for benchmarks/tuning, e.g. {"rows_fwd": 64, "fwd_warps": 4}.
+# Block-size overrides for benchmarks/tuning, e.g. {"rows_fwd": 64, "fwd_warps": 4}; also read
+# from the JSON file named by UNIQUE_SOFTMASK_CONFIG (a bench's chosen config, for GPU tests).
 CONFIG_OVERRIDES: dict = {}
+if os.environ.get("UNIQUE_SOFTMASK_CONFIG"):
+    with open(os.environ["UNIQUE_SOFTMASK_CONFIG"]) as _f:
+        CONFIG_OVERRIDES.update(json.load(_f))
 
 
 class _Cfg:
@@ -577,7 +587,8 @@ class _Cfg:
         interp = _interpret()
         ov = dict(CONFIG_OVERRIDES)
         if dtype == torch.float32 and not interp:  # fp32 tiles are twice as large
-            ov = {"rows_fwd": 64, "rows_dq": 64, "rows_bwd": 64, "stages": 1, **ov}
+            ov = {**ov, "rows_fwd": 64, "rows_dq": 64, "rows_bwd": 64, "stages": 1,
+                  "bwd_stages": 1, "dq_stages": 1}
         bn_min = max(8 * S, 16)
         self.BN = max(ov.get("bn_fwd", 64 if interp else 128), bn_min)  # H200 sweep: 128
         self.BN_dq = max(ov.get("bn_dq", 64), bn_min)
@@ -596,6 +607,9 @@ class _Cfg:
         self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
         self.stages = ov.get("stages", 1 if interp else 2)
         self.bwd_stages = ov.get("bwd_stages", self.stages)
+        self.dq_stages = ov.get("dq_stages", self.bwd_stages)
+        self.rev = bool(ov.get("rev", False))
+        self.streams = int(ov.get("streams", 1))
 
 
 def page_stats_triton(k: torch.Tensor, page_size: int):
@@ -675,7 +689,8 @@ class SoftmaskFunction(torch.autograd.Function):
         _fwd_kernel[grid](q, k, v, mh, ml, std, theta, seq, o, lse, L, H, Hkv, P,
                           sm_scale * LOG2E, lam, inv_tau, D=D, BT=cfg.BT_fwd, GP=cfg.GP, G=G,
                           BN=cfg.BN, S=S, HARD=hard, USE_LO=cfg.use_lo, PREC=cfg.prec,
-                          HAS_SEQ=has_seq, num_warps=cfg.fwd_warps, num_stages=cfg.stages)
+                          HAS_SEQ=has_seq, REV=cfg.rev, num_warps=cfg.fwd_warps,
+                          num_stages=cfg.stages)
         ctx.save_for_backward(q, k, v, o, lse, mh, ml, mean, std, theta, seq)
         ctx.args = (S, hard, lam, inv_tau, has_seq)
         return o
@@ -699,16 +714,26 @@ class SoftmaskFunction(torch.autograd.Function):
         dk = torch.empty_like(k)
         dv = torch.empty_like(v)
         common = {"D": D, "GP": cfg.GP, "G": G, "S": S, "HARD": hard, "USE_LO": cfg.use_lo,
-                  "PREC": cfg.prec, "HAS_SEQ": has_seq, "PAGE_DOT": cfg.page_dot,
-                  "num_stages": cfg.bwd_stages}
-        _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
-            q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
-            sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN_dq, num_warps=cfg.dq_warps,
-            **common)
+                  "PREC": cfg.prec, "HAS_SEQ": has_seq, "PAGE_DOT": cfg.page_dot}
+        # dq and dk/dv are independent: with streams=2 (CUDA) the dq kernel runs on a side
+        # stream so each kernel's causal tail overlaps the other's work
+        side = None
+        if cfg.streams > 1 and q.is_cuda and not _interpret():
+            side = torch.cuda.Stream(device=q.device)
+            side.wait_stream(torch.cuda.current_stream(q.device))
+        with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+            _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
+                q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
+                sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN_dq, REV=cfg.rev,
+                num_warps=cfg.dq_warps, num_stages=cfg.dq_stages, **common)
         _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN_kv), B * Hkv)](
             q, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
             sm_scale, sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dkdv, BN=cfg.BN_kv,
-            num_warps=cfg.bwd_warps, **common)
+            num_warps=cfg.bwd_warps, num_stages=cfg.bwd_stages, **common)
+        if side is not None:
+            torch.cuda.current_stream(q.device).wait_stream(side)
+            for t in (q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq):
+                t.record_stream(side)
         return dq, dk, dv, None, None, None, None, None, None
 
 
