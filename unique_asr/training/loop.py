@@ -31,6 +31,7 @@ from unique_asr.training.checkpoint import (
     set_rng_state,
 )
 from unique_asr.training.data import WindowBatcher, cmvn_stats, make_sampler, windows_to_cuts
+from unique_asr.training.finetune import hard_phase, load_init_weights, set_train_attention
 from unique_asr.training.schedule import make_optimizer, warmup_cosine
 from unique_asr.training.validate import fixed_batches, greedy_wer, valid_loss
 from unique_asr.training.windows import curriculum_cap, epoch_windows
@@ -129,6 +130,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
     sched = warmup_cosine(opt, tcfg["warmup_steps"], tcfg["max_steps"], tcfg["min_lr_ratio"])
     st = TrainState()
     last = exp_dir / "last.pt"
+    if tcfg.get("init_from") and not (tcfg.get("resume") and last.is_file()):
+        load_init_weights(model, tcfg["init_from"], model_cfg)  # fine-tuning: weights only
     if tcfg.get("resume") and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         check_config(ck["model_cfg"], model_cfg.to_dict(), last)
@@ -183,7 +186,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             log.info("step %d: valid loss %.4f", st.step, vl)
         D.barrier()
 
-    t0, halted = time.time(), False
+    t0, halted, hard_on = time.time(), False, False
     t_start = time.time() - st.elapsed_s
     budget_s = 60.0 * float(tcfg.get("max_minutes") or 0)
 
@@ -207,6 +210,12 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             group.append(batcher(cuts))
             if len(group) < tcfg["accum_grad"]:
                 continue
+            if (not hard_on and model_cfg.attention == "unique_soft"
+                    and hard_phase(sched.pos, tcfg)):  # train.hard_steps: finish with top-k
+                hard_on = set_train_attention(model, "unique_hard") > 0
+                if rank == 0:
+                    log.info("step %d: decoder attention unique_soft -> unique_hard for the last "
+                             "%s steps", st.step, tcfg.get("hard_steps"))
             ts, tc = time.time(), time.process_time()
             m = train_step(ddp, model, group, opt, tcfg, device, world, autocast)
             group = []
@@ -235,6 +244,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                 rec = {"step": st.step, "epoch": st.epoch, "cap_s": round(cap, 1),
                        "time_s": round(time.time() - ts, 3),
                        "cpu_s": round(time.process_time() - tc, 3), **m}
+                if hard_on:
+                    rec["hard"] = True
                 logf.write(json.dumps(rec) + "\n")
                 if st.step % tcfg["log_every"] == 0 or st.step == 1:
                     logf.flush()

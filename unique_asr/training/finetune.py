@@ -1,0 +1,69 @@
+"""Fine-tuning helpers: start from another run's weights, finish with hard-mask steps.
+
+Sparsity-aware training (METHOD.md) fine-tunes a dense checkpoint with the decoder attention
+switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
+
+    python -m unique_asr.bin.train model=small train=gpu attention=unique_soft \
+        attention.tau=0.5 attention.budget=512 train.init_from=exp/small/avg-3.pt \
+        train.hard_steps=100 train.tag=small_soft
+
+`train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
+fresh); a new exp dir (train.tag) keeps the dense run intact. `train.resume=true` in the new dir
+takes precedence once it has a last.pt, so a killed fine-tune continues from its own state.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from unique_asr.models.checkpoint import check_config, load_state_strict
+from unique_asr.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: ModelConfig) -> int:
+    """Copy the weights of checkpoint `path` (training or averaged) into `model`.
+
+    The model config must match apart from runtime keys (attention backend, dropout, ...), so
+    a dense checkpoint fine-tunes under `attention=unique_soft`. Returns the checkpoint's step.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"train.init_from={path}: no such checkpoint; give a checkpoint file of a finished "
+            "run, e.g. exp/<tag>/avg-3.pt or exp/<tag>/last.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if "model" not in ck or "model_cfg" not in ck:
+        raise ValueError(f"train.init_from={path}: not a unique_asr checkpoint (needs 'model' and "
+                         "'model_cfg' entries)")
+    check_config(ck["model_cfg"], model_cfg.to_dict(), path)
+    load_state_strict(model, ck["model"], path)
+    step = int(ck.get("step", 0))
+    log.info("initialised the model from %s (step %d, attention %s -> %s)", path, step,
+             ck["model_cfg"].get("attention", "dense"), model_cfg.attention)
+    return step
+
+
+def set_train_attention(model: torch.nn.Module, name: str) -> int:
+    """Switch every decoder attention layer's training backend to `name`; returns the count."""
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "backend") and hasattr(m, "backend_cfg"):
+            m.backend = name
+            n += 1
+    return n
+
+
+def hard_phase(pos: float, tcfg: dict) -> bool:
+    """True once the schedule position reaches the last `train.hard_steps` steps.
+
+    The position is the scheduler's (steps, or the wall-clock fraction times max_steps when
+    train.max_minutes is set), so with a time budget the hard phase is the last
+    hard_steps / max_steps of the time.
+    """
+    hs = int(tcfg.get("hard_steps") or 0)
+    return hs > 0 and pos >= float(tcfg["max_steps"]) - hs
