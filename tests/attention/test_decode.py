@@ -58,39 +58,3 @@ def test_decode_input_errors():
     with pytest.raises(ValueError, match="head dim"):
         paged_decode(torch.randn(1, 4, 32, device=DEV), cache.k[0], cache.v[0],
                      pt.unsqueeze(1), pt, lens)
-
-
-@pytest.mark.parametrize("layout,dtype", [("persistent", torch.float32),
-                                          ("flat", torch.bfloat16)])
-@sizes(small={"lengths": [75, 9, 1, 130, 41], "Hkv": 2, "G": 4, "D": 32, "k": 9,
-              "block_pg": 2, "progs": [1, 3, 7, 40]},
-       full={"lengths": [8192, 3001, 32768, 77] * 20, "Hkv": 8, "G": 4, "D": 128, "k": 64,
-             "block_pg": 4, "progs": [1, 2, 3, 7]})
-def test_persistent_layout(layout, dtype, size):
-    """Stream-K layouts (nested and flat loops): lists cut between programs anywhere (several
-    program counts) are merged in the kernel to the reference; the counters are left zeroed; repeat calls agree."""
-    from unique_asr.attention.triton import decode as dec
-
-    lengths, Hkv, G, D, kp = (size[x] for x in ("lengths", "Hkv", "G", "D", "k"))
-    cache, seqs = make_cache(lengths, Hkv, D, dtype=dtype)
-    pt, lens = cache.batch(seqs)
-    k, v, _ = cache.contiguous(0, seqs)
-    B = len(lengths)
-    q = torch.randn(B, Hkv * G, D, device=DEV).to(dtype)
-    pages = _random_pages(pt, lens, Hkv, kp)
-    ref = R.sparse_attention(q.double(), k.double(), v.double(), lens,
-                             phys_to_logical(pages, pt), 8)
-    first = None
-    for progs in size["progs"]:
-        out = torch.full((B, Hkv * G, D), float("nan"), dtype=dtype, device=DEV)
-        paged_decode(q, cache.k[0], cache.v[0], pages, pt, lens, out=out, layout=layout,
-                     block_pg=size["block_pg"], progs_per_sm=progs)
-        assert not out.isnan().any(), progs
-        assert rel_err(out, ref) <= TOL[dtype], (progs, rel_err(out, ref))
-        assert int(dec.counters(q.device, B * Hkv)[: B * Hkv].abs().sum()) == 0
-        if first is None:
-            first = out.clone()
-            again = paged_decode(q, cache.k[0], cache.v[0], pages, pt, lens,
-                                 layout=layout, block_pg=size["block_pg"],
-                                 progs_per_sm=progs)
-            assert torch.equal(again, first)

@@ -16,14 +16,14 @@ def _scores(B, Hkv, P, ties):
     return s
 
 
-def _check(scores, lens, k, block=None, sink=0, two_bits=False):
+def _check(scores, lens, k, block=None, sink=0, two_bits=False, bounds=None):
     B, _Hkv, P = scores.shape
     n = R.num_pages(lens.cpu(), 8)
     for b in range(B):  # the score kernels force the newest page to +inf; do the same here
         scores[b, :, n[b] - 1] = float("inf")
     pt = torch.stack([torch.randperm(P + 5, device=DEV)[:P] for _ in range(B)]).int()
     phys, logical = topk_pages(scores, lens, 8, k, page_table=pt, logical=True, block=block,
-                                two_bits=two_bits)
+                                two_bits=two_bits, bounds=bounds)
     ref = R.select_pages(scores.cpu(), lens.cpu(), 8, k, sink)
     for b in range(B):
         m = min(k, int(n[b]))
@@ -43,7 +43,8 @@ def test_topk_matches_reference(ties, size):
         # mixed lengths: one full row, one short (<= k pages: dense), one partial page
         lens = torch.tensor([P * 8, max(1, 8 * k - 3), P * 8 - 13][:B] + [P * 4] * (B - 3),
                             dtype=torch.int32, device=DEV)
-        _check(s, lens, k)
+        _check(s, lens, k)  # search started from the bounds' shared prefix (default)
+        _check(s, lens, k, bounds=False)  # search from the top bit
         _check(s, lens, k, two_bits=True)
 
 

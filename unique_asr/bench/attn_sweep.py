@@ -1,5 +1,5 @@
-"""Decode-step sweep (H200, batch 80): attention layouts (grid vs persistent stream-K), top-k
-warps and score configs, each checked against the float64 reference and the library step
+"""Decode-step sweep (H200, batch 80): attention, top-k and score configs, plus diagnostics
+(the step without one stage), each checked against the float64 reference and the library step
 before it is timed (alone and inside the whole step as one CUDA graph, two interleaved rounds).
 
     python3 -m unique_asr.bench.attn_sweep --out $OUT/sweep.jsonl      # GPU only
@@ -20,18 +20,12 @@ from unique_asr.attention.triton.score import unique_scores
 from unique_asr.attention.triton.topk import topk_pages
 from unique_asr.bench import decode_step as ds
 
-SMS = 132
-ATTN = {  # name -> paged_decode kwargs
-    "grid": {"layout": "grid"},
-    "p2": {"layout": "persistent", "progs_per_sm": 2},
-    "p2s3": {"layout": "persistent", "progs_per_sm": 2, "num_stages": 3},
-    "p3r168": {"layout": "persistent", "progs_per_sm": 3, "maxnreg": 168},
-    "p1w8": {"layout": "persistent", "progs_per_sm": 1, "num_warps": 8},
-    "split2": {"layout": "persistent", "progs_per_sm": 1280 / SMS},
-    "f2s3": {"layout": "flat", "progs_per_sm": 2, "num_stages": 3},
-    "f2s4": {"layout": "flat", "progs_per_sm": 2, "num_stages": 4},
-    "f2b2": {"layout": "flat", "progs_per_sm": 2, "block_pg": 2},
-    "f1w8": {"layout": "flat", "progs_per_sm": 1, "num_warps": 8},
+# paged_decode configs (grid layout; the stream-K layouts measured in run 7 were removed, see
+# bench/NOTES.md; this script then lived at commit 1ba0c67 with them)
+ATTN = {
+    "grid": {},
+    "grid_split2": {"num_splits": 2},
+    "grid_r168": {"maxnreg": 168},
 }
 SCORE = {"sc_def": {}, "sc_ppp256s3": {"pages_per_prog": 256, "num_stages": 3},
          "sc_ppp512s3": {"pages_per_prog": 512, "num_stages": 3},
@@ -42,7 +36,8 @@ SCORE = {"sc_def": {}, "sc_ppp256s3": {"pages_per_prog": 256, "num_stages": 3},
 def topk_variants(P):
     blk = max(16, 1 << (P - 1).bit_length())
     w = 4 if blk <= 2048 else (8 if blk <= 4096 else 16)
-    return {"tk_def": {}, "tk_2x": {"num_warps": 2 * w}, "tk_half": {"num_warps": max(1, w // 2)}}
+    return {"tk_def": {}, "tk_2x": {"num_warps": 2 * w}, "tk_half": {"num_warps": max(1, w // 2)},
+            "tk_nobounds": {"bounds": False}}
 
 
 def run_ctx(B, ctx, budget, bw, gen, log):
@@ -74,10 +69,14 @@ def run_ctx(B, ctx, budget, bw, gen, log):
     sel = torch.empty(B, HKV, kp, device=ds.DEV, dtype=torch.int32)
     out = torch.empty_like(out_lib)
 
-    def step(sc_cfg, tk_cfg, at_cfg):
-        unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
-        topk_pages(scores, lens, S, kp, page_table=pt, out=sel, **tk_cfg)
-        return dec.paged_decode(q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **at_cfg)
+    def step(sc_cfg, tk_cfg, at_cfg):  # a stage whose config is None is skipped (diagnostics)
+        if sc_cfg is not None:
+            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, **sc_cfg)
+        if tk_cfg is not None:
+            topk_pages(scores, lens, S, kp, page_table=pt, out=sel, **tk_cfg)
+        if at_cfg is not None:
+            dec.paged_decode(q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **at_cfg)
+        return out
 
     combos = {}
     for name, c in ATTN.items():
@@ -88,9 +87,18 @@ def run_ctx(B, ctx, budget, bw, gen, log):
     for name, c in SCORE.items():
         if name != "sc_def":
             combos[name + "+grid"] = (c, {}, ATTN["grid"])
+    # diagnostics: the step without one stage (its inputs left from the runs before), so the
+    # stage's share of the graph time shows
+    combos["diag_no_score"] = (None, {}, ATTN["grid"])
+    combos["diag_no_topk"] = ({}, None, ATTN["grid"])
+    combos["diag_no_attn"] = ({}, {}, None)
     ok = {}
     for name, (sc, tk, at) in combos.items():  # correctness first
         v = {}
+        if name.startswith("diag"):
+            ok[name] = True
+            rec["variants"][name] = v
+            continue
         try:
             o = step(sc, tk, at).clone()
             o2 = step(sc, tk, at)
@@ -100,9 +108,7 @@ def run_ctx(B, ctx, budget, bw, gen, log):
             v["err_vs_lib"] = ds.rel(o, out_lib)
             v["sel_equal_lib"] = bool(torch.equal(sel, sel_lib))
             v["repeat_bitwise"] = bool(torch.equal(o, o2))
-            v["counters_zero"] = int(dec._COUNTERS["cuda:0"][: B * HKV].abs().sum()) == 0 \
-                if "cuda:0" in dec._COUNTERS else True
-            good = (v["err_vs_lib"] <= 1e-2 and v["repeat_bitwise"] and v["counters_zero"]
+            good = (v["err_vs_lib"] <= 1e-2 and v["repeat_bitwise"]
                     and (v["err_vs_f64"] is None or v["err_vs_f64"] <= 1e-2))
             ok[name] = good
         except Exception as e:  # noqa: BLE001
@@ -110,7 +116,7 @@ def run_ctx(B, ctx, budget, bw, gen, log):
             ok[name] = False
         rec["variants"][name] = v
     for name, (sc, tk, at) in combos.items():  # stage alone (attention)
-        if ok[name] and not sc and not tk:
+        if ok[name] and sc == {} and tk == {} and at is not None:
             rec["variants"][name]["attn_alone_us"] = round(ds.med_us(lambda at=at: dec.paged_decode(
                 q, cache.k[0], cache.v[0], sel_lib, pt, lens, out=out, **at)), 2)
     graphs = {}
@@ -135,8 +141,9 @@ def run_ctx(B, ctx, budget, bw, gen, log):
     # best of each family, then the combination
     fam_a = {n: min(graphs[n]) for n in ATTN if n in graphs}
     best_a = min(fam_a, key=fam_a.get) if fam_a else "grid"
-    fam_t = {n: min(graphs[n]) for n in graphs if n.startswith("tk_")}
-    fam_s = {n: min(graphs[n]) for n in graphs if n.startswith("sc_")}
+    graphs_ok = {n: t for n, t in graphs.items() if not n.startswith("diag")}
+    fam_t = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("tk_")}
+    fam_s = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("sc_")}
     base = min(graphs.get("grid", [1e9]))
     best_t = min(fam_t, key=fam_t.get) if fam_t and min(fam_t.values()) < base else None
     best_s = min(fam_s, key=fam_s.get) if fam_s and min(fam_s.values()) < base else None
@@ -168,11 +175,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=80)
     ap.add_argument("--budget", type=int, default=512)
     args = ap.parse_args(argv)
-    global SMS
-    SMS = torch.cuda.get_device_properties(0).multi_processor_count
-    ATTN["split2"]["progs_per_sm"] = 1280 / SMS
     info = ds.env_info()
-    print(info, "SMs", SMS, flush=True)
+    print(info, flush=True)
     gen = torch.Generator(device=ds.DEV).manual_seed(0)
     bw = ds.copy_bandwidth()
     print(f"copy bw {bw / 1e12:.3f} TB/s", flush=True)

@@ -29,6 +29,7 @@ from unique_asr.attention import reference as R
 from unique_asr.attention.api import sparse_step
 from unique_asr.attention.paged_cache import PagedKVCache
 from unique_asr.attention.triton import score as score_mod
+from unique_asr.attention.triton import topk as topk_mod
 from unique_asr.attention.triton.decode import paged_decode
 from unique_asr.attention.triton.score import unique_scores
 from unique_asr.attention.triton.topk import topk_pages
@@ -156,12 +157,14 @@ def rel(a, b):
 # whole-step variants, each one CUDA graph: (name, streams, PDL, fused score+top-k). "lib" is
 # what api.unique_decode runs by default (single stream, PDL on Hopper, separate top-k kernel)
 # and is the headline figure; the others are api.sparse_step options.
+# lib_nobounds: top-k searching from the top bit (topk.BOUNDS off, the run-6 top-k). The fused
+# score+top-k and 2-stream variants (slower in run 6) are in EXTRA_VARIANTS (--all-variants).
 STEP_VARIANTS = (("lib", 1, True, False), ("lib_nopdl", 1, False, False),
-                 ("fused", 1, True, True), ("fused_nopdl", 1, False, True),
-                 ("streams2", 2, True, False), ("streams2_fused", 2, True, True))
+                 ("lib_nobounds", 1, True, False))
+EXTRA_VARIANTS = (("fused", 1, True, True), ("streams2", 2, True, False))
 
 
-def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
+def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False):
     cache, seqs = build_cache(B, ctx, gen)
     pt, lens = cache.batch(seqs)
     batch = (pt, lens)
@@ -199,8 +202,11 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
 
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
     step_us, step_diff = {}, {}
-    for name, streams, pdl, fused in STEP_VARIANTS if DEV == "cuda" else ():
+    variants = STEP_VARIANTS + (EXTRA_VARIANTS if all_variants else ())
+    for name, streams, pdl, fused in variants if DEV == "cuda" else ():
         saved, score_mod.PDL = score_mod.PDL, pdl
+        saved_b = topk_mod.BOUNDS
+        topk_mod.BOUNDS = saved_b and name != "lib_nobounds"
         try:
             sparse_step(q, cache, 0, budget, batch, P, streams=streams, fused=fused)  # eager
             t, (o, p) = graph_us(lambda st=streams, fu=fused: sparse_step(
@@ -212,6 +218,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False):
             step_diff[name] = repr(e)[:200]
         finally:
             score_mod.PDL = saved
+            topk_mod.BOUNDS = saved_b
     if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
         def manual():
             unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores)
@@ -333,8 +340,12 @@ def main(argv=None) -> None:
     ap.add_argument("--long-batch", type=int, default=16)
     ap.add_argument("--budget", type=int, default=512)
     ap.add_argument("--skip-tables", action="store_true")
+    ap.add_argument("--tables", default="8,9",
+                    help="which paper tables to run (8: score grid, 9: top-k grid)")
     ap.add_argument("--fast", action="store_true",
                     help="library defaults only: no attention-config sweep")
+    ap.add_argument("--all-variants", action="store_true",
+                    help="also time the fused score+top-k and 2-stream steps")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run (TRITON_INTERPRET=1)")
     args = ap.parse_args(argv)
     global DEV, H, HKV, D
@@ -357,17 +368,21 @@ def main(argv=None) -> None:
     if args.smoke:
         args.contexts, args.long_contexts, args.batch, args.budget = "200,77", "", 3, 64
     for ctx in ints(args.contexts):
-        bench_step(args.batch, ctx, args.budget, bw, info, gen, log, args.fast)
+        bench_step(args.batch, ctx, args.budget, bw, info, gen, log, args.fast,
+                   args.all_variants)
         if DEV == "cuda":
             torch.cuda.empty_cache()
     for ctx in ints(args.long_contexts):
-        bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log, args.fast)
+        bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log, args.fast,
+                   args.all_variants)
         if DEV == "cuda":
             torch.cuda.empty_cache()
-    if not args.skip_tables:
+    tables = set() if args.skip_tables else set(args.tables.split(","))
+    if "8" in tables:
         t8 = [256, 512] if args.smoke else [8192, 16384, 32768, 65536, 131072]
-        t9 = [64, 300] if args.smoke else [1024, 2048, 4096, 8192, 16384]
         bench_table8(bw, info, gen, log, t8)
+    if "9" in tables:
+        t9 = [64, 300] if args.smoke else [1024, 2048, 4096, 8192, 16384]
         bench_table9(info, gen, log, t9, rows=8 if args.smoke else 256,
                      k=16 if args.smoke else 64)
     from .plot import print_table, write_plot
