@@ -157,11 +157,20 @@ def rel(a, b):
 # whole-step variants, each one CUDA graph: (name, streams, PDL, fused score+top-k). "lib" is
 # what api.unique_decode runs by default (single stream, PDL on Hopper, separate top-k kernel)
 # and is the headline figure; the others are api.sparse_step options.
-# lib_nobounds: top-k searching from the top bit (topk.BOUNDS off, the run-6 top-k). The fused
-# score+top-k and 2-stream variants (slower in run 6) are in EXTRA_VARIANTS (--all-variants).
-STEP_VARIANTS = (("lib", 1, True, False), ("lib_nopdl", 1, False, False),
-                 ("lib_nobounds", 1, True, False))
-EXTRA_VARIANTS = (("fused", 1, True, True), ("streams2", 2, True, False))
+# Each: (name, streams, fused, module overrides {(module, attribute): value}, set for the run).
+# lib_nobounds: top-k searching from the top bit (the run-6 top-k). lib_tk_occ: top-k rows in
+# one wave where registers allow (4K-page rows on 4 warps capped at 128 registers, 4 per SM;
+# 2K-page rows capped at 96, 5 per SM). The fused score+top-k and 2-stream variants (slower in
+# run 6) are in EXTRA_VARIANTS (--all-variants).
+STEP_VARIANTS = (
+    ("lib", 1, False, {}),
+    ("lib_nopdl", 1, False, {(score_mod, "PDL"): False}),
+    ("lib_nobounds", 1, False, {(topk_mod, "BOUNDS"): False}),
+    ("lib_tk_occ", 1, False, {(topk_mod, "WARPS"): {4096: 4},
+                              (topk_mod, "MAXNREG"): {(2048, 4): 96, (4096, 4): 128,
+                                                      (4096, 8): 128}}),
+)
+EXTRA_VARIANTS = (("fused", 1, True, {}), ("streams2", 2, False, {}))
 
 
 def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False):
@@ -203,10 +212,10 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
     step_us, step_diff = {}, {}
     variants = STEP_VARIANTS + (EXTRA_VARIANTS if all_variants else ())
-    for name, streams, pdl, fused in variants if DEV == "cuda" else ():
-        saved, score_mod.PDL = score_mod.PDL, pdl
-        saved_b = topk_mod.BOUNDS
-        topk_mod.BOUNDS = saved_b and name != "lib_nobounds"
+    for name, streams, fused, over in variants if DEV == "cuda" else ():
+        saved = {k: getattr(*k) for k in over}
+        for (mod, attr), val in over.items():
+            setattr(mod, attr, val)
         try:
             sparse_step(q, cache, 0, budget, batch, P, streams=streams, fused=fused)  # eager
             t, (o, p) = graph_us(lambda st=streams, fu=fused: sparse_step(
@@ -217,8 +226,8 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
             step_us[name] = None
             step_diff[name] = repr(e)[:200]
         finally:
-            score_mod.PDL = saved
-            topk_mod.BOUNDS = saved_b
+            for (mod, attr), val in saved.items():
+                setattr(mod, attr, val)
     if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
         def manual():
             unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores)

@@ -26,9 +26,12 @@ MAX_BLOCK = 16384
 # start the one-bit search below the bits shared by bounds on the k-th largest key
 # (_bounds_prefix; same selection, fewer counting steps); off = search from the top bit
 BOUNDS = True
-# register cap per thread by warps (CUDA): 8-warp rows (4K pages) would take ~175 registers with
-# the bounds and fit 1 program per SM instead of 2; 128 compiles without spills (sm_90)
-MAXNREG = {8: 128}
+# Launch configs by row block (CUDA). WARPS overrides the default warps (4 up to 2K pages, 8 up
+# to 4K, else 16); MAXNREG caps registers per thread for (block, warps): 8-warp rows of 4K pages
+# would take ~175 registers with the bounds and fit 1 program per SM instead of 2 (128 compiles
+# without spills, sm_90). The bench times an occupancy variant (bench/NOTES.md, run 7).
+WARPS: dict = {}
+MAXNREG: dict = {(4096, 8): 128}
 
 
 @triton.jit
@@ -251,7 +254,8 @@ def topk_pages(
         block = min(P2, MAX_BLOCK)
     chunked = block < P2
     if num_warps is None:
-        num_warps = 4 if block <= 2048 else (8 if block <= 4096 else 16)
+        num_warps = WARPS.get(block) or (4 if block <= 2048 else (8 if block <= 4096 else 16))
+    cap = MAXNREG.get((block, num_warps)) if scores.is_cuda else None
     rows = scores.view(B * Hkv, P) if scores.is_contiguous() else scores.reshape(B * Hkv, P)
     pt = page_table if page_table is not None else lengths
     pdl = use_pdl(scores, pdl)
@@ -262,7 +266,7 @@ def topk_pages(
         BLOCK=block, CHUNKED=chunked, GATHER=page_table is not None, LOGICAL=logical,
         TWO_BITS=1 if two_bits else (2 if (BOUNDS if bounds is None else bounds) else 0),
         PDL_ON=pdl, num_warps=num_warps,
-        **({"maxnreg": MAXNREG[num_warps]} if scores.is_cuda and num_warps in MAXNREG else {}),
+        **({"maxnreg": cap} if cap else {}),
         **({"launch_pdl": True} if pdl else {}),
     )
     return (out, lout) if logical else out
