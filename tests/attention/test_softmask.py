@@ -164,7 +164,12 @@ def test_fp32_matches_float64_reference(case, mode):
     errs = _compare(B, H, Hkv, L, D, S, budget, 0.5, mode, torch.float32, sl)
     print("fp32", mode, case, "out/dq/dk/dv rel err", [f"{e:.2e}" for e in errs])
     # Issue 5 asks 1e-5 for fp32 against float64. Before _compare left out GQA-max near-ties the
-    # full-size GPU case failed (dq 5.1e-4, dk 4.0e-4): a kink of the function, not precision.
+    # full-size GPU case failed with dq 5.1e-4, dk 4.0e-4 (a kink of the function, not
+    # precision). Without them (H200, 14:15 UTC): out 3.6e-6, dq 1.7e-5, dk 1.4e-5, dv 4.0e-6,
+    # still above 1e-5 at full size: the gate amplifies fp32 score rounding (scores ~60 against
+    # tau 0.5: in the float64 reference a 1e-7 relative error on the page std alone moves dq by
+    # 5e-6); a plain fp32 PyTorch evaluation of the reference gives dq 4.2e-6 on such inputs.
+    # The kernel's page std is two-pass since then (not yet re-measured on the GPU).
     assert max(errs) < 1e-5, f"out/dq/dk/dv rel errors {errs}"
 
 

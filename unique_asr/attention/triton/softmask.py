@@ -27,17 +27,18 @@ module never materialises an L x L tensor. Pieces:
   64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
 
 Performance notes (H200, bf16, 32/8 heads, D 128, S 8, budget 512; bench/softmask_bench.py,
-bench/results/softmask_attention.jsonl): fwd+bwd 1.70x dense SDPA-flash at 8K and 1.79-1.82x at
-16K (batch 1-4); forward alone 1.64x (of which the threshold pass is 0.84 ms at 8K/batch 1).
-The first version (3-D reshapes for page <-> token broadcasts and page sums, a [pages, D]
-d-mean accumulator, 64-bit offset tiles) spilled 2-7 KB per thread in the backward (ptxas -v
-on sm_90a, compiled on CPU with triton.compile + the bundled ptxas) and ran 6x dense; moving
-those broadcasts/sums onto small tensor-core dots, folding d-mean into the dk dot and 32-bit
-offsets brought it to the numbers above. The dk/dv kernel still spills ~2 KB (soft mode).
-After that measurement (commit 6d78b9d) two small dots were added for bf16 accuracy (the low
-half of dS in the page sums, the low half of the page mean in dq's page term): small-size bf16
-dq/dk errors went from ~1.0e-2 to ~0.7e-2 (the dense-attention level); ptxas spills unchanged;
-their cost on the H200 is not yet measured (estimated a few per cent of fwd+bwd).
+bench/results/softmask_attention.jsonl): fwd+bwd over dense SDPA-flash, batch 1 / 2 / 4:
+8K 1.88 / 1.89 / 1.89x, 16K 1.97 / 1.95 / 1.93x (run of 14:15 UTC, backward with 3 pipeline
+stages). Forward alone 1.6x (of which the threshold pass is 0.85 ms at 8K / batch 1). History:
+the first version (3-D reshapes for page <-> token broadcasts and page sums, a [pages, D]
+d-mean accumulator, 64-bit offset tiles) spilled 2-7 KB per thread in the backward (ptxas -v on
+sm_90a) and ran 6x dense; moving those onto small tensor-core dots, folding d-mean into the dk
+dot and 32-bit offsets gave 1.70x (8K) / 1.82x (16K) (commit 6d78b9d). Two small dots added
+after that for bf16 accuracy (the low half of dS in the page sums, the low half of the page mean
+in dq's page term; small-size bf16 dq/dk errors ~1.0e-2 -> ~0.7e-2) cost ~10% (1.91 / 2.05x at
+batch 1). Greedy sweep at 16K / batch 1 (bench/results/softmask_bench_run7.log): bwd_stages 3
+-3% (kept), streams=2 -1%, rev +0.7%, smaller dq/dk-dv row blocks +8..+57%, page_dot off +21%.
+The dk/dv kernel still spills ~2 KB (soft mode).
 """
 
 from __future__ import annotations
@@ -228,11 +229,14 @@ def _stats_kernel(K, MH, ML, MEAN, STD, L, P, D: tl.constexpr, S: tl.constexpr,
     tok = pg[:, None] * S + tl.arange(0, S)[None, :]  # [NPB, S]
     offs_d = tl.arange(0, D)
     ptr = K + (bh * L + tok)[:, :, None] * D + offs_d[None, None, :]
-    kk = tl.load(ptr, mask=(tok < L)[:, :, None], other=0.0).to(tl.float32)
+    inside = (tok < L)[:, :, None]
+    kk = tl.load(ptr, mask=inside, other=0.0).to(tl.float32)
     cnt = tl.maximum(tl.minimum(L - pg * S, S), 1).to(tl.float32)
     mean = tl.sum(kk, axis=1) / cnt[:, None]
-    sq = tl.sum(tl.sum(kk * kk, axis=2), axis=1) / cnt
-    std = tl.sqrt(tl.maximum(sq - tl.sum(mean * mean, axis=1), 0.0))
+    # two-pass (centred) variance: E||k||^2 - ||mean||^2 loses ~2 digits to cancellation in
+    # float32, and the gate amplifies std errors (scores ~60 vs tau 0.5)
+    dev = tl.where(inside, kk - mean[:, None, :], 0.0)
+    std = tl.sqrt(tl.sum(tl.sum(dev * dev, axis=2), axis=1) / cnt)
     hi = mean.to(MH.dtype.element_ty)
     lo = (mean - hi.to(tl.float32)).to(ML.dtype.element_ty)
     pm = pg < P
@@ -606,7 +610,8 @@ class _Cfg:
         self.dq_warps = ov.get("dq_warps", 4 if interp else 8)
         self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
         self.stages = ov.get("stages", 1 if interp else 2)
-        self.bwd_stages = ov.get("bwd_stages", self.stages)
+        # H200 sweep (16K, batch 1): 3 stages in both backward kernels -3% (47.6 vs 49.1 ms)
+        self.bwd_stages = ov.get("bwd_stages", self.stages if interp else 3)
         self.dq_stages = ov.get("dq_stages", self.bwd_stages)
         self.rev = bool(ov.get("rev", False))
         self.streams = int(ov.get("streams", 1))
