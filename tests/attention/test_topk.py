@@ -43,7 +43,8 @@ def test_topk_matches_reference(ties, size):
         # mixed lengths: one full row, one short (<= k pages: dense), one partial page
         lens = torch.tensor([P * 8, max(1, 8 * k - 3), P * 8 - 13][:B] + [P * 4] * (B - 3),
                             dtype=torch.int32, device=DEV)
-        _check(s, lens, k)  # search started from the bounds' shared prefix (default)
+        _check(s, lens, k)  # library default for the row length
+        _check(s, lens, k, bounds=True)  # search started from the bounds' shared prefix
         _check(s, lens, k, bounds=False)  # search from the top bit
         _check(s, lens, k, two_bits=True)
 

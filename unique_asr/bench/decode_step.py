@@ -158,17 +158,20 @@ def rel(a, b):
 # what api.unique_decode runs by default (single stream, PDL on Hopper, separate top-k kernel)
 # and is the headline figure; the others are api.sparse_step options.
 # Each: (name, streams, fused, module overrides {(module, attribute): value}, set for the run).
-# lib_nobounds: top-k searching from the top bit (the run-6 top-k). lib_tk_occ: top-k rows in
-# one wave where registers allow (4K-page rows on 4 warps capped at 128 registers, 4 per SM;
-# 2K-page rows capped at 96, 5 per SM). The fused score+top-k and 2-stream variants (slower in
-# run 6) are in EXTRA_VARIANTS (--all-variants).
+# lib_nobounds: top-k searching from the top bit (the run-6 top-k; no register caps).
+# lib_bounds_all: the bounds for every row length (4K-page rows: 8 warps capped at 128
+# registers). lib_tk_occ: also 4K-page rows on 4 warps capped at 128 (4 per SM instead of 2).
+# The fused score+top-k and 2-stream variants (slower in run 6): EXTRA_VARIANTS (--all-variants).
+_ALL = {(topk_mod, "BOUNDS_MAX_BLOCK"): topk_mod.MAX_BLOCK}
 STEP_VARIANTS = (
     ("lib", 1, False, {}),
     ("lib_nopdl", 1, False, {(score_mod, "PDL"): False}),
-    ("lib_nobounds", 1, False, {(topk_mod, "BOUNDS"): False}),
-    ("lib_tk_occ", 1, False, {(topk_mod, "WARPS"): {4096: 4},
-                              (topk_mod, "MAXNREG"): {(2048, 4): 96, (4096, 4): 128,
-                                                      (4096, 8): 128}}),
+    ("lib_nobounds", 1, False, {(topk_mod, "BOUNDS_MAX_BLOCK"): 0,
+                                (topk_mod, "MAXNREG"): {}}),
+    ("lib_bounds_all", 1, False, {**_ALL, (topk_mod, "MAXNREG"): {(2048, 4): 96,
+                                                                   (4096, 8): 128}}),
+    ("lib_tk_occ", 1, False, {**_ALL, (topk_mod, "WARPS"): {4096: 4},
+                              (topk_mod, "MAXNREG"): {(2048, 4): 96, (4096, 4): 128}}),
 )
 EXTRA_VARIANTS = (("fused", 1, True, {}), ("streams2", 2, False, {}))
 

@@ -45,8 +45,9 @@ def print_table(recs) -> None:
                 for n in names:
                     t = r["step_variants_us"].get(n)
                     eq = r["step_variants_bitwise_equal"].get(n) is True
+                    miss = "failed" if n in r["step_variants_us"] else "not run"
                     cells.append(f"{t:>8.1f} {t / r['floor_us']:>5.3f}x {'=' if eq else '!'}"
-                                 if t else f"{'failed':>20}")
+                                 if t else f"{miss:>20}")
                 print(f"{r['batch']:>3} {r['context']:>6} " + " ".join(f"{c:>20}" for c in cells))
             for r in var:
                 if r.get("attn_best_cfg"):

@@ -23,15 +23,18 @@ import triton.language as tl
 from .score import _pdl_enter, use_pdl
 
 MAX_BLOCK = 16384
-# start the one-bit search below the bits shared by bounds on the k-th largest key
-# (_bounds_prefix; same selection, fewer counting steps); off = search from the top bit
-BOUNDS = True
+# Rows of up to this block start the one-bit search below the bits shared by bounds on the
+# k-th largest key (_bounds_prefix; same selection, ~10 fewer counting steps); longer rows search
+# from the top bit. H200 run 7 (bench/NOTES.md): step -2.5 us at 8K (1K-page rows), and at 16K
+# (2K) with the register cap below; 4K+ rows not yet timed with it (0 = off everywhere).
+BOUNDS_MAX_BLOCK = 2048
 # Launch configs by row block (CUDA). WARPS overrides the default warps (4 up to 2K pages, 8 up
-# to 4K, else 16); MAXNREG caps registers per thread for (block, warps): 8-warp rows of 4K pages
-# would take ~175 registers with the bounds and fit 1 program per SM instead of 2 (128 compiles
-# without spills, sm_90). The bench times an occupancy variant (bench/NOTES.md, run 7).
+# to 4K, else 16); MAXNREG caps registers per thread for (block, warps). 2K-page rows on 4 warps
+# take ~115 registers with the bounds (4 programs per SM: 528 slots for batch 80's 640 rows, two
+# waves); 96 gives 5 per SM, one wave (8 bytes of spill, sm_90): step 157.2 -> 154.5 us at 16K.
+# (4K-page rows with the bounds need (4096, 8): 128 to keep 2 per SM: 175 registers otherwise.)
 WARPS: dict = {}
-MAXNREG: dict = {(4096, 8): 128}
+MAXNREG: dict = {(2048, 4): 96}
 
 
 @triton.jit
@@ -235,8 +238,8 @@ def topk_pages(
     page_table [B, >=P] int32 the output holds physical page ids, else logical indices.
     Returns int32 [B, Hkv, k] (and the logical indices too when logical=True). Unordered.
     pdl: programmatic dependent launch (score.use_pdl; default the module switch).
-    bounds: one-bit search started from the bounds' shared prefix (default the module switch
-    BOUNDS; same selection).
+    bounds: one-bit search started from the bounds' shared prefix (default: for row blocks up
+    to BOUNDS_MAX_BLOCK; same selection).
     """
     if scores.dim() != 3 or scores.dtype != torch.float32 or scores.stride(-1) != 1:
         raise ValueError("topk_pages: scores must be a float32 [B, Hkv, P] tensor with a "
@@ -264,7 +267,8 @@ def topk_pages(
         rows.stride(0), page_table.stride(0) if page_table is not None else 0, out.stride(1),
         Hkv, k, page_size,
         BLOCK=block, CHUNKED=chunked, GATHER=page_table is not None, LOGICAL=logical,
-        TWO_BITS=1 if two_bits else (2 if (BOUNDS if bounds is None else bounds) else 0),
+        TWO_BITS=1 if two_bits else (2 if (block <= BOUNDS_MAX_BLOCK if bounds is None
+                                           else bounds) else 0),
         PDL_ON=pdl, num_warps=num_warps,
         **({"maxnreg": cap} if cap else {}),
         **({"launch_pdl": True} if pdl else {}),
