@@ -13,7 +13,8 @@
 # like-for-like control. Every model (the original checkpoint too) is decoded on the test set
 # with decode.attention=unique decode.budget=<budget> and with dense, and scored; prints a WER
 # table and writes <out>/summary.json and <out>/RESULTS.md. Extra hydra overrides after `--`
-# go to every training run (e.g. -- train.lr=2e-4 train.max_duration=900).
+# go to every training, decoding and scoring run (e.g. -- train.max_duration=900
+# decode.batch_size=4).
 # On the GPU machine (no venv) it installs .gpu/wheels into /tmp/site when hydra/lhotse/jiwer
 # are missing (carry [".gpu"]).
 set -euo pipefail
@@ -21,9 +22,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 ckpt="" data_dir="" minutes=10 taus="0.5" budget=512 hard_steps=0 out=exp_finetune_softmask
 model=small train=gpu vocab="" timing_steps=30 dense_minutes=0 recipe=$root/egs/synth_longform
-python=${PYTHON:-} lr=2e-4 warmup=50 sets=test decode_dtype="" start_max_s=900 stage=1
+python=${PYTHON:-} lr=2e-4 warmup=50 sets=test decode_dtype="" start_max_s=900 stage=1 ckpt_decode=true
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
   cat <<EOF
 Options: --ckpt PATH (required) --data-dir DIR (required: fbank/, lang_bpe_<N>/)
   --minutes $minutes --taus "$taus" --budget $budget --hard-steps $hard_steps --out $out
@@ -35,6 +36,7 @@ Options: --ckpt PATH (required) --data-dir DIR (required: fbank/, lang_bpe_<N>/)
   --hard-steps N: the last N of train.max_steps schedule positions use unique_hard; with a time
     budget that is the last N / max_steps (train=gpu: 3000) of the minutes
   --python PY (default: .venv/bin/python if present, else python3)
+  --skip-ckpt-decode: do not decode the original checkpoint (its WERs are known already)
   --stage N: 1 train (default), 2 loss curves + step times, 3 decode + score; a later stage reuses
     the runs already in --out (with the same --taus / --dense-minutes), e.g. to decode in
     another device call than the one that trained
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
     --decode-dtype) decode_dtype=$2; shift 2 ;;
     --start-max-s) start_max_s=$2; shift 2 ;;
     --stage) stage=$2; shift 2 ;;
+    --skip-ckpt-decode) ckpt_decode=false; shift ;;
     --python) python=$2; shift 2 ;;
     -h|--help) usage 0 ;;
     --) shift; extra=("$@"); break ;;
@@ -119,7 +122,8 @@ decode_run() {  # name checkpoint attention -> prints "<name> <attention> <WER%>
   local d=("decode.checkpoint=$ck" "decode.model_dir=$(dirname "$ck")" "decode.attention=$att"
            "decode.budget=$budget" "decode.out_dir=$out/decode/$name" "decode.sets=[${sets// /,}]"
            "decode.results_md=$out/RESULTS.md")
-  [ -n "$decode_dtype" ] && d+=("decode.dtype=$decode_dtype")
+  if [ -n "$decode_dtype" ]; then d+=("decode.dtype=$decode_dtype"); fi
+  d+=("${extra[@]+"${extra[@]}"}")
   "$python" -m unique_asr.bin.decode "${common[@]}" "${d[@]}" > "$out/decode_${name}_$att.log" 2>&1 \
     || { tail -n 20 "$out/decode_${name}_$att.log" >&2; die "decoding $name ($att) failed"; }
   "$python" -m unique_asr.bin.score "${common[@]}" "${d[@]}" > "$out/score_${name}_$att.log" 2>&1 \
@@ -190,8 +194,10 @@ EOF
 
 : > "$out/wers.txt"
 # 3. decode + score: the original checkpoint and every fine-tuned model, sparse and dense
-decode_run dense_ckpt "$ckpt" unique
-decode_run dense_ckpt "$ckpt" dense
+if $ckpt_decode; then
+  decode_run dense_ckpt "$ckpt" unique
+  decode_run dense_ckpt "$ckpt" dense
+fi
 for tag in "${tags[@]}"; do
   ck=$(final_ckpt "$tag")
   decode_run "$tag" "$ck" unique
