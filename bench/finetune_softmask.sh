@@ -28,7 +28,7 @@ usage() {
   cat <<EOF
 Options: --ckpt PATH (required) --data-dir DIR (required: fbank/, lang_bpe_<N>/)
   --minutes $minutes --taus "$taus" --budget $budget --hard-steps $hard_steps --out $out
-  --model $model --train $train --vocab N (default: the single lang_bpe_<N> in the data dir)
+  --model $model --train $train --vocab N|char (default: the single lang_bpe_<N> or lang_char in the data dir)
   --lr $lr --warmup $warmup --timing-steps $timing_steps --dense-minutes $dense_minutes
   --recipe $recipe --sets "$sets" --decode-dtype (float32|bfloat16; default decode's)
   --start-max-s $start_max_s (curriculum cap from the first epoch: windows must be longer than
@@ -83,12 +83,17 @@ data_dir=$(cd "$data_dir" && pwd)
 recipe=$(cd "$recipe" && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+vocab_type=bpe
 if [ -z "$vocab" ]; then
-  langs=("$data_dir"/lang_bpe_*/bpe.model)
-  [ ${#langs[@]} -eq 1 ] && [ -f "${langs[0]}" ] \
-    || die "cannot tell the BPE size from $data_dir/lang_bpe_*: give --vocab N"
-  vocab=$(basename "$(dirname "${langs[0]}")"); vocab=${vocab#lang_bpe_}
+  langs=()
+  for f in "$data_dir"/lang_bpe_*/bpe.model "$data_dir"/lang_char/bpe.model; do
+    [ -f "$f" ] && langs+=("$f")
+  done
+  [ ${#langs[@]} -eq 1 ] \
+    || die "cannot tell the vocabulary from $data_dir/lang_{bpe_*,char}: give --vocab N or --vocab char"
+  vocab=$(basename "$(dirname "${langs[0]}")"); vocab=${vocab#lang_}; vocab=${vocab#bpe_}
 fi
+if [ "$vocab" = char ]; then vocab_type=char; vocab=0; fi
 
 # ---- python: the venv here; on the GPU machine python3 + the carried wheels
 if [ -z "$python" ]; then
@@ -106,7 +111,8 @@ export PYTHONPATH=$site:$root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 cd "$root"
 
 common=("recipe_dir=$recipe" "data_dir=$data_dir" "exp_dir=$out/exp"
-        "hydra.searchpath=[file://$recipe/conf]" "model=$model" "data.lang.vocab_size=$vocab")
+        "hydra.searchpath=[file://$recipe/conf]" "model=$model" "data.lang.vocab_size=$vocab"
+        "data.lang.model_type=$vocab_type")
 train_run() {  # tag attention minutes [more overrides]
   local tag=$1 att=$2 mins=$3; shift 3
   log "train $tag: attention=$att, $mins min, from $ckpt"

@@ -1,4 +1,5 @@
-"""Stage 3: sentencepiece BPE on the training transcripts -> <data_dir>/lang_bpe_<N>/.
+"""Stage 3: sentencepiece BPE on the training transcripts -> <data_dir>/lang_bpe_<N>/
+(lang_char/ with data.lang.model_type=char).
 
     python -m unique_asr.bin.bpe recipe_dir=egs/synth_longform data.lang.vocab_size=256
 """
@@ -19,8 +20,8 @@ def main(cfg: DictConfig) -> None:
     start(cfg, "bpe")
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     lang = cfg.data.lang
-    train_bpe(rd.supervisions_path("train"), rd.lang_dir(lang.vocab_size), lang.vocab_size,
-              lang.model_type, float(lang.character_coverage))
+    train_bpe(rd.supervisions_path("train"), rd.lang_dir(lang.vocab_size, lang.model_type),
+              lang.vocab_size, lang.model_type, float(lang.character_coverage))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def _tokenizer(ck_bpe, dcfg, cfg):
     path = dcfg.get("bpe_model") or ck_bpe
     if path:
         return spm.SentencePieceProcessor(model_file=str(path))
-    return RecipeData(cfg.recipe_dir, cfg.data_dir).load_bpe(cfg.data.lang.vocab_size)
+    return RecipeData(cfg.recipe_dir, cfg.data_dir).load_bpe(cfg.data.lang.vocab_size,
+                                                            cfg.data.lang.model_type)
 
 
 def run(cfg: DictConfig) -> list[dict]:

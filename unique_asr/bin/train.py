@@ -35,8 +35,8 @@ def main(cfg: DictConfig) -> None:
     if tcfg.get("num_threads"):
         torch.set_num_threads(int(tcfg["num_threads"]))
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
-    vocab = int(cfg.data.lang.vocab_size)
-    sp = rd.load_bpe(vocab)
+    vocab, vocab_type = int(cfg.data.lang.vocab_size), str(cfg.data.lang.model_type)
+    sp = rd.load_bpe(vocab, vocab_type)
     mdict = to_dict(cfg.model)
     att = to_dict(cfg.attention) if "attention" in cfg else {}
     mdict["attention"] = att.pop("name", "dense")
@@ -61,7 +61,7 @@ def main(cfg: DictConfig) -> None:
     log.info("train data: %d recordings, %.1f h; bad input: %s", len(train_data[1]),
              sum(r[1] for r in train_data[1].values()) / 3600, train_data[2].summary())
     train(model_cfg, tcfg, exp_dir, train_data, dev_data, sp, int(cfg.seed),
-          str(rd.bpe_model_path(vocab)))
+          str(rd.bpe_model_path(vocab, vocab_type)))
 
 
 if __name__ == "__main__":

@@ -48,11 +48,15 @@ class RecipeData:
         """One cut per whole recording, with its supervisions and 80-dim fbank features."""
         return self.fbank_dir / f"cuts_{split}.jsonl.gz"
 
-    def lang_dir(self, vocab_size: int) -> Path:
-        return self.data_dir / f"lang_bpe_{int(vocab_size)}"
+    def lang_dir(self, vocab_size: int, model_type: str = "bpe") -> Path:
+        """lang_bpe_<N> (icefall's name), lang_unigram_<N>, or lang_char (sentencepiece's char
+        model: its size is the character set, whatever vocab_size says)."""
+        if model_type == "char":
+            return self.data_dir / "lang_char"
+        return self.data_dir / f"lang_{model_type}_{int(vocab_size)}"
 
-    def bpe_model_path(self, vocab_size: int) -> Path:
-        return self.lang_dir(vocab_size) / "bpe.model"
+    def bpe_model_path(self, vocab_size: int, model_type: str = "bpe") -> Path:
+        return self.lang_dir(vocab_size, model_type) / "bpe.model"
 
     def load_cuts(self, split: str):
         """Load the cuts of a split; the error names stage 2 when they are missing."""
@@ -64,12 +68,13 @@ class RecipeData:
                                     f"./run.sh --recipe {self.recipe_dir} --stage 0 --stop-stage 2")
         return CutSet.from_file(path)
 
-    def load_bpe(self, vocab_size: int):
+    def load_bpe(self, vocab_size: int, model_type: str = "bpe"):
         """Load the sentencepiece model; the error names stage 3 when it is missing."""
         import sentencepiece as spm
 
-        path = self.bpe_model_path(vocab_size)
+        path = self.bpe_model_path(vocab_size, model_type)
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: run stage 3 (BPE) with "
-                                    f"data.lang.vocab_size={vocab_size}")
+                                    f"data.lang.vocab_size={vocab_size} "
+                                    f"data.lang.model_type={model_type}")
         return spm.SentencePieceProcessor(model_file=str(path))

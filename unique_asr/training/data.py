@@ -153,6 +153,8 @@ def make_sampler(window_cuts, max_duration: float, num_buckets: int, seed: int, 
     # then form a batch of one): both are intended, so lhotse's warnings about them are noise
     warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
     warnings.filterwarnings("ignore", message=".*exceeded the max_duration.*")
+    # lhotse refuses more buckets than cuts (a tiny corpus, or an epoch of whole recordings)
+    num_buckets = max(1, min(num_buckets, len(window_cuts)))
     s = DynamicBucketingSampler(
         window_cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=shuffle,
         seed=seed, drop_last=False, world_size=world_size, rank=rank,

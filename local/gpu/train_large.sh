@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue 3 on the GPU machine, in ONE device call (the machine keeps nothing between calls):
+# build the `large` corpus (local/gpu/build_corpus.sh), train the `small` model from scratch with
+# one configuration per GPU in parallel (each alone on its GPU, for a wall-clock budget that fits
+# the call), decode the default test split (large's test split is the default one) as whole
+# recordings with each, score, and pack logs, loss curves and scoring files into $OUT.
+#
+#   local/gpu/train_large.sh --deadline-s 570 \
+#       --config "main=train.lr=1e-3" --config "alt=train.lr=2e-3 train.max_duration=1200"
+#
+# Device call: kind nvidia-h200-x2 (one config per GPU), carry [".gpu"], timeout_s 600.
+# Training minutes = what is left of --deadline-s after the build, minus --reserve-s for the
+# checkpoint averaging, decoding and scoring. Every config shares --common overrides (below).
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+
+deadline_s=570       # the whole script must end by then (the call's limit is 600 s)
+reserve_s=110        # kept for averaging + decoding + scoring after training
+nj=$(nproc)
+size=large
+lang=char            # data.lang.model_type
+out=${OUT:-$root/exp_gpu_out}
+recipe=$root/egs/synth_longform
+common="model=small train=gpu train.warmup_steps=300 train.max_duration=600 \
+train.curriculum.start_max_s=5 train.curriculum.ramp_epochs=8 train.max_steps=6000 \
+train.save_every=250 train.valid_every=250 train.average_last=3 train.valid_wer_recordings=0"
+configs=()
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --deadline-s) deadline_s=$2; shift 2 ;;
+    --reserve-s) reserve_s=$2; shift 2 ;;
+    --nj) nj=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --lang) lang=$2; shift 2 ;;
+    --common) common=$2; shift 2 ;;
+    --config) configs+=("$2"); shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
+  esac
+done
+[ ${#configs[@]} -gt 0 ] || configs=("main=")
+log() { echo "[train_large $(date -u +%H:%M:%S) +$SECONDS s] $*"; }
+mkdir -p "$out"
+data=$recipe/data/$size
+exp=$recipe/exp
+ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+[ "$ngpu" -ge 1 ] || { echo "train_large.sh: no GPU" >&2; exit 1; }
+[ ${#configs[@]} -le "$ngpu" ] || { echo "train_large.sh: ${#configs[@]} configs > $ngpu GPUs" >&2; exit 1; }
+
+log "build corpus $size ($nj jobs, data.lang.model_type=$lang)"
+local/gpu/build_corpus.sh --size "$size" --nj "$nj" -- "data.lang.model_type=$lang" \
+  > "$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
+grep -E "^\[build_corpus|^\||^  (train|dev|test)" "$out/build.log" | grep -v "it/s"
+export PYTHONPATH=/tmp/site:$root PYTHONUNBUFFERED=1
+
+hydra=("recipe_dir=$recipe" "data_dir=$data" "exp_dir=$exp" "hydra.searchpath=[file://$recipe/conf]"
+       "corpus=$size" "data.lang.model_type=$lang" "num_workers=8")
+read -r -a common_args <<< "$common"
+train_min=$(awk -v l=$((deadline_s - SECONDS - reserve_s)) 'BEGIN{printf "%.2f", l/60}')
+log "training ${#configs[@]} config(s) in parallel for $train_min min each"
+gpu=0
+for c in "${configs[@]}"; do
+  tag=${c%%=*}; read -r -a extra <<< "${c#*=}"
+  (
+    export CUDA_VISIBLE_DEVICES=$gpu
+    a=("${hydra[@]}" "${common_args[@]}" "${extra[@]+"${extra[@]}"}" "train.tag=$tag")
+    python3 -m unique_asr.bin.train "${a[@]}" "train.max_minutes=$train_min" \
+      > "$out/train_$tag.log" 2>&1 || { echo "train $tag FAILED"; tail -n 30 "$out/train_$tag.log"; exit 1; }
+    echo "[$tag] trained: $(tr -d '\n ' < "$exp/$tag/train_summary.json")"
+    d=("decode.results_md=$exp/$tag/RESULTS.md" "decode.dtype=bfloat16")
+    python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" > "$out/decode_$tag.log" 2>&1 &&
+      python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" > "$out/score_$tag.log" 2>&1 ||
+      { echo "decode/score $tag FAILED"; tail -n 30 "$out/decode_$tag.log" "$out/score_$tag.log"; exit 1; }
+    echo "[$tag] $(grep -E 'WER' "$out/score_$tag.log" | tail -n 3)"
+  ) &
+  gpu=$((gpu + 1))
+done
+wait
+
+# ---- summary: loss curve digest per config, scoring files, everything packed in one archive
+for c in "${configs[@]}"; do
+  tag=${c%%=*}
+  python3 - "$exp/$tag/train_log.jsonl" "$tag" <<'EOF' || true
+import json, sys
+rows = [json.loads(x) for x in open(sys.argv[1])]
+tr = [r for r in rows if "ce" in r]
+va = {r["step"]: r["valid_loss"] for r in rows if "valid_loss" in r}
+print(f"[{sys.argv[2]}] {len(tr)} steps; step, ce, ctc (means of 100 steps), valid loss:")
+for i in range(0, len(tr), 100):
+    ch = tr[i:i + 100]
+    v = [va[s] for s in va if ch[0]["step"] <= s <= ch[-1]["step"]]
+    print(f"  {ch[-1]['step']:5d} ce {sum(r['ce'] for r in ch) / len(ch):.3f} "
+          f"ctc {sum(r['ctc'] for r in ch) / len(ch):.3f} "
+          f"t/step {sum(r['time_s'] for r in ch) / len(ch):.3f}s "
+          f"cap {ch[-1]['cap_s']} valid {v[-1] if v else '-'}")
+EOF
+done
+tar -czf "$out/train_large_logs.tgz" -C "$recipe" --exclude='*.pt' --exclude='tensorboard' \
+  $(cd "$recipe" && ls -d exp/*/ 2>/dev/null) 2>/dev/null
+(cd "$out" && tar -czf run_logs.tgz ./*.log && rm -f ./*.log)
+ls -la "$out"
+log "done"
