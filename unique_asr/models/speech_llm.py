@@ -74,9 +74,10 @@ class SpeechLLM(nn.Module):
         tgt = torch.where((j < 0) | (j > token_lens[:, None]), torch.full_like(tgt, -100), tgt)
         return x, tgt
 
-    def forward(self, feats, feat_lens, tokens, token_lens) -> dict:
+    def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None) -> dict:
         """Returns loss (per target token of this batch) and the sums a trainer can normalise
-        globally: ce_sum, ctc_sum, ntokens (text + eos tokens)."""
+        globally: ce_sum, ctc_sum, ntokens (text + eos tokens). ce_weight overrides the config's
+        (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero gradient)."""
         enc, enc_lens = self._encode(feats, feat_lens)
         ctc_sum = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
@@ -96,7 +97,8 @@ class SpeechLLM(nn.Module):
         logits = self.decoder.logits(h[sel]).float()
         ce_sum = F.cross_entropy(logits, tgt[sel], reduction="sum")
         ntokens = sel.sum()
-        total = self.cfg.ce_weight * ce_sum + self.cfg.ctc_weight * ctc_sum
+        ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
+        total = ce_w * ce_sum + self.cfg.ctc_weight * ctc_sum
         return {
             "loss": total / ntokens.clamp_min(1), "loss_sum": total, "ce_sum": ce_sum.detach(),
             "ctc_sum": ctc_sum.detach(), "ntokens": ntokens,

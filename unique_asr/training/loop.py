@@ -65,8 +65,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, autocast):
-    """One optimizer step over accumulated micro-batches. Returns a dict of global metrics."""
+def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, autocast,
+               ce_weight: float | None = None):
+    """One optimizer step over accumulated micro-batches. Returns a dict of global metrics.
+    ce_weight: None keeps the model config's; 0 during the CTC warm-up."""
     model.train()
     opt.zero_grad(set_to_none=True)
     finite = True
@@ -79,7 +81,7 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
         with ctx:
             with autocast():
                 out = ddp(b["feats"].to(device), b["feat_lens"].to(device),
-                          b["tokens"].to(device), b["token_lens"].to(device))
+                          b["tokens"].to(device), b["token_lens"].to(device), ce_weight)
             (out["loss_sum"] * (world / gntok.item())).backward()
         finite &= bool(torch.isfinite(out["loss_sum"].detach()))
         sums += torch.tensor([float(out["loss_sum"].detach()), float(out["ce_sum"]),
@@ -217,7 +219,11 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                     log.info("step %d: decoder attention unique_soft -> unique_hard for the last "
                              "%s steps", st.step, tcfg.get("hard_steps"))
             ts, tc = time.time(), time.process_time()
-            m = train_step(ddp, model, group, opt, tcfg, device, world, autocast)
+            ctc_warm = ctc_warmup_phase(sched.pos, tcfg)
+            m = train_step(ddp, model, group, opt, tcfg, device, world, autocast,
+                           0.0 if ctc_warm else None)
+            if ctc_warm:
+                m["ctc_warmup"] = True
             group = []
             st.step += 1
             st.elapsed_s = time.time() - t_start
@@ -293,6 +299,15 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         writer.close()
         log.info("training: %s", summary)
     return summary
+
+
+def ctc_warmup_phase(pos: float, tcfg: dict) -> bool:
+    """True for the first `train.ctc_warmup_steps` schedule positions (steps, or the wall-clock
+    fraction times max_steps under train.max_minutes): the decoder's cross-entropy is off so the
+    encoder learns acoustics from CTC alone. Without it the decoder memorises the (few, repeated)
+    training sentences within a few hundred steps while CTC sits on its blank plateau, and the
+    model never learns to listen (measured: issue 3 note, H200 run of 2026-11-28)."""
+    return pos < float(tcfg.get("ctc_warmup_steps") or 0)
 
 
 def steps_per_second_hint(total_s: float, steps: int) -> str:
