@@ -127,3 +127,23 @@ def test_sparse_backends_through_the_loop(tiny_model, attention):
     assert len(hyps) == 2 and stats.steps >= 1 and all(len(h) <= 6 for h in hyps)
     beam, _ = beam_search(tiny_model, audio, alens, 4, beam=2, attention=attention, budget=16)
     assert len(beam) == 2
+
+
+def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
+    from collections import Counter
+
+    from unique_asr.decoding.features import cut_features
+    from unique_asr.models.ctc import ctc_greedy
+
+    cut = make_cut(tmp_path, "c", 4.0)
+    res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
+                      DecodeOptions(method="ctc_greedy"), "cpu")
+    feats = cut_features(cut, Counter())
+    with torch.inference_mode():
+        _, _, logp, enc_lens = tiny_model.encode_with_ctc(feats[None], torch.tensor([len(feats)]))
+    ids = ctc_greedy(logp, enc_lens, tiny_model.cfg.ctc_blank)[0]
+    assert res.rows[0]["hyp"] == WordTokenizer(40).decode(ids)
+    assert res.rows[0]["tokens"] == len(ids) == res.speed.tokens
+    assert all(i != tiny_model.cfg.ctc_blank for i in ids)
+    with pytest.raises(ValueError, match="ctc_greedy"):
+        DecodeOptions(method="ctc")

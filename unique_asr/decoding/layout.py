@@ -33,8 +33,8 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
 
 
 def method_name(dcfg) -> str:
-    """greedy, or beam<width>."""
-    return "greedy" if dcfg["method"] == "greedy" else f"beam{int(dcfg['beam'])}"
+    """greedy, ctc_greedy, or beam<width>."""
+    return f"beam{int(dcfg['beam'])}" if dcfg["method"] == "beam" else str(dcfg["method"])
 
 
 def run_tag(dcfg) -> str:

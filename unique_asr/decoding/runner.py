@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.decoding.features import BadInputError, cut_features, pad_short
-from unique_asr.decoding.generate import beam_search, greedy_search, sync
+from unique_asr.decoding.generate import GenStats, beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
     FRAMES_PER_TOKEN,
     max_new_tokens,
@@ -26,6 +26,7 @@ from unique_asr.decoding.longform import (
     split_points,
     supervision_gaps,
 )
+from unique_asr.models.ctc import ctc_greedy
 from unique_asr.scoring.speed import Speed
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DecodeOptions:
-    method: str = "greedy"  # greedy | beam
+    method: str = "greedy"  # greedy | beam | ctc_greedy (the encoder's CTC head alone)
     beam: int = 4
     length_penalty: float = 1.0
     attention: str = "dense"
@@ -50,8 +51,8 @@ class DecodeOptions:
     skip_bad: bool = False
 
     def __post_init__(self):
-        if self.method not in ("greedy", "beam"):
-            raise ValueError(f"decode.method={self.method!r}: use greedy or beam")
+        if self.method not in ("greedy", "beam", "ctc_greedy"):
+            raise ValueError(f"decode.method={self.method!r}: use greedy, beam or ctc_greedy")
         if self.split_at not in ("energy", "supervisions"):
             raise ValueError(f"decode.split_at={self.split_at!r}: use energy or supervisions")
 
@@ -168,12 +169,18 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         feats, lens = feats.to(device), lens.to(device)
         dtype = next(model.parameters()).dtype
         with torch.inference_mode():
-            audio, audio_lens = model.encode(feats.to(dtype), lens)
+            if opts.method == "ctc_greedy":
+                audio, audio_lens, ctc_logp, enc_lens = model.encode_with_ctc(feats.to(dtype), lens)
+            else:
+                audio, audio_lens = model.encode(feats.to(dtype), lens)
         sync(device)
         t_enc = time.perf_counter() - t0
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
                   for n in audio_lens.tolist()]
-        if opts.method == "greedy":
+        if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
+            hyps = ctc_greedy(ctc_logp, enc_lens, model.cfg.ctc_blank)
+            st = GenStats(tokens=sum(len(h) for h in hyps))
+        elif opts.method == "greedy":
             hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
                                      opts.budget)
         else:
