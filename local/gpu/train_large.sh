@@ -24,7 +24,8 @@ out=${OUT:-$root/exp_gpu_out}
 recipe=$root/egs/synth_longform
 common="model=small train=gpu train.warmup_steps=300 train.max_duration=600 \
 train.curriculum.start_max_s=5 train.curriculum.ramp_epochs=8 train.max_steps=6000 \
-train.save_every=250 train.valid_every=250 train.average_last=3 train.valid_wer_recordings=0"
+train.ctc_warmup_steps=2400 train.save_every=250 train.valid_every=250 train.average_last=3 \
+train.valid_wer_recordings=0"
 configs=()
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
