@@ -12,7 +12,8 @@
 #      PATH; nothing is written under /usr);
 #   3. runs stages 0-3 as run.sh would (same hydra arguments: recipe_dir, data_dir, exp_dir,
 #      num_workers, hydra.searchpath, corpus=<size>), with $python instead of the venv and the
-#      bundle's fortune files as corpus.text.fortune_dir, printing wall/CPU time per stage.
+#      bundle's fortune files as corpus.text.fortune_dir (fortunes-min and, for large's extra
+#      train/dev text, fortunes: one directory), printing wall/CPU time per stage.
 # A size other than default starts from the default corpus's synthesis cache when there is one
 # (hard links; the cache is keyed by voice and text, so it is shared safely), and at the end its
 # test split is compared with the default one (large: they must be identical, issue 3).
@@ -65,13 +66,21 @@ export PYTHONPATH=$site:$root${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 # ---- 2. TTS engines
 env_file=$tts/env.sh
-if [ ! -f "$env_file" ]; then
+debs_list=$(cd "$tts_debs" 2>/dev/null && ls -- *.deb 2>/dev/null | sort || true)
+# unpack again when the bundle gained packages since (e.g. fortunes for the large text)
+if [ ! -f "$env_file" ] || [ "$(cat "$tts/debs.txt" 2>/dev/null)" != "$debs_list" ]; then
   log "unpacking the TTS bundle $tts_debs into $tts"
   mkdir -p "$tts"
   local/gpu/unpack_tts.sh "$tts_debs" "$tts" > "$env_file.tmp" && mv "$env_file.tmp" "$env_file"
+  echo "$debs_list" > "$tts/debs.txt"
 fi
 # shellcheck disable=SC1090
 . "$env_file"
+if [ "$size" = large ] && [ ! -f "$UNIQUE_ASR_FORTUNE_DIR/cookie" ]; then
+  die "the large corpus's train/dev text (Debian's fortunes package) is not in \
+$UNIQUE_ASR_FORTUNE_DIR: run local/gpu/fetch_tts_debs.sh on the dev box (it adds \
+fortunes_*.deb to $tts_debs) and carry .gpu"
+fi
 log "setup done in $((SECONDS - t_all)) s; espeak-ng: $(command -v espeak-ng)"
 
 # ---- 3. stages 0-3, the way run.sh calls them

@@ -59,6 +59,16 @@ espeak-ng --version >&2 || die "bundled espeak-ng does not start (missing librar
 espeak-ng -v en-us -q "test" || die "bundled espeak-ng cannot load its voice data"
 flite -lv >&2 || die "bundled flite does not start"
 echo '(print "festival ok")' | festival --pipe >&2 || die "bundled festival does not start"
+# corpus text: fortunes-min (every size) and fortunes (extra train/dev text of `large`) share
+# one directory
+fdir=$root/usr/share/games/fortunes
+[ -f "$fdir/literature" ] || die "no fortunes-min text in $fdir: the bundle lacks \
+fortunes-min_*.deb (re-run local/gpu/fetch_tts_debs.sh)"
+if [ -f "$fdir/cookie" ]; then
+  say "corpus text: fortunes-min and fortunes ($(ls "$fdir" | grep -vc -e '\.dat$' -e '\.u8$') files)"
+else
+  say "WARNING: no fortunes package text in $fdir (the large corpus needs it; re-run local/gpu/fetch_tts_debs.sh)"
+fi
 
 cat <<EOF
 export PATH="$prefix/bin:\$PATH"

@@ -1,9 +1,11 @@
 """The `large` corpus is scored on the default corpus's test set (issue 3): its test split must be
 the default test split, recording for recording and sample for sample. Two checks:
 - config: large.yaml changes only train and dev; everything the test split is made from
-  (seed, text, voices, test settings, mixing ranges, split order) equals default.yaml's;
+  (seed, base text, voices, test settings, mixing ranges, split order) equals default.yaml's,
+  and large's extra text (the full `fortunes` package) goes to train and dev only;
 - behaviour: the test split does not depend on train/dev (its random stream, text pool and voice
-  usage are its own), shown on the tiny size by building it with and without train/dev.
+  usage are its own) nor on extra train/dev text, shown on the tiny size by building it with
+  train/dev, then without train/dev but with extra text files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def test_large_test_split_config_is_default():
     # large is bigger where it should be
     assert large["splits"]["train"]["target_s"] >= 9 * default["splits"]["train"]["target_s"]
     assert large["splits"]["dev"]["target_s"] > default["splits"]["dev"]["target_s"]
+    # large's only text change: extra files for train and dev (default and tiny have none)
+    extra = {k: large["text"].pop(k) for k in list(large["text"]) if k.startswith("extra_")}
+    assert extra["extra_splits"] == ["train", "dev"] and extra["extra_package"] == "fortunes"
+    assert len(extra["extra_files"]) >= 30 and "art" not in extra["extra_files"]
+    assert not any(k.startswith("extra_") for k in default["text"])
+    assert not any(k.startswith("extra_") for k in _corpus("tiny")["text"])
     rest = {k: v for k, v in large.items() if k not in ("size", "splits")}
     assert rest == {k: v for k, v in default.items() if k not in ("size", "splits")}
 
@@ -49,11 +57,18 @@ def test_test_split_independent_of_train_and_dev(tmp_path):
 
     full = tmp_path / "full"
     CorpusBuilder(_corpus("tiny"), full, num_workers=2).build()
-    # test only (no train/dev conversations, other train/dev lengths), synthesis cache reused
+    # test only (no train/dev conversations, other train/dev lengths, extra train/dev text
+    # the way large has it, from a small fake file), synthesis cache reused
     only = tmp_path / "test_only"
     shutil.copytree(full / "cache", only / "cache")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "cookie").write_text("".join(f"Extra sentence number {i} for training.\n%\n"
+                                          for i in range(50)))
     cfg = _corpus("tiny", "corpus.splits.train.target_s=0", "corpus.splits.dev.target_s=0",
-                  "corpus.splits.train.conv_min_s=3", "corpus.splits.dev.conv_max_s=9")
+                  "corpus.splits.train.conv_min_s=3", "corpus.splits.dev.conv_max_s=9",
+                  "++corpus.text.extra_files=[cookie]", f"++corpus.text.extra_fortune_dir={extra}",
+                  "++corpus.text.extra_splits=[train,dev]")
     info = CorpusBuilder(cfg, only, num_workers=2).build()
     assert info["splits"]["train"]["recordings"] == 0 and info["splits"]["dev"]["recordings"] == 0
     a, b = _test_split_digest(full), _test_split_digest(only)

@@ -4,7 +4,8 @@ Why: the default recipe must run offline with no downloads, yet exercise long-fo
 so it makes its own multi-speaker conversations from public text and local TTS engines.
 
 Steps (all decisions come from one seed, so the same seed gives byte-identical output):
-1. sentences (text_source) are shuffled and cut into disjoint train/dev/test text pools;
+1. sentences (text_source) are shuffled and cut into disjoint train/dev/test text pools
+   (optional extra text files enlarge only the pools of corpus.text.extra_splits);
 2. each voice speaks a calibration sentence once, giving seconds per character for planning;
 3. per split, conversations are planned: length, 2-4 speakers, turns of 1-3 sentences, pauses,
    per-utterance speed and per-turn level, noise type and SNR;
@@ -149,19 +150,7 @@ class CorpusBuilder:
             check_voice(v)
 
     def _text_pools(self) -> dict[str, list[str]]:
-        t = self.cfg["text"]
-        sentences = load_sentences(t["fortune_dir"], list(t["files"]), int(t["min_words"]),
-                                   int(t["max_words"]))
-        order = np.random.default_rng([self.seed, 0]).permutation(len(sentences))
-        fr = {s: float(x) for s, x in t["split_fractions"].items()}
-        pools, start = {}, 0
-        for i, split in enumerate(fr):
-            end = len(order) if i == len(fr) - 1 else start + round(fr[split] * len(order))
-            pools[split] = [sentences[j] for j in order[start:end]]
-            if not pools[split]:
-                raise ValueError(f"corpus.text.split_fractions: split {split} got no sentences")
-            start = end
-        return pools
+        return text_pools(self.cfg["text"], self.seed)
 
     def _calibrate(self) -> dict[str, float]:
         """Seconds of speech per character of text, per voice (one cached synthesis each)."""
@@ -347,6 +336,66 @@ class CorpusBuilder:
             info["splits"][split] = self.build_split(split, pools[split], spc)
         write_json(self.out / "info.json", info)
         return info
+
+
+def text_pools(t: dict, seed: int) -> dict[str, list[str]]:
+    """Disjoint sentence pools per split.
+
+    The base files (fortunes-min) are shuffled with the seed and cut by split_fractions.
+    Optional extra files (corpus.text.extra_files; `large` uses the full `fortunes`
+    package) are then shared out among corpus.text.extra_splits only, so the other splits'
+    pools (large: test) stay exactly the base ones, sentence for sentence and in order."""
+    sentences = load_sentences(t["fortune_dir"], list(t["files"]), int(t["min_words"]),
+                               int(t["max_words"]))
+    order = np.random.default_rng([seed, 0]).permutation(len(sentences))
+    fr = {s: float(x) for s, x in t["split_fractions"].items()}
+    pools, start = {}, 0
+    for i, split in enumerate(fr):
+        end = len(order) if i == len(fr) - 1 else start + round(fr[split] * len(order))
+        pools[split] = [sentences[j] for j in order[start:end]]
+        if not pools[split]:
+            raise ValueError(f"corpus.text.split_fractions: split {split} got no sentences")
+        start = end
+    if t.get("extra_files"):
+        _add_extra_text(pools, t, fr, seed)
+    _check_disjoint(pools)
+    return pools
+
+
+def _add_extra_text(pools: dict[str, list[str]], t: dict, fr: dict[str, float],
+                    seed: int) -> None:
+    """Append the extra files' new sentences to the pools of corpus.text.extra_splits.
+
+    Sentences already in any pool are dropped (no test sentence can enter train/dev); the
+    rest are shuffled with their own seeded stream and cut in proportion to the receiving
+    splits' split_fractions."""
+    to = list(t.get("extra_splits") or [])
+    bad = [s for s in to if s not in fr]
+    if not to or bad or len(set(to)) != len(to):
+        raise ValueError(f"corpus.text.extra_splits={to}: give the splits that receive "
+                         f"corpus.text.extra_files, distinct names among {list(fr)}")
+    extra = load_sentences(t.get("extra_fortune_dir") or t["fortune_dir"],
+                           list(t["extra_files"]), int(t["min_words"]),
+                           int(t["max_words"]), package=str(t.get("extra_package", "fortunes")))
+    known = {x for p in pools.values() for x in p}
+    extra = [x for x in extra if x not in known]
+    order = np.random.default_rng([seed, 0, 1]).permutation(len(extra))
+    total, start = sum(fr[s] for s in to), 0
+    for i, split in enumerate(to):
+        end = len(order) if i == len(to) - 1 else start + round(fr[split] / total * len(order))
+        pools[split] = pools[split] + [extra[j] for j in order[start:end]]
+        start = end
+    log.info("extra text (%s): %d new sentences to %s", ", ".join(t["extra_files"]),
+             len(extra), ", ".join(f"{s} {len(pools[s])}" for s in to))
+
+
+def _check_disjoint(pools: dict[str, list[str]]) -> None:
+    """No sentence may be in two splits: a test sentence heard in training would flatter WER."""
+    seen: dict[str, str] = {}
+    for split, pool in pools.items():
+        for x in pool:
+            if seen.setdefault(x, split) != split:
+                raise ValueError(f"corpus text pools overlap: {x!r} is in {seen[x]} and {split}")
 
 
 class _Pool:

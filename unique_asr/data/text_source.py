@@ -1,8 +1,10 @@
-"""Offline English text for the synthetic corpus: Debian's fortunes-min cookie files.
+"""Offline English text for the synthetic corpus: Debian's fortune cookie files.
 
 The files (/usr/share/games/fortunes/{fortunes,literature,riddles}) ship with Debian's
-fortunes-min package under the BSD licence in /usr/share/doc/fortunes-min/copyright. We only
-read them locally to synthesise audio; nothing is redistributed.
+fortunes-min package under the BSD licence in /usr/share/doc/fortunes-min/copyright; the
+`large` corpus also reads the ~40 files of Debian's full `fortunes` package (same directory,
+same licence, /usr/share/doc/fortunes/copyright). We only read them locally to synthesise
+audio; nothing is redistributed.
 
 Each cookie is split into sentences; a sentence is kept when, after normalisation, it has
 3..max_words words and carries nothing a TTS engine would read differently from the reference
@@ -53,10 +55,12 @@ def split_sentences(text: str) -> list[str]:
 
 def load_sentences(fortune_dir: str | Path = DEFAULT_FORTUNE_DIR,
                    files: tuple[str, ...] | list[str] = DEFAULT_FORTUNE_FILES,
-                   min_words: int = 3, max_words: int = 30) -> list[str]:
+                   min_words: int = 3, max_words: int = 30,
+                   package: str = "fortunes-min") -> list[str]:
     """Return unique normalised sentences from the fortune files, in a deterministic order.
 
-    Raises FileNotFoundError naming the path and the Debian package when a file is missing.
+    Raises FileNotFoundError naming the path and the Debian package (`package`, the one the
+    files come with) when a file is missing.
     """
     fortune_dir = Path(fortune_dir)
     seen: set[str] = set()
@@ -65,8 +69,8 @@ def load_sentences(fortune_dir: str | Path = DEFAULT_FORTUNE_DIR,
         path = fortune_dir / name
         if not path.is_file():
             raise FileNotFoundError(
-                f"text source {path} not found: it comes with Debian's fortunes-min package; "
-                "install it with: sudo apt-get install -y fortunes-min")
+                f"text source {path} not found: it comes with Debian's {package} package; "
+                f"install it with: sudo apt-get install -y {package}")
         for cookie in read_cookies(path):
             for raw in split_sentences(cookie):
                 if _BAD_CHARS.search(raw) or _ACRONYM.search(raw) or ":" in raw:

@@ -1,0 +1,92 @@
+"""Text pools with extra files (corpus.text.extra_files, used by the `large` size): the extra
+sentences go to the listed splits only, the other pools stay the base ones sentence for sentence,
+and no sentence is in two splits. Small fake fortune files, so CI needs no `fortunes` package."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from unique_asr.data.synth_corpus import _check_disjoint, text_pools
+
+ADJ = ["red", "quiet", "happy", "old", "tiny", "brave", "lazy", "green", "loud", "clever"]
+NOUN = ["cat", "farmer", "river", "teacher", "robot", "garden", "pilot", "kettle", "dragon"]
+VERB = ["sings", "waits", "sleeps", "dances", "wanders", "laughs", "listens", "grows"]
+
+
+def _sentences(n: int, tag: str) -> list[str]:
+    combos = itertools.product(ADJ, NOUN, VERB)
+    return [f"The {a} {b} {tag} {v} today." for (a, b, v), _ in zip(combos, range(n))]
+
+
+def _write(path, sentences: list[str]) -> None:
+    path.write_text("".join(f"{s}\n%\n" for s in sentences))
+
+
+@pytest.fixture()
+def text_cfg(tmp_path):
+    """Base files of 3 x 40 sentences, extra files of 2 x 150, one extra file repeating
+    sentences of the base files (some end up in the test pool)."""
+    base, extra = tmp_path / "base", tmp_path / "extra"
+    base.mkdir()
+    extra.mkdir()
+    names = ["fortunes", "literature", "riddles"]
+    base_sents = _sentences(120, "slowly")
+    for i, name in enumerate(names):
+        _write(base / name, base_sents[40 * i:40 * (i + 1)])
+    _write(extra / "cookie", _sentences(150, "often"))
+    _write(extra / "wisdom", _sentences(150, "rarely")[:100] + base_sents)
+    cfg = {"fortune_dir": str(base), "files": names, "min_words": 3, "max_words": 30,
+           "split_fractions": {"train": 0.75, "dev": 0.10, "test": 0.15}}
+    extra_cfg = dict(cfg, extra_files=["cookie", "wisdom"], extra_fortune_dir=str(extra),
+                     extra_package="fortunes", extra_splits=["train", "dev"])
+    return cfg, extra_cfg
+
+
+def test_extra_text_only_enlarges_train_and_dev(text_cfg):
+    cfg, extra_cfg = text_cfg
+    base = text_pools(cfg, seed=7)
+    big = text_pools(extra_cfg, seed=7)
+    assert {k: len(v) for k, v in base.items()} == {"train": 90, "dev": 12, "test": 18}
+    # test: the base pool, same sentences in the same order (its plan is then the same)
+    assert big["test"] == base["test"]
+    # train and dev: the base pool first, then the 250 new extra sentences, cut 75:10
+    for split in ("train", "dev"):
+        assert big[split][:len(base[split])] == base[split]
+    added = {s: big[s][len(base[s]):] for s in ("train", "dev")}
+    assert len(added["train"]) + len(added["dev"]) == 250
+    assert len(added["dev"]) == round(250 * 0.10 / 0.85)
+    assert all(" slowly " not in x for x in added["train"] + added["dev"])  # no base repeats
+    assert sum(" often " in x for x in added["train"]) > 100
+    assert sum(" rarely " in x for x in added["dev"]) > 0
+    # disjoint splits: in particular the extra file's copies of test sentences stay out
+    train_dev = set(big["train"]) | set(big["dev"])
+    assert not set(big["test"]) & train_dev
+    assert len(set(big["train"]) & set(big["dev"])) == 0
+    # deterministic from the seed, and the seed matters
+    assert text_pools(extra_cfg, seed=7) == big
+    assert text_pools(extra_cfg, seed=8)["train"] != big["train"]
+
+
+def test_missing_extra_file_names_file_and_package(text_cfg):
+    _, extra_cfg = text_cfg
+    cfg = dict(extra_cfg, extra_files=["cookie", "startrek"])
+    with pytest.raises(FileNotFoundError) as err:
+        text_pools(cfg, seed=7)
+    msg = str(err.value)
+    assert "startrek" in msg and "apt-get install -y fortunes" in msg
+    assert "fortunes-min" not in msg
+
+
+@pytest.mark.parametrize("splits", [[], ["train", "eval"], ["train", "train"]])
+def test_bad_extra_splits_rejected(text_cfg, splits):
+    _, extra_cfg = text_cfg
+    with pytest.raises(ValueError, match="extra_splits"):
+        text_pools(dict(extra_cfg, extra_splits=splits), seed=7)
+
+
+def test_overlapping_pools_rejected():
+    _check_disjoint({"train": ["a b c", "d e f"], "test": ["g h i"]})
+    with pytest.raises(ValueError, match="'d e f' is in train and test"):
+        _check_disjoint({"train": ["a b c", "d e f"], "test": ["d e f"]})
