@@ -119,7 +119,7 @@ train_run() {  # tag attention minutes [more overrides]
   "$python" -m unique_asr.bin.train "${common[@]}" "train=$train" "attention=$att" \
     "attention.budget=$budget" "train.init_from=$ckpt" "train.tag=$tag" \
     "train.max_minutes=$mins" "train.lr=$lr" "train.warmup_steps=$warmup" \
-    "train.curriculum.start_max_s=$start_max_s" "$@" \
+    "train.curriculum.start_max_s=$start_max_s" "train.ctc_warmup_steps=0" "$@" \
     "${extra[@]+"${extra[@]}"}" > "$out/train_$tag.log" 2>&1 \
     || { tail -n 30 "$out/train_$tag.log" >&2; die "training $tag failed (log: $out/train_$tag.log)"; }
 }
