@@ -3,7 +3,7 @@
 #   GPU 1: issue 5, sparsity-aware fine-tuning of the best small model (lowest last validation
 #          loss) with unique_soft, tau 1.0 (bench/finetune_softmask.sh: loss curve, step time
 #          against dense on the same batches, WER with unique decoding at budget 512 and dense);
-#   GPU 0: issue 4, the decode-step benchmark (bench/run_decode_gpu.sh, library defaults), then
+#   GPU 0: issue 4, the decode-step benchmark + the Table 9 top-k grid (library defaults), then
 #          a second fine-tune with tau 0.5 when time is left.
 # If the machine is a fresh one (the models are gone), only the benchmark runs.
 #   local/gpu/after_train.sh [--deadline-s 560]        (carry [".gpu"], timeout_s 600)
@@ -48,8 +48,8 @@ if [ -n "$ck" ] && [ -f "$ck" ]; then
 else
   log "no trained model on this machine (fresh machine?): benchmark only"
 fi
-(CUDA_VISIBLE_DEVICES=0 SKIP_TESTS=1 BENCH_TIMEOUT=220 \
-   BENCH_ARGS="--fast --skip-tables --long-contexts=" bash bench/run_decode_gpu.sh \
+(CUDA_VISIBLE_DEVICES=0 SKIP_TESTS=1 BENCH_TIMEOUT=260 \
+   BENCH_ARGS="--fast --tables=9 --long-contexts=" bash bench/run_decode_gpu.sh \
    > "$out/bench.log" 2>&1
  log "bench exit $?"; tail -n 25 "$out/bench.log"
  left=$((deadline_s - SECONDS))
