@@ -57,7 +57,9 @@ def score_run(
             "ins": score.ins,
             "ref words": score.nref,
             "RTFx": f"{speed.rtfx:.2f}" if speed else "-",
-            "tokens/s": f"{speed.tokens_per_second:.1f}" if speed else "-",
+            # no decode steps (decode.method=ctc_greedy): no tokens/s to report
+            "tokens/s": f"{speed.tokens_per_second:.1f}" if speed and speed.step_seconds > 0
+            else "-",
             "git": meta.get("git") or git_hash(),
             "command": f"`{command or meta.get('command', '-')}`",
         }
