@@ -101,13 +101,16 @@ def test_partial_range_and_changed_options(smoke):
 def test_resume_after_interruption(smoke, tmp_path):
     ref = smoke[0] / "data"
     args = tiny_args(tmp_path)
+    # 1 s per synthesised utterance: the ~13 utterances take several seconds, so the interruption
+    # lands inside the synthesis however fast the machine (one CI run finished first)
+    env = {**os.environ, "UNIQUE_ASR_TEST_SYNTH_DELAY_S": "1.0"}
     proc = subprocess.Popen([str(ROOT / "run.sh"), "--setup", "false", *args, "--stop-stage", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     cache = tmp_path / "data" / "corpus" / "cache"
     deadline = time.time() + 120
-    # interrupt early in the synthesis (the tiny corpus caches ~31 utterances), well before the
-    # stage can finish on a fast or idle machine
+    # interrupt early in the synthesis (the tiny corpus caches ~31 wavs: 18 voice calibrations,
+    # ~13 utterances)
     while time.time() < deadline and len(list(cache.glob("*/*.wav"))) < 8:
         time.sleep(0.02)
     finished_before = proc.poll() is not None
