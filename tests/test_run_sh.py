@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -101,12 +102,15 @@ def test_partial_range_and_changed_options(smoke):
 def test_resume_after_interruption(smoke, tmp_path):
     ref = smoke[0] / "data"
     args = tiny_args(tmp_path)
-    # 1 s per synthesised utterance: the ~13 utterances take several seconds, so the interruption
-    # lands inside the synthesis however fast the machine (one CI run finished first)
-    env = {**os.environ, "UNIQUE_ASR_TEST_SYNTH_DELAY_S": "1.0"}
-    proc = subprocess.Popen([str(ROOT / "run.sh"), "--setup", "false", *args, "--stop-stage", "1"],
+    # run.sh must take SIGINT even when this test runs in a background job, which starts with
+    # SIGINT ignored: children inherit that and a bash started so cannot undo it, so a small
+    # Python launcher restores the default and execs run.sh
+    launch = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+              "os.execv(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", launch, str(ROOT / "run.sh"), "--setup", "false",
+                             *args, "--stop-stage", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
+                            start_new_session=True)
     cache = tmp_path / "data" / "corpus" / "cache"
     deadline = time.time() + 120
     # interrupt early in the synthesis (the tiny corpus caches ~31 wavs: 18 voice calibrations,

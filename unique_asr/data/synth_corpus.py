@@ -33,8 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,10 +244,7 @@ class CorpusBuilder:
     def _synth_batch(self, keys: list[tuple[str, str]]) -> None:
         voice = self.by_id[keys[0][0]]
         texts = [k[1] for k in keys]
-        # tests only: slow synthesis down so that an interruption lands in the middle of it
-        delay = float(os.environ.get("UNIQUE_ASR_TEST_SYNTH_DELAY_S") or 0)
         for text, audio in zip(texts, synthesize_many(voice, texts, self.rate)):
-            time.sleep(delay)
             write_audio(_cache_path(self.cache, voice, text), audio, self.rate)
 
     # ---------------------------------------------------------------- assembly
