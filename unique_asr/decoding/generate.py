@@ -9,6 +9,11 @@ token per sequence. The model contract is in /work/notes/interface_model.md:
 Token limits are per sequence (`max_new`). Greedy search drops finished sequences from the batch
 (cache.reorder to the live rows), so a short recording in a batch of long ones costs nothing once
 it has ended; beam search keeps finished hypotheses in place, extended only by the end token.
+
+Joint CTC/attention decoding (`ctc=JointCTC(...)`, decode.ctc_weight > 0): each step scores the
+decoder's top candidates (and the end token) with the encoder's CTC prefix score too
+(ctc_prefix.py) and ranks them by (1-w) log p_dec + w log psi_ctc. With ctc=None (weight 0) the
+loops below are exactly the decoder-only ones.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.decoding.backends import new_cache
+from unique_asr.decoding.ctc_prefix import CTCPrefixScorer, candidate_tokens, joint_increment
 
 
 @dataclass
@@ -30,6 +36,27 @@ class GenStats:
     step_seconds: float = 0.0
     steps: int = 0
     tokens: int = 0  # emitted transcript tokens, end tokens excluded
+    ctc_seconds: float = 0.0  # part of step_seconds spent on CTC prefix scores (joint decoding)
+
+
+@dataclass
+class JointCTC:
+    """The encoder's CTC log-probs of the batch and how much they weigh in joint decoding."""
+
+    logp: torch.Tensor  # [B, T_enc, n_text + 1] log-probs of the CTC head
+    lens: torch.Tensor  # [B] encoder frames per sequence
+    blank: int
+    weight: float = 0.3  # w in (1-w) log p_dec + w log psi_ctc; 0 < w <= 1
+    candidates: int = 8  # decoder candidates scored with CTC per hypothesis and step
+
+    def __post_init__(self):
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"decode.ctc_weight={self.weight}: joint decoding needs 0 < w <= 1")
+        if self.candidates < 1:
+            raise ValueError(f"decode.ctc_candidates={self.candidates}: must be >= 1")
+
+    def scorer(self, eos: int) -> CTCPrefixScorer:
+        return CTCPrefixScorer(self.logp, self.lens, self.blank, eos)
 
 
 def sync(device) -> None:
@@ -82,8 +109,11 @@ def greedy_search(
     max_new,
     attention: str = "dense",
     budget: int | None = None,
+    ctc: JointCTC | None = None,
 ) -> tuple[list[list[int]], GenStats]:
-    """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped)."""
+    """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped).
+
+    With `ctc`, each step takes the best joint CTC/attention candidate instead of the argmax."""
     B, dev = audio_emb.shape[0], audio_emb.device
     eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
     lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new,
@@ -92,12 +122,27 @@ def greedy_search(
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
     live = lim > 0
+    if ctc is not None:
+        scorer = ctc.scorer(eos)
+        state = scorer.initial()
     for t in _steps(n_max):
         if not bool(live.all()):  # drop finished sequences from the batch (compaction)
             keep = live.nonzero().squeeze(1)
             cache.reorder(keep)
             rows, lim, logits = rows[keep], lim[keep], logits[keep]
-        tok = _mask_logits(logits, suppress).argmax(-1)
+            if ctc is not None:
+                state = state.index(keep)
+        if ctc is None:
+            tok = _mask_logits(logits, suppress).argmax(-1)
+        else:
+            tc = time.perf_counter()
+            logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
+            cands = candidate_tokens(logp, eos, ctc.candidates, ctc.weight, scorer.C)
+            inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
+            tok = cands.gather(1, inc.argmax(-1, keepdim=True)).squeeze(1)
+            state = scorer.extend(state, tok)
+            sync(dev)
+            stats.ctc_seconds += time.perf_counter() - tc
         out[rows, t] = tok
         live = (tok != eos) & (lim > t + 1)
         stats.steps += 1
@@ -124,12 +169,15 @@ def beam_search(
     length_penalty: float = 1.0,
     attention: str = "dense",
     budget: int | None = None,
+    ctc: JointCTC | None = None,
 ) -> tuple[list[list[int]], GenStats]:
     """Batched beam search: `beam` hypotheses per sequence share one KV cache of B*beam rows.
 
     A finished hypothesis stays in its slot, extended only by the end token at no cost. At the
     end the best hypothesis maximises log p / len^length_penalty (len counts the end token).
     Histories are kept as back-pointers (O(1) per step), not copied per step.
+    With `ctc`, log p is the joint score (1-w) log p_dec + w log psi_ctc, and each hypothesis
+    expands only into the decoder's top `ctc.candidates` tokens and the end token.
     """
     B, K, dev = audio_emb.shape[0], beam, audio_emb.device
     if K < 1:
@@ -150,15 +198,34 @@ def beam_search(
     length = torch.zeros(B, K, dtype=torch.long, device=dev)
     fin = torch.zeros(B, K, dtype=torch.bool, device=dev)
     toks, parents = [], []
+    if ctc is not None:
+        scorer = ctc.scorer(eos)
+        state = scorer.initial(rows.repeat_interleave(K))
+        score = score.double()
     for t in _steps(n_max):
         fin = fin | (lim <= t)[:, None]  # out of room: ends here (an end token is forced)
-        lp = logp.view(B, K, V).clone()
-        # finished: only the end token, at no cost
-        lp[fin] = float("-inf")
-        lp[..., eos] = torch.where(fin, torch.zeros_like(lp[..., eos]), lp[..., eos])
-        cand = (score[:, :, None] + lp).view(B, K * V)
-        score, idx = cand.topk(K, dim=-1)
-        parent, tok = idx // V, idx % V
+        if ctc is None:
+            lp = logp.view(B, K, V).clone()
+            # finished: only the end token, at no cost
+            lp[fin] = float("-inf")
+            lp[..., eos] = torch.where(fin, torch.zeros_like(lp[..., eos]), lp[..., eos])
+            cand = (score[:, :, None] + lp).view(B, K * V)
+            score, idx = cand.topk(K, dim=-1)
+            parent, tok = idx // V, idx % V
+        else:
+            tc = time.perf_counter()
+            cands = candidate_tokens(logp, eos, ctc.candidates, ctc.weight, scorer.C)
+            J = cands.shape[1]  # the end token is the last candidate
+            inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
+            inc = inc.view(B, K, J).masked_fill(fin[:, :, None], float("-inf"))
+            inc[..., -1] = torch.where(fin, torch.zeros_like(inc[..., -1]), inc[..., -1])
+            score, idx = (score[:, :, None] + inc).view(B, K * J).topk(K, dim=-1)
+            parent, tok = idx // J, cands.view(B, K * J).gather(1, idx)
+            # a finished hypothesis (end token) keeps its state; the others extend theirs
+            state = scorer.extend(state.index((rows[:, None] * K + parent).flatten()),
+                                  tok.flatten())
+            sync(dev)
+            stats.ctc_seconds += time.perf_counter() - tc
         fin = fin.gather(1, parent)
         length = length.gather(1, parent) + (~fin).long()
         fin = fin | (tok == eos)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.decoding.features import BadInputError, cut_features, pad_short
-from unique_asr.decoding.generate import GenStats, beam_search, greedy_search, sync
+from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
     FRAMES_PER_TOKEN,
     max_new_tokens,
@@ -37,6 +37,8 @@ class DecodeOptions:
     method: str = "greedy"  # greedy | beam | ctc_greedy (the encoder's CTC head alone)
     beam: int = 4
     length_penalty: float = 1.0
+    ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
+    ctc_candidates: int = 8  # decoder candidates per hypothesis and step scored with CTC
     attention: str = "dense"
     budget: int | None = None
     batch_size: int = 8
@@ -53,6 +55,13 @@ class DecodeOptions:
     def __post_init__(self):
         if self.method not in ("greedy", "beam", "ctc_greedy"):
             raise ValueError(f"decode.method={self.method!r}: use greedy, beam or ctc_greedy")
+        if not 0.0 <= float(self.ctc_weight) <= 1.0:
+            raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
+        if self.ctc_weight > 0 and self.method == "ctc_greedy":
+            raise ValueError("decode.ctc_weight applies to method=greedy or beam; ctc_greedy "
+                             "already decodes with the CTC head alone: set decode.ctc_weight=0")
+        if int(self.ctc_candidates) < 1:
+            raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
             raise ValueError(f"decode.split_at={self.split_at!r}: use energy or supervisions")
 
@@ -168,8 +177,10 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         feats = torch.nn.utils.rnn.pad_sequence([p.feats for p in batch], batch_first=True)
         feats, lens = feats.to(device), lens.to(device)
         dtype = next(model.parameters()).dtype
+        # each piece (split at pauses) is encoded on its own, so it gets its own CTC log-probs
+        need_ctc = opts.method == "ctc_greedy" or opts.ctc_weight > 0
         with torch.inference_mode():
-            if opts.method == "ctc_greedy":
+            if need_ctc:
                 audio, audio_lens, ctc_logp, enc_lens = model.encode_with_ctc(feats.to(dtype), lens)
             else:
                 audio, audio_lens = model.encode(feats.to(dtype), lens)
@@ -177,15 +188,21 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         t_enc = time.perf_counter() - t0
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
                   for n in audio_lens.tolist()]
+        joint = None
+        if opts.ctc_weight > 0 and opts.method != "ctc_greedy":
+            joint = JointCTC(ctc_logp, enc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
+                             int(opts.ctc_candidates))
         if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
             hyps = ctc_greedy(ctc_logp, enc_lens, model.cfg.ctc_blank)
             st = GenStats(tokens=sum(len(h) for h in hyps))
         elif opts.method == "greedy":
             hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
-                                     opts.budget)
+                                     opts.budget, ctc=joint)
         else:
             hyps, st = beam_search(model, audio, audio_lens, limits, opts.beam,
-                                   opts.length_penalty, opts.attention, opts.budget)
+                                   opts.length_penalty, opts.attention, opts.budget, ctc=joint)
+        if joint is not None:
+            notes["ctc_seconds"] += round(st.ctc_seconds, 3)
         for p, ids, lim in zip(batch, hyps, limits):
             recs[p.rec]["hyp_pieces"][p.index] = tokenizer.decode(ids)
             recs[p.rec]["tokens"] += len(ids)

@@ -1,0 +1,206 @@
+"""CTC prefix scorer against brute force and a per-frame loop; joint CTC/attention search."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from unique_asr.decoding.ctc_prefix import CTCPrefixScorer
+from unique_asr.decoding.generate import JointCTC, beam_search, greedy_search
+
+NEG = float("-inf")
+
+
+def _collapse(path, blank):
+    out, prev = [], None
+    for p in path:
+        if p != prev and p != blank:
+            out.append(p)
+        prev = p
+    return out
+
+
+def brute_force(logp, blank):
+    """{collapsed output: probability} over all C^T alignments of one sequence [T, C]."""
+    T, C = logp.shape
+    p = logp.double().exp()
+    probs = {}
+    for path in itertools.product(range(C), repeat=T):
+        out = tuple(_collapse(path, blank))
+        probs[out] = probs.get(out, 0.0) + math.prod(float(p[t, k]) for t, k in enumerate(path))
+    return probs
+
+
+def loop_forward(logp, prefix, blank):
+    """Per-frame reference (float64, probability domain): r^n, r^b over tau = 0..T of a prefix,
+    and its prefix probability psi, built label by label."""
+    y = logp.double().exp()
+    T = y.shape[0]
+    rn, rb = [0.0] * (T + 1), [1.0] + [0.0] * T
+    for t in range(T):
+        rb[t + 1] = rb[t] * float(y[t, blank])
+    psi, last = 1.0, None
+    for c in prefix:
+        phi = [rb[t] + (rn[t] if c != last else 0.0) for t in range(T + 1)]
+        nrn, nrb = [0.0] * (T + 1), [0.0] * (T + 1)
+        psi = 0.0
+        for t in range(T):
+            nrn[t + 1] = (nrn[t] + phi[t]) * float(y[t, c])
+            nrb[t + 1] = (nrb[t] + nrn[t]) * float(y[t, blank])
+            psi += phi[t] * float(y[t, c])
+        rn, rb, last = nrn, nrb, c
+    return rn, rb, psi
+
+
+def _state_of(scorer, prefixes):
+    """Scorer state of one prefix per batch row, extended token by token."""
+    st = scorer.initial()
+    for i in range(max(map(len, prefixes), default=0)):
+        tok = torch.tensor([p[i] if i < len(p) else scorer.eos for p in prefixes])
+        st = scorer.extend(st, tok)  # eos: row keeps its state
+    return st
+
+
+def _log(x):
+    return math.log(x) if x > 0 else NEG
+
+
+def test_prefix_scores_equal_brute_force_over_all_alignments():
+    g = torch.Generator().manual_seed(0)
+    B, T, C, blank, eos = 3, 6, 4, 3, 7  # labels 0, 1, 2; blank last as in the speech LLM
+    # float64 posteriors: psi assumes each frame sums to 1 (float32 is off by ~1e-7 per frame)
+    logp = torch.randn(B, T, C, generator=g, dtype=torch.float64).log_softmax(-1)
+    lens = torch.tensor([6, 4, 3])
+    prefixes = [[0, 0], [], [1, 2]]  # repeated label, empty prefix, plain
+    scorer = CTCPrefixScorer(logp, lens, blank, eos)
+    st = _state_of(scorer, prefixes)
+    cands = torch.tensor([[0, 1, 2, eos, blank]] * B)
+    got = scorer.score(st, cands)
+    for b in range(B):
+        probs = brute_force(logp[b, : lens[b]], blank)
+        for k, c in enumerate(cands[b].tolist()):
+            if c == eos:  # exactly the prefix
+                want = _log(probs.get(tuple(prefixes[b]), 0.0))
+            elif c == blank:
+                want = NEG
+            else:  # the output starts with prefix + c
+                h = tuple(prefixes[b] + [c])
+                want = _log(sum(p for out, p in probs.items() if out[: len(h)] == h))
+            assert float(got[b, k]) == pytest.approx(want, abs=1e-9), (b, c)
+        # the state's own score is the prefix probability too
+        h = tuple(prefixes[b])
+        want = _log(sum(p for out, p in probs.items() if out[: len(h)] == h))
+        assert float(st.score[b]) == pytest.approx(want, abs=1e-9)
+
+
+def test_repeated_label_needs_a_blank_between():
+    logp = torch.full((1, 3, 3), 1 / 3, dtype=torch.float64).log()  # labels 0, 1; blank 2
+    for T, want_aa in ((2, NEG), (3, math.log(1 / 27))):  # "a a": only (a, blank, a) in 3 frames
+        scorer = CTCPrefixScorer(logp[:, :T], torch.tensor([T]), blank=2, eos=5)
+        st = scorer.extend(scorer.initial(), torch.tensor([0]))
+        got = scorer.score(st, torch.tensor([[0, 1, 5]]))[0].tolist()
+        assert got[0] == pytest.approx(want_aa)
+        assert got[1] > NEG  # "a b" fits
+        assert got[2] == pytest.approx(math.log(brute_force(logp[0, :T], 2)[(0,)]))
+
+
+def test_vectorised_equals_per_frame_loop_on_long_random_input():
+    g = torch.Generator().manual_seed(1)
+    B, T, C, blank, eos = 4, 60, 6, 5, 9
+    logp = (3 * torch.randn(B, T, C, generator=g)).log_softmax(-1)
+    lens = torch.tensor([60, 37, 51, 12])
+    prefixes = [torch.randint(0, 5, (n,), generator=g).tolist() for n in (9, 6, 0, 4)]
+    prefixes[0][3] = prefixes[0][2]  # a repeat
+    scorer = CTCPrefixScorer(logp, lens, blank, eos)
+    st = _state_of(scorer, prefixes)
+    cands = torch.tensor([[0, 1, 2, 3, 4, eos]] * B)
+    got = scorer.score(st, cands)
+    for b in range(B):
+        x = logp[b, : lens[b]]
+        rn, rb, psi = loop_forward(x, prefixes[b], blank)
+        Tb = int(lens[b])
+        torch.testing.assert_close(st.rn[b, : Tb + 1].exp(), torch.tensor(rn, dtype=torch.float64),
+                                   rtol=1e-9, atol=1e-300)
+        torch.testing.assert_close(st.rb[b, : Tb + 1].exp(), torch.tensor(rb, dtype=torch.float64),
+                                   rtol=1e-9, atol=1e-300)
+        assert float(st.score[b]) == pytest.approx(_log(psi), rel=1e-9)
+        for k, c in enumerate(cands[b].tolist()):
+            if c == eos:
+                want = _log(rn[Tb] + rb[Tb])
+            else:
+                want = _log(loop_forward(x, prefixes[b] + [c], blank)[2])
+            assert float(got[b, k]) == pytest.approx(want, rel=1e-9, abs=1e-9), (b, c)
+
+
+def test_end_score_of_full_hypothesis_equals_ctc_loss():
+    g = torch.Generator().manual_seed(2)
+    B, T, C, blank = 3, 300, 8, 7
+    logp = torch.randn(B, T, C, generator=g).log_softmax(-1)
+    lens = torch.tensor([300, 211, 90])
+    labels = [torch.randint(0, 7, (n,), generator=g).tolist() for n in (40, 25, 30)]
+    scorer = CTCPrefixScorer(logp, lens, blank, eos=C + 1)
+    end = scorer.end_score(_state_of(scorer, labels))
+    targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in labels], True)
+    loss = F.ctc_loss(logp.double().transpose(0, 1), targets, lens,
+                      torch.tensor([len(x) for x in labels]), blank=blank, reduction="none")
+    torch.testing.assert_close(end, -loss, rtol=1e-9, atol=1e-8)
+
+
+def _peaked(labels_per_frame, C, blank, sharp=8.0):
+    """CTC log-probs [T, C] whose best path is the given frame labels."""
+    logits = torch.zeros(len(labels_per_frame), C)
+    for t, k in enumerate(labels_per_frame):
+        logits[t, k] = sharp
+    return logits.log_softmax(-1)
+
+
+def _looping_decoder(n_text):
+    """A decoder that always wants token 3 next and rarely says eos: loops without CTC."""
+    def fn(audio, hist):
+        lp = torch.linspace(0, -3, n_text + 2)
+        lp[3] = 2.0
+        lp[n_text + 1] = -4.0
+        return lp
+    return fn
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_joint_weight_one_recovers_ctc_best_path(make_fake, search):
+    n_text, blank = 10, 10  # CTC classes 0..10, blank = n_text (= the task id)
+    frames = [[10, 1, 1, 10, 1, 10, 4, 4, 7, 10, 10], [2, 10, 2, 2, 10, 10, 0, 10, 10, 10, 10]]
+    logp = torch.stack([_peaked(f, n_text + 1, blank) for f in frames])
+    lens = torch.tensor([11, 7])
+    want = [[1, 1, 4, 7], [2, 2, 0]]  # merge repeats, drop blanks; "1 blank 1" keeps both
+    m = make_fake(_looping_decoder(n_text), n_text)
+    emb, alens = torch.zeros(2, 6, 4), torch.tensor([6, 4])
+    assert greedy_search(m, emb, alens, max_new=12)[0][0] == [3] * 12  # loops on its own
+    for w in (1.0, 0.7):  # with w = 0.7 the CTC still outweighs the decoder's loop
+        ctc = JointCTC(logp, lens, blank, weight=w, candidates=n_text)
+        if search == "greedy":
+            hyps, st = greedy_search(m, emb, alens, max_new=12, ctc=ctc)
+        else:
+            hyps, st = beam_search(m, emb, alens, max_new=12, beam=3, ctc=ctc)
+        assert hyps == want, w
+        assert st.ctc_seconds > 0
+
+
+def test_joint_search_with_ctc_candidates_limited_to_decoder_top_k(make_fake):
+    """Candidates come from the decoder's top-k: a label outside them cannot be chosen; the
+    end token is always a candidate, so CTC stops the loop once the audio is used up."""
+    n_text, blank = 10, 10
+    logp = _peaked([3, 10, 3, 10, 10], n_text + 1, blank)[None]
+    m = make_fake(_looping_decoder(n_text), n_text)
+    emb, alens = torch.zeros(1, 6, 4), torch.tensor([6])
+    ctc = JointCTC(logp, torch.tensor([5]), blank, weight=0.5, candidates=2)  # tokens 3 and 0
+    assert greedy_search(m, emb, alens, max_new=12, ctc=ctc)[0] == [[3, 3]]
+    assert beam_search(m, emb, alens, max_new=12, beam=2, ctc=ctc)[0] == [[3, 3]]
+
+
+def test_weight_zero_is_the_decoder_alone(fake_model, copy_batch):
+    emb, lens, targets = copy_batch
+    assert greedy_search(fake_model, emb, lens, max_new=20, ctc=None)[0] == targets
+    assert beam_search(fake_model, emb, lens, max_new=20, beam=2, ctc=None)[0] == targets
+    with pytest.raises(ValueError, match="ctc_weight"):
+        JointCTC(torch.zeros(1, 2, 3), torch.tensor([2]), 2, weight=0.0)
