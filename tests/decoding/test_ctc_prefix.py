@@ -204,3 +204,48 @@ def test_weight_zero_is_the_decoder_alone(fake_model, copy_batch):
     assert beam_search(fake_model, emb, lens, max_new=20, beam=2, ctc=None)[0] == targets
     with pytest.raises(ValueError, match="ctc_weight"):
         JointCTC(torch.zeros(1, 2, 3), torch.tensor([2]), 2, weight=0.0)
+
+
+# ---------------------------------------------------------------- the runner, real tiny model
+def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, tiny_model,
+                                                                    monkeypatch):
+    """ctc_weight > 0 through decode_cuts: a recording split at pauses gives each piece its own
+    CTC log-probs (lengths = the piece's encoder frames); greedy and beam run; a sparse cache
+    whose budget covers the context gives the dense transcripts; weight 0 builds no scorer."""
+    from conftest import WordTokenizer, make_cut
+    from lhotse import CutSet
+
+    import unique_asr.decoding.runner as runner
+    from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+
+    seen = []
+
+    class SpyJointCTC(JointCTC):
+        def __post_init__(self):
+            seen.append((tuple(self.logp.shape), self.lens.tolist(), self.weight))
+            super().__post_init__()
+
+    monkeypatch.setattr(runner, "JointCTC", SpyJointCTC)
+    cuts = CutSet.from_cuts([make_cut(tmp_path, "long", 6.0)])
+    tok = WordTokenizer(40)
+    base = {"max_tokens_per_second": 3.0, "min_new_tokens": 2, "max_segment_seconds": 2.5,
+            "batch_size": 4}
+    plain = decode_cuts(tiny_model, cuts, tok, DecodeOptions(**base), "cpu")
+    assert not seen  # weight 0: the decoder alone, no CTC scorer
+    joint = decode_cuts(tiny_model, cuts, tok, DecodeOptions(**base, ctc_weight=0.5), "cpu")
+    ((shape, lens, w),) = seen
+    assert joint.rows[0]["pieces"] == plain.rows[0]["pieces"] == 3 and w == 0.5
+    assert shape[0] == 3 and shape[2] == 41 and max(lens) == shape[1]
+    assert sum(lens) == pytest.approx(600 / 4, abs=6)  # 6 s at 40 ms, three pieces
+    assert joint.notes["ctc_seconds"] > 0
+    assert len(joint.rows[0]["hyp"].split()) == joint.rows[0]["tokens"]
+    sparse = decode_cuts(tiny_model, cuts, tok, DecodeOptions(
+        **base, ctc_weight=0.5, attention="unique", budget=4096), "cpu")
+    assert sparse.rows[0]["hyp"] == joint.rows[0]["hyp"]
+    small = decode_cuts(tiny_model, cuts, tok, DecodeOptions(
+        **base, ctc_weight=0.5, attention="unique", budget=16, method="beam", beam=2), "cpu")
+    assert small.rows[0]["pieces"] == 3 and small.notes["ctc_seconds"] > 0
+    with pytest.raises(ValueError, match="ctc_weight"):
+        DecodeOptions(ctc_weight=1.5)
+    with pytest.raises(ValueError, match="ctc_greedy"):
+        DecodeOptions(method="ctc_greedy", ctc_weight=0.3)
