@@ -215,7 +215,7 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
     from conftest import WordTokenizer, make_cut
     from lhotse import CutSet
 
-    import unique_asr.decoding.runner as runner
+    from unique_asr.decoding import runner
     from unique_asr.decoding.runner import DecodeOptions, decode_cuts
 
     seen = []
@@ -249,3 +249,38 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
         DecodeOptions(ctc_weight=1.5)
     with pytest.raises(ValueError, match="ctc_greedy"):
         DecodeOptions(method="ctc_greedy", ctc_weight=0.3)
+
+
+def test_frame_window_gives_the_full_scores():
+    """window=128 frames on a ~540-frame peaked posterior with a 300-frame pause (which must fall
+    back to all frames): every live score equals the all-frames scorer's; dead ones stay dead."""
+    g = torch.Generator().manual_seed(4)
+    C, blank, eos = 6, 5, 9
+    labels = torch.randint(0, 5, (60,), generator=g).tolist()
+    frames = []
+    for i, c in enumerate(labels):
+        frames += [c] * int(torch.randint(1, 4, (1,), generator=g)) + [blank] * 2
+        if i == 30:
+            frames += [blank] * 300
+    T = len(frames) + 50  # the first sequence ends in 50 blank frames, the second is padding
+    frames += [blank] * 50
+    logits = 1.5 * torch.randn(2, T, C, generator=g, dtype=torch.float64)
+    logits[:, torch.arange(T), torch.tensor(frames)] += 10.0
+    logp = logits.log_softmax(-1)
+    logp[1, T - 50:] = 0.0  # padding (not log-probs at all): must not matter
+    lens = torch.tensor([T, T - 50])
+    full = CTCPrefixScorer(logp, lens, blank, eos)
+    win = CTCPrefixScorer(logp, lens, blank, eos, window=128)
+    sf, sw = full.initial(), win.initial()
+    cands = torch.tensor([[0, 1, 2, 3, 4, eos]] * 2)
+    for c in labels:
+        a, b = full.score(sf, cands), win.score(sw, cands)
+        live = a > sf.score[:, None] - 80
+        torch.testing.assert_close(b[live], a[live], rtol=1e-9, atol=1e-9)
+        assert bool((b[~live] < sf.score[:, None].expand_as(b)[~live] - 60).all())
+        tok = torch.tensor([c, c])
+        sf, sw = full.extend(sf, tok), win.extend(sw, tok)
+        torch.testing.assert_close(sw.score, sf.score, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(win.end_score(sw), full.end_score(sf), rtol=1e-9, atol=1e-9)
+    # the pause needed all frames; most of the 2 x 60 calls (score, extend) did not
+    assert 0 < win.full_steps < len(labels), win.full_steps

@@ -35,22 +35,30 @@ import torch
 
 NEG_INF = float("-inf")
 LOG_FLOOR = -1e4  # log-probs below this are clamped: keeps every cumulative sum finite (no nan)
+# A frame whose forward variable is this many nats below the prefix's best frame is "dead", and
+# so is a term of psi's sum that far below the largest: dropped. float64 keeps ~37 nats anyway,
+# so every hypothesis scoring within ~ALIVE_NATS of its parent gets its exact score; one scoring
+# lower (hopeless next to the end token and the other candidates) may score lower still or -inf.
+# It bounds the frame window: on the tiny model a prefix lives on 65-106 frames (median-max).
+ALIVE_NATS = 100.0
 
 
 @dataclass
 class CTCState:
     """CTC forward variables of N hypotheses (rows), each tied to one sequence of the batch."""
 
-    rn: torch.Tensor  # [N, T+1] float64, log r^n over tau = 0..T
+    rn: torch.Tensor  # [N, T+1] float64, log r^n over tau = 0..T (-inf outside the live span)
     rb: torch.Tensor  # [N, T+1] float64, log r^b
     last: torch.Tensor  # [N] long, the prefix's last label (-1: empty prefix)
     score: torch.Tensor  # [N] float64, log psi of the prefix (0 for the empty prefix)
     seq: torch.Tensor  # [N] long, the batch row (recording piece) of the CTC log-probs
+    lo: torch.Tensor  # [N] long, first live tau (r within ALIVE_NATS of its maximum)
+    hi: torch.Tensor  # [N] long, last live tau
 
     def index(self, idx: torch.Tensor) -> CTCState:
         """Rows `idx` (compaction after a sequence ends, or beam search's parents)."""
-        return CTCState(self.rn[idx], self.rb[idx], self.last[idx], self.score[idx],
-                        self.seq[idx])
+        return CTCState(*(getattr(self, f)[idx] for f in
+                          ("rn", "rb", "last", "score", "seq", "lo", "hi")))
 
 
 class CTCPrefixScorer:
@@ -59,9 +67,15 @@ class CTCPrefixScorer:
     Token ids are shared with the decoder: labels 0..C-1 except `blank`; `eos` (the decoder's end
     token, outside 0..C-1) is scored as the end of the hypothesis. Any other id (the blank, the
     task token, ids >= C) gets -inf.
+
+    window > 0: each step computes only `window` frames per hypothesis, from the first live
+    frame of its prefix, instead of all T (a prefix lives on a few seconds of audio: where its
+    last label can end). A hypothesis whose live span does not fit (a long pause, a flat
+    posterior) falls back to all frames for that step, so the scores equal the full ones.
     """
 
-    def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int):
+    def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int,
+                 window: int = 0):
         if logp.dim() != 3:
             raise ValueError(f"CTC log-probs must be [batch, frames, classes]; got {logp.shape}")
         B, T, C = logp.shape
@@ -70,78 +84,125 @@ class CTCPrefixScorer:
         if 0 <= eos < C and eos != blank:
             raise ValueError(f"eos id {eos} is a CTC label; it must lie outside 0..{C - 1}")
         self.B, self.T, self.C, self.blank, self.eos = B, T, C, blank, eos
+        self.window = int(window) if 0 < int(window) < T else 0
+        self.full_steps = 0  # windowed calls that needed all frames (diagnostics)
         dev = logp.device
         self.lens = torch.as_tensor(lens, device=dev).long().clamp(0, T)
         pad = torch.arange(T, device=dev)[None, :] >= self.lens[:, None]  # [B, T]
         x = logp.detach().to(torch.float64).clamp_min(LOG_FLOOR)
         x = x.masked_fill(pad[:, :, None], 0.0)  # padding: finite, never read for real frames
         x = x.transpose(1, 2).contiguous()  # [B, C, T]: one row per (sequence, class)
-        self.x = x.view(B * C, T)
+        self.y = x.exp().view(-1)  # posteriors y_t(c) at (b * C + c) * T + t
         cum = torch.zeros(B, C, T + 1, dtype=torch.float64, device=dev)
         cum[:, :, 1:] = x.cumsum(-1)
-        self.cum = cum.view(B * C, T + 1)  # X[tau] = sum_{u<tau} log y_u
-        self.pad = pad
+        self.cum = cum.view(-1)  # X[tau] = sum_{u<tau} log y_u(c) at (b * C + c) * (T+1) + tau
 
     # ------------------------------------------------------------------ states
     def initial(self, seq: torch.Tensor | None = None) -> CTCState:
         """The empty prefix for each row; seq[i] = its batch row (default: one row per sequence)."""
-        dev = self.x.device
+        dev = self.y.device
         seq = torch.arange(self.B, device=dev) if seq is None else seq.to(dev).long()
-        N = seq.numel()
-        rn = torch.full((N, self.T + 1), NEG_INF, dtype=torch.float64, device=dev)
-        rb = self.cum[seq * self.C + self.blank].clone()  # prod of blanks; rb[0] = log 1
+        N, T1 = seq.numel(), self.T + 1
+        tau = torch.arange(T1, device=dev)
+        rn = torch.full((N, T1), NEG_INF, dtype=torch.float64, device=dev)
+        rb = self.cum[((seq * self.C + self.blank) * T1)[:, None] + tau]  # rb[0] = log 1
+        lo, hi = self._live(rn, rb, seq, torch.zeros_like(seq))
         return CTCState(rn, rb, torch.full((N,), -1, dtype=torch.long, device=dev),
-                        torch.zeros(N, dtype=torch.float64, device=dev), seq)
+                        torch.zeros(N, dtype=torch.float64, device=dev), seq, lo, hi)
 
     def end_score(self, st: CTCState) -> torch.Tensor:
         """log P(the CTC output is exactly the prefix): log(r^n[T_b] + r^b[T_b]); [N]."""
         t_end = self.lens[st.seq][:, None]
         return torch.logaddexp(st.rn.gather(1, t_end), st.rb.gather(1, t_end)).squeeze(1)
 
-    def _phi(self, st: CTCState, labels: torch.Tensor) -> torch.Tensor:
-        """log phi[tau] for tau < T, [N, K, T]: r^b plus r^n unless the label repeats the last."""
-        rb, rn = st.rb[:, None, : self.T], st.rn[:, None, : self.T]
-        same = (labels == st.last[:, None])[:, :, None]
-        return torch.where(same, rb, torch.logaddexp(rb, rn))
-
     def _valid(self, tokens: torch.Tensor) -> torch.Tensor:
         return (tokens >= 0) & (tokens < self.C) & (tokens != self.blank)
 
+    def _span(self, st: CTCState, force_full: bool = False) -> tuple[torch.Tensor, int]:
+        """First frame and width of this step's frame window (all T when not windowing)."""
+        W = self.window
+        if force_full or not W or bool(((st.hi - st.lo) >= W).any()):
+            if W and not force_full:
+                self.full_steps += 1
+            return torch.zeros_like(st.lo), self.T
+        return st.lo.clamp(max=self.T - W), W
+
+    def _live(self, rn, rb, seq, start):
+        """First and last live tau of forward variables given on tau = start + 0..L-1."""
+        L = rn.shape[1]
+        tau = start[:, None] + torch.arange(L, device=rn.device)
+        tot = torch.logaddexp(rn, rb).masked_fill(tau > self.lens[seq][:, None], NEG_INF)
+        live = tot > tot.amax(-1, keepdim=True) - ALIVE_NATS  # all False if the prefix is dead
+        first = live.long().argmax(-1)
+        last = L - 1 - live.flip(-1).long().argmax(-1)
+        return start + first, start + torch.where(live.any(-1), last, first)
+
     # ------------------------------------------------------------------ scoring
     def score(self, st: CTCState, tokens: torch.Tensor) -> torch.Tensor:
-        """log psi(g + c) for candidate tokens [N, K] of each row; the end score for eos."""
+        """log psi(g + c) for candidate tokens [N, K] of each row; the end score for eos.
+
+        psi = sum_t phi[t] y_t(c) is a dot product over frames: phi is shifted by its maximum
+        and exponentiated once per row (two versions: after a blank only, for a repeated label;
+        after anything, for another label), then one batched matmul with the candidates'
+        posteriors. Terms more than ALIVE_NATS below phi's maximum are dropped (a candidate left
+        with none scores -inf: it is hopeless next to the others)."""
         valid = self._valid(tokens)
         labels = torch.where(valid, tokens, 0)
-        N, K = labels.shape
-        rows = (st.seq[:, None] * self.C + labels).view(-1)
-        xc = self.x.index_select(0, rows).view(N, K, self.T)
-        terms = (self._phi(st, labels) + xc).masked_fill(self.pad[st.seq][:, None, :], NEG_INF)
-        psi = torch.logsumexp(terms, -1)
+        lo, W = self._span(st)
+        fr = lo[:, None] + torch.arange(W, device=lo.device)  # [N, W] frames
+        keep = fr < self.lens[st.seq][:, None]
+        rb, rn = st.rb.gather(1, fr), st.rn.gather(1, fr)
+        m = torch.maximum(rb.amax(-1), rn.amax(-1)).clamp_min(LOG_FLOOR * self.T)[:, None]
+
+        def weights(r):  # exp(r - m), terms below the floor dropped without exp's slow path
+            d = r - m
+            return d.clamp_min(-ALIVE_NATS).exp() * ((d > -ALIVE_NATS) & keep)
+
+        w_b = weights(rb)
+        w = torch.stack([w_b, w_b + weights(rn)], 1)  # [N, 2, W]
+        rows = (st.seq[:, None] * self.C + labels) * self.T  # [N, K]
+        yc = self.y[rows[:, :, None] + fr[:, None, :]]  # [N, K, W]
+        psi = torch.bmm(w, yc.transpose(1, 2)).log() + m[:, :, None]  # [N, 2, K]
+        same = labels == st.last[:, None]
+        psi = torch.where(same, psi[:, 0], psi[:, 1])
         psi = torch.where(valid, psi, NEG_INF)
         if (tokens == self.eos).any():
             psi = torch.where(tokens == self.eos, self.end_score(st)[:, None], psi)
         return psi
 
-    def extend(self, st: CTCState, tokens: torch.Tensor) -> CTCState:
+    def extend(self, st: CTCState, tokens: torch.Tensor, force_full: bool = False) -> CTCState:
         """The state of g + c for one token per row [N]; rows whose token is not a CTC label
         (the end token of a finished hypothesis) keep their state unchanged."""
         valid = self._valid(tokens)
         labels = torch.where(valid, tokens, 0)
-        X = self.cum.index_select(0, st.seq * self.C + labels)  # [N, T+1]
-        Xb = self.cum.index_select(0, st.seq * self.C + self.blank)
-        phi = self._phi(st, labels[:, None]).squeeze(1)  # [N, T]
-        d = phi - X[:, : self.T]
-        rn = torch.full_like(st.rn, NEG_INF)
-        rn[:, 1:] = X[:, 1:] + torch.logcumsumexp(d, -1)
-        rb = torch.full_like(st.rb, NEG_INF)
-        rb[:, 1:] = Xb[:, 1:] + torch.logcumsumexp(rn[:, : self.T] - Xb[:, : self.T], -1)
-        # psi = sum_t phi[t] y^c_t, and phi[t] + log y^c_t = d[t] + X[t+1]
-        terms = (d + X[:, 1:]).masked_fill(self.pad[st.seq], NEG_INF)
+        lo, W = self._span(st, force_full)
+        T1 = self.T + 1
+        tau = lo[:, None] + torch.arange(W + 1, device=lo.device)  # [N, W+1]
+        X = self.cum[((st.seq * self.C + labels) * T1)[:, None] + tau]
+        Xb = self.cum[((st.seq * self.C + self.blank) * T1)[:, None] + tau]
+        rb_g, rn_g = st.rb.gather(1, tau[:, :W]), st.rn.gather(1, tau[:, :W])
+        same = (labels == st.last)[:, None]
+        phi = torch.where(same, rb_g, torch.logaddexp(rb_g, rn_g))  # [N, W]
+        d = phi - X[:, :W]
+        ninf = torch.full_like(X[:, :1], NEG_INF)  # nothing before the window's first frame
+        rn = torch.cat([ninf, X[:, 1:] + torch.logcumsumexp(d, -1)], 1)
+        rb = torch.cat([ninf, Xb[:, 1:] + torch.logcumsumexp(rn[:, :W] - Xb[:, :W], -1)], 1)
+        # psi = sum_t phi[t] y_t(c), and phi[t] + log y_t(c) = d[t] + X[t+1]
+        terms = (d + X[:, 1:]).masked_fill(tau[:, :W] >= self.lens[st.seq][:, None], NEG_INF)
         score = torch.logsumexp(terms, -1)
-        keep = ~valid
+        new_lo, new_hi = self._live(rn, rb, st.seq, lo)
+        if W < self.T:  # live up to the window's last frame: it may go on beyond, use all frames
+            edge = valid & (new_hi == lo + W) & (lo + W < self.lens[st.seq])
+            if bool(edge.any()):
+                self.full_steps += 1
+                return self.extend(st, tokens, force_full=True)
+            rn = torch.full_like(st.rn, NEG_INF).scatter_(1, tau, rn)
+            rb = torch.full_like(st.rb, NEG_INF).scatter_(1, tau, rb)
+        kp = ~valid
         return CTCState(
-            torch.where(keep[:, None], st.rn, rn), torch.where(keep[:, None], st.rb, rb),
-            torch.where(keep, st.last, tokens), torch.where(keep, st.score, score), st.seq,
+            torch.where(kp[:, None], st.rn, rn), torch.where(kp[:, None], st.rb, rb),
+            torch.where(kp, st.last, tokens), torch.where(kp, st.score, score), st.seq,
+            torch.where(kp, st.lo, new_lo), torch.where(kp, st.hi, new_hi),
         )
 
 

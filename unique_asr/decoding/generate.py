@@ -37,6 +37,7 @@ class GenStats:
     steps: int = 0
     tokens: int = 0  # emitted transcript tokens, end tokens excluded
     ctc_seconds: float = 0.0  # part of step_seconds spent on CTC prefix scores (joint decoding)
+    ctc_full_steps: int = 0  # CTC calls whose live span did not fit the frame window
 
 
 @dataclass
@@ -48,6 +49,7 @@ class JointCTC:
     blank: int
     weight: float = 0.3  # w in (1-w) log p_dec + w log psi_ctc; 0 < w <= 1
     candidates: int = 8  # decoder candidates scored with CTC per hypothesis and step
+    window: int = 256  # CTC frames computed per hypothesis and step (0: all; exact either way)
 
     def __post_init__(self):
         if not 0.0 < self.weight <= 1.0:
@@ -56,7 +58,7 @@ class JointCTC:
             raise ValueError(f"decode.ctc_candidates={self.candidates}: must be >= 1")
 
     def scorer(self, eos: int) -> CTCPrefixScorer:
-        return CTCPrefixScorer(self.logp, self.lens, self.blank, eos)
+        return CTCPrefixScorer(self.logp, self.lens, self.blank, eos, self.window)
 
 
 def sync(device) -> None:
@@ -151,6 +153,8 @@ def greedy_search(
         logits = model.decode_step(tok, cache)
     sync(dev)
     stats.step_seconds = time.perf_counter() - t1
+    if ctc is not None:
+        stats.ctc_full_steps = scorer.full_steps
     hyps = []
     for row in out.tolist():
         n = row.index(eos) if eos in row else len(row)
@@ -240,6 +244,8 @@ def beam_search(
         logp = torch.log_softmax(_mask_logits(model.decode_step(tok.flatten(), cache), suppress), -1)
     sync(dev)
     stats.step_seconds = time.perf_counter() - t1
+    if ctc is not None:
+        stats.ctc_full_steps = scorer.full_steps
     hyps: list[list[int]] = []
     if not toks:
         return [[] for _ in range(B)], stats

@@ -39,6 +39,7 @@ class DecodeOptions:
     length_penalty: float = 1.0
     ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
     ctc_candidates: int = 8  # decoder candidates per hypothesis and step scored with CTC
+    ctc_window: int = 256  # CTC frames per hypothesis and step (0: all); falls back when needed
     attention: str = "dense"
     budget: int | None = None
     batch_size: int = 8
@@ -191,7 +192,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         joint = None
         if opts.ctc_weight > 0 and opts.method != "ctc_greedy":
             joint = JointCTC(ctc_logp, enc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
-                             int(opts.ctc_candidates))
+                             int(opts.ctc_candidates), int(opts.ctc_window))
         if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
             hyps = ctc_greedy(ctc_logp, enc_lens, model.cfg.ctc_blank)
             st = GenStats(tokens=sum(len(h) for h in hyps))
@@ -203,6 +204,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                                    opts.length_penalty, opts.attention, opts.budget, ctc=joint)
         if joint is not None:
             notes["ctc_seconds"] += round(st.ctc_seconds, 3)
+            notes["ctc_full_window_calls"] += st.ctc_full_steps
         for p, ids, lim in zip(batch, hyps, limits):
             recs[p.rec]["hyp_pieces"][p.index] = tokenizer.decode(ids)
             recs[p.rec]["tokens"] += len(ids)
