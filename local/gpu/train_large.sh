@@ -11,6 +11,12 @@
 # Device call: kind nvidia-h200-x2 (one config per GPU), carry [".gpu"], timeout_s 600.
 # Training minutes = what is left of --deadline-s after the build, minus --reserve-s for the
 # checkpoint averaging, decoding and scoring. Every config shares --common overrides (below).
+# Over several calls on a machine kept warm (it keeps files between calls for ~30 s):
+#   call 1: --train-minutes 9 --halt-at-s 560 --no-decode   (build, then train until the call
+#           ends: a checkpoint is written, the cosine schedule is that of the full 9 minutes)
+#   call 2: --train-minutes 9 --resume                     (finish the 9 minutes, decode, score)
+#   --decode-only: decode + score the configs' models again. The build is skipped when its
+#   outputs exist.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -28,6 +34,12 @@ train.curriculum.start_max_s=5 train.curriculum.ramp_epochs=8 train.max_steps=60
 train.ctc_warmup_steps=2400 train.save_every=250 train.valid_every=250 train.average_last=3 \
 train.valid_wer_recordings=0"
 configs=()
+train_minutes=""     # fixed training budget (minutes, the schedule's); default: fit the call
+halt_at_s=""         # stop training at this second of the call (checkpoint kept; --resume later)
+resume=false
+decode=true
+train=true
+build_only=false
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -39,6 +51,12 @@ while [ $# -gt 0 ]; do
     --common) common=$2; shift 2 ;;
     --config) configs+=("$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --train-minutes) train_minutes=$2; shift 2 ;;
+    --halt-at-s) halt_at_s=$2; shift 2 ;;
+    --resume) resume=true; shift ;;
+    --no-decode) decode=false; shift ;;
+    --decode-only) train=false; shift ;;
+    --build-only) build_only=true; shift ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
   esac
@@ -52,26 +70,46 @@ ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
 [ "$ngpu" -ge 1 ] || { echo "train_large.sh: no GPU" >&2; exit 1; }
 [ ${#configs[@]} -le "$ngpu" ] || { echo "train_large.sh: ${#configs[@]} configs > $ngpu GPUs" >&2; exit 1; }
 
-log "build corpus $size ($nj jobs, data.lang.model_type=$lang)"
-local/gpu/build_corpus.sh --size "$size" --nj "$nj" -- "data.lang.model_type=$lang" \
-  > "$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
-grep -E "^\[build_corpus|^\||^  (train|dev|test)" "$out/build.log" | grep -v "it/s"
+if [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; then
+  log "corpus $size already built here ($data): build skipped"
+  PYTHONPATH=/tmp/site python3 -c "import lhotse, hydra, jiwer" 2>/dev/null ||
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+      .gpu/wheels/*.whl
+else
+  log "build corpus $size ($nj jobs, data.lang.model_type=$lang)"
+  local/gpu/build_corpus.sh --size "$size" --nj "$nj" -- "data.lang.model_type=$lang" \
+    > "$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
+  grep -E "^\[build_corpus|^\||^  (train|dev|test)" "$out/build.log" | grep -v "it/s"
+fi
+$build_only && { log "build only: done"; exit 0; }
 export PYTHONPATH=/tmp/site:$root PYTHONUNBUFFERED=1
 
 hydra=("recipe_dir=$recipe" "data_dir=$data" "exp_dir=$exp" "hydra.searchpath=[file://$recipe/conf]"
        "corpus=$size" "data.lang.model_type=$lang" "num_workers=8")
 read -r -a common_args <<< "$common"
-train_min=$(awk -v l=$((deadline_s - SECONDS - reserve_s)) 'BEGIN{printf "%.2f", l/60}')
-log "training ${#configs[@]} config(s) in parallel for $train_min min each"
+train_min=${train_minutes:-$(awk -v l=$((deadline_s - SECONDS - reserve_s)) 'BEGIN{printf "%.2f", l/60}')}
+run_args=("train.max_minutes=$train_min")
+$resume && run_args+=("train.resume=true")
+if [ -n "$halt_at_s" ]; then
+  run_args+=("train.halt_after_minutes=$(awk -v l=$((halt_at_s - SECONDS)) 'BEGIN{printf "%.2f", l/60}')")
+fi
+$train && log "training ${#configs[@]} config(s) in parallel, schedule $train_min min each: ${run_args[*]}"
 gpu=0
 for c in "${configs[@]}"; do
   tag=${c%%=*}; read -r -a extra <<< "${c#*=}"
   (
     export CUDA_VISIBLE_DEVICES=$gpu
     a=("${hydra[@]}" "${common_args[@]}" "${extra[@]+"${extra[@]}"}" "train.tag=$tag")
-    python3 -m unique_asr.bin.train "${a[@]}" "train.max_minutes=$train_min" \
-      > "$out/train_$tag.log" 2>&1 || { echo "train $tag FAILED"; tail -n 30 "$out/train_$tag.log"; exit 1; }
-    echo "[$tag] trained: $(tr -d '\n ' < "$exp/$tag/train_summary.json")"
+    if $train; then
+      python3 -m unique_asr.bin.train "${a[@]}" "${run_args[@]}" \
+        >> "$out/train_$tag.log" 2>&1 || { echo "train $tag FAILED"; tail -n 30 "$out/train_$tag.log"; exit 1; }
+      if [ -f "$exp/$tag/train_summary.json" ]; then
+        echo "[$tag] trained: $(tr -d '\n ' < "$exp/$tag/train_summary.json")"
+      else
+        echo "[$tag] halted at step $(tail -n 1 "$exp/$tag/train_log.jsonl" | cut -c1-60) (resume later)"
+      fi
+    fi
+    $decode || exit 0
     d=("decode.results_md=$exp/$tag/RESULTS.md" "decode.dtype=bfloat16")
     python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" > "$out/decode_$tag.log" 2>&1 &&
       python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" > "$out/score_$tag.log" 2>&1 ||
@@ -89,13 +127,16 @@ for c in "${configs[@]}"; do
 import json, sys
 rows = [json.loads(x) for x in open(sys.argv[1])]
 tr = [r for r in rows if "ce" in r]
-va = {r["step"]: r["valid_loss"] for r in rows if "valid_loss" in r}
+va = {r["step"]: "%.3f" % r["valid_loss"] + (" ce %.3f/other audio %.3f" % (
+    r["valid_ce"], r["valid_ce_other_audio"]) if "valid_ce" in r else "")
+      for r in rows if "valid_loss" in r}
 print(f"[{sys.argv[2]}] {len(tr)} steps; step, ce, ctc (means of 100 steps), valid loss:")
 for i in range(0, len(tr), 100):
     ch = tr[i:i + 100]
     v = [va[s] for s in va if ch[0]["step"] <= s <= ch[-1]["step"]]
     print(f"  {ch[-1]['step']:5d} ce {sum(r['ce'] for r in ch) / len(ch):.3f} "
           f"ctc {sum(r['ctc'] for r in ch) / len(ch):.3f} "
+          f"align {sum(r.get('align', 0) for r in ch) / len(ch):.3f} "
           f"t/step {sum(r['time_s'] for r in ch) / len(ch):.3f}s "
           f"cap {ch[-1]['cap_s']} valid {v[-1] if v else '-'}")
 EOF

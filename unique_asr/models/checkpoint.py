@@ -32,7 +32,7 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 # keys that may differ between training and decoding without invalidating the weights
 RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl"} | {
-    k for k in ModelConfig.__dataclass_fields__ if k.startswith("specaug_")
+    k for k in ModelConfig.__dataclass_fields__ if k.startswith(("specaug_", "align_"))
 }
 
 

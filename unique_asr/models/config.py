@@ -48,9 +48,21 @@ class ModelConfig:
     ctc_max_s: float = 0.0       # >0: CTC only on items up to this many seconds (CPU speed)
     ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
     dropout: float = 0.1
+    # alignment guide (training only, models/align_guide.py): weight per text token of the loss
+    # that teaches `align_heads` heads of decoder layer `align_layer` (-1: dec_layers // 2) to
+    # look at the audio within `align_width` audio tokens of the next token's coarse position
+    align_weight: float = 0.0
+    align_layer: int = -1
+    align_heads: int = 1
+    align_width: float = 4.0
+    align_queries: int = 256     # text tokens scored per sequence (evenly spaced)
     # attention backend of the decoder (training/prefill and decoding)
     attention: str = "dense"
     attention_cfg: dict = field(default_factory=dict)
+
+    @property
+    def align_layer_index(self) -> int:
+        return self.dec_layers // 2 if self.align_layer < 0 else self.align_layer
 
     @property
     def task_id(self) -> int:
@@ -97,3 +109,6 @@ class ModelConfig:
             raise ValueError("model.dec_dim/enc_dim must be divisible by the number of heads")
         if (self.dec_dim // self.dec_heads) % 2 or (self.enc_dim // self.enc_heads) % 2:
             raise ValueError("head dims must be even for RoPE")
+        if self.align_weight > 0 and not 0 <= self.align_layer_index < self.dec_layers:
+            raise ValueError(f"model.align_layer={self.align_layer} is not a decoder layer "
+                             f"(0..{self.dec_layers - 1}, or -1 for the middle one)")

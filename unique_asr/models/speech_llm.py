@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unique_asr.models.align_guide import alignment_loss
 from unique_asr.models.attention import CACHE_BACKENDS
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
@@ -74,10 +75,14 @@ class SpeechLLM(nn.Module):
         tgt = torch.where((j < 0) | (j > token_lens[:, None]), torch.full_like(tgt, -100), tgt)
         return x, tgt
 
-    def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None) -> dict:
+    def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None,
+                align: torch.Tensor | None = None) -> dict:
         """Returns loss (per target token of this batch) and the sums a trainer can normalise
-        globally: ce_sum, ctc_sum, ntokens (text + eos tokens). ce_weight overrides the config's
-        (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero gradient)."""
+        globally: ce_sum, ctc_sum, align_sum, ntokens (text + eos tokens). ce_weight overrides
+        the config's (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero
+        gradient). align [B, U]: audio-token position of each text token; with
+        model.align_weight > 0 it trains the alignment guide (models/align_guide.py) whenever
+        the decoder trains."""
         enc, enc_lens = self._encode(feats, feat_lens)
         ctc_sum = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
@@ -92,16 +97,33 @@ class SpeechLLM(nn.Module):
                 ctc_sum = ctc_sum + 0.0 * self.ctc.proj.weight.sum()
         audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
-        h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
+        ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
+        guide = (self.training and align is not None and self.cfg.align_weight > 0 and ce_w > 0)
+        attn = self.decoder.layers[self.cfg.align_layer_index].attn if guide else None
+        if attn is not None:
+            attn.capture = True
+        try:
+            h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
+        finally:
+            if attn is not None:
+                attn.capture = False
         sel = tgt >= 0
         logits = self.decoder.logits(h[sel]).float()
         ce_sum = F.cross_entropy(logits, tgt[sel], reduction="sum")
         ntokens = sel.sum()
-        ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
         total = ce_w * ce_sum + self.cfg.ctc_weight * ctc_sum
+        align_sum = ce_sum.new_zeros(())
+        if attn is not None:
+            q, k = attn.captured
+            attn.captured = None
+            a_loss, _n = alignment_loss(q, k, audio_lens, token_lens, align.to(q.device),
+                                        self.cfg.align_width, self.cfg.align_heads,
+                                        self.cfg.align_queries)
+            align_sum = a_loss * ntokens  # per text token, like the other sums
+            total = total + self.cfg.align_weight * align_sum
         return {
             "loss": total / ntokens.clamp_min(1), "loss_sum": total, "ce_sum": ce_sum.detach(),
-            "ctc_sum": ctc_sum.detach(), "ntokens": ntokens,
+            "ctc_sum": ctc_sum.detach(), "align_sum": align_sum.detach(), "ntokens": ntokens,
             "ce_loss": (ce_sum / ntokens.clamp_min(1)).detach(),
             "ctc_loss": (ctc_sum / ntokens.clamp_min(1)).detach(),
         }

@@ -18,6 +18,7 @@ from unique_asr.training.windows import Segment, Window
 log = logging.getLogger(__name__)
 
 FRAME_SHIFT = 0.01
+AUDIO_TOKEN_S = 0.08  # one audio token of the decoder (4x subsampling, then 2 frames stacked)
 SAMPLE_RATE = 16000
 MIN_AUDIO_TOKENS = 8  # one page of audio tokens (UNIQUE page size); shorter audio is skipped
 
@@ -107,7 +108,7 @@ def windows_to_cuts(windows: list[Window]):
     cuts = [
         MonoCut(id=f"{w.rec_id}_{int(w.start * 100):07d}_{int(w.end * 100):07d}", start=w.start,
                 duration=round(w.duration, 2), channel=0,
-                custom={"rec": w.rec_id, "text": w.text})
+                custom={"rec": w.rec_id, "text": w.text, "spans": [list(x) for x in w.spans]})
         for w in windows
     ]
     return CutSet.from_cuts(cuts)
@@ -121,16 +122,48 @@ class WindowBatcher:
         self.sp = sp
 
     def __call__(self, cuts) -> dict:
-        xs, toks = [], []
+        xs, toks, aligns = [], [], []
         for c in cuts:
             f = self.feats[c.custom["rec"]]
             a = round(c.start / FRAME_SHIFT)
             xs.append(f[a: a + round(c.duration / FRAME_SHIFT)])
-            toks.append(torch.tensor(self.sp.encode(c.custom["text"]), dtype=torch.long))
-        return collate(xs, toks, [c.id for c in cuts])
+            ids = self.sp.encode(c.custom["text"])
+            toks.append(torch.tensor(ids, dtype=torch.long))
+            aligns.append(token_audio_index(piece_lengths(self.sp, ids), c.custom.get("spans")))
+        return collate(xs, toks, [c.id for c in cuts], aligns)
 
 
-def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str]) -> dict:
+def piece_lengths(sp, ids: list[int]) -> list[int]:
+    """Characters each sentencepiece token stands for (the word-boundary mark counts as a space);
+    one each for a tokenizer without pieces."""
+    piece = getattr(sp, "id_to_piece", None)
+    return [max(1, len(piece(i))) for i in ids] if piece else [1] * len(ids)
+
+
+def token_audio_index(piece_lens: list[int], spans) -> torch.Tensor:
+    """Coarse audio-token position (80 ms units, float) of every text token of a window.
+
+    The window's sentences have known times (spans: (start, end, characters) each); inside a
+    sentence characters are spread evenly over its duration. Good to a few hundred ms: enough
+    to tell the decoder's guided head where to look (model.align_weight). -1 when unknown."""
+    n = len(piece_lens)
+    if not spans or n == 0:
+        return torch.full((n,), -1.0)
+    lens = torch.tensor(piece_lens, dtype=torch.float64)
+    sent = torch.tensor([float(x[2]) for x in spans], dtype=torch.float64).clamp_min(1)
+    start = torch.tensor([float(x[0]) for x in spans], dtype=torch.float64)
+    end = torch.tensor([float(x[1]) for x in spans], dtype=torch.float64)
+    off = torch.cumsum(sent + 1, 0) - (sent + 1)  # first character of each sentence
+    text_len = float(off[-1] + sent[-1])
+    mid = (torch.cumsum(lens, 0) - lens / 2) * (text_len / float(lens.sum()))  # token centres
+    k = (torch.searchsorted(off, mid, right=True) - 1).clamp(0, len(spans) - 1)
+    frac = ((mid - off[k]) / sent[k]).clamp(0, 1)
+    t = start[k] + frac * (end[k] - start[k])
+    return (t / AUDIO_TOKEN_S).float()
+
+
+def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str],
+            aligns: list[torch.Tensor] | None = None) -> dict:
     B = len(xs)
     feat_lens = torch.tensor([len(x) for x in xs])
     token_lens = torch.tensor([len(t) for t in toks])
@@ -139,8 +172,14 @@ def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str]) ->
     for i, (x, t) in enumerate(zip(xs, toks)):
         feats[i, : len(x)] = x
         tokens[i, : len(t)] = t
-    return {"feats": feats, "feat_lens": feat_lens, "tokens": tokens, "token_lens": token_lens,
-            "ids": ids}
+    out = {"feats": feats, "feat_lens": feat_lens, "tokens": tokens, "token_lens": token_lens,
+           "ids": ids}
+    if aligns is not None:  # audio-token position of every text token (-1: padding/unknown)
+        align = torch.full(tokens.shape, -1.0)
+        for i, a in enumerate(aligns):
+            align[i, : len(a)] = a
+        out["align"] = align
+    return out
 
 
 def make_sampler(window_cuts, max_duration: float, num_buckets: int, seed: int, epoch: int,

@@ -33,7 +33,7 @@ from unique_asr.training.checkpoint import (
 from unique_asr.training.data import WindowBatcher, cmvn_stats, make_sampler, windows_to_cuts
 from unique_asr.training.finetune import hard_phase, load_init_weights, set_train_attention
 from unique_asr.training.schedule import make_optimizer, warmup_cosine
-from unique_asr.training.validate import fixed_batches, greedy_wer, valid_loss
+from unique_asr.training.validate import fixed_batches, greedy_wer, valid_losses
 from unique_asr.training.windows import curriculum_cap, epoch_windows
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
     model.train()
     opt.zero_grad(set_to_none=True)
     finite = True
-    sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, ce_sum, ctc_sum, ntokens
+    sums = torch.zeros(5, dtype=torch.float64)  # loss_sum, ce_sum, ctc_sum, ntokens, align_sum
     # every target token of the global step (all ranks, all micro-batches) weighs the same
     gntok = D.all_sum(sum((b["token_lens"] + 1).sum() for b in group).double()).clamp_min(1)
     for i, b in enumerate(group):
@@ -81,11 +81,13 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
         with ctx:
             with autocast():
                 out = ddp(b["feats"].to(device), b["feat_lens"].to(device),
-                          b["tokens"].to(device), b["token_lens"].to(device), ce_weight)
+                          b["tokens"].to(device), b["token_lens"].to(device), ce_weight,
+                          b.get("align"))
             (out["loss_sum"] * (world / gntok.item())).backward()
         finite &= bool(torch.isfinite(out["loss_sum"].detach()))
         sums += torch.tensor([float(out["loss_sum"].detach()), float(out["ce_sum"]),
-                              float(out["ctc_sum"]), float(out["ntokens"])], dtype=torch.float64)
+                              float(out["ctc_sum"]), float(out["ntokens"]),
+                              float(out.get("align_sum", 0.0))], dtype=torch.float64)
     sums = D.all_sum(sums)
     all_finite = int(D.all_sum(torch.tensor(0 if finite else 1))) == 0
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
@@ -95,9 +97,12 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
     else:
         opt.zero_grad(set_to_none=True)
     n = max(1.0, float(sums[3]))
-    return {"loss": float(sums[0]) / n, "ce": float(sums[1]) / n, "ctc": float(sums[2]) / n,
-            "ntokens": int(sums[3]), "grad_norm": float(gnorm), "ok": ok,
-            "lr": opt.param_groups[0]["lr"]}
+    m = {"loss": float(sums[0]) / n, "ce": float(sums[1]) / n, "ctc": float(sums[2]) / n,
+         "ntokens": int(sums[3]), "grad_norm": float(gnorm), "ok": ok,
+         "lr": opt.param_groups[0]["lr"]}
+    if float(sums[4]):
+        m["align"] = float(sums[4]) / n  # alignment guide: -log attention mass in the band
+    return m
 
 
 def _ckpt_state(model, opt, sched, st: TrainState, model_cfg, tcfg, bpe_model) -> dict:
@@ -181,11 +186,19 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
 
     def validate():
         if rank == 0 and dev_batches:
-            vl = valid_loss(model, dev_batches, device, autocast)
+            v = valid_losses(model, dev_batches, device, autocast, shuffled=True)
+            vl = v["loss"]
             writer.add_scalar("valid/loss", vl, st.step)
-            logf.write(json.dumps({"step": st.step, "valid_loss": vl}) + "\n")
+            rec = {"step": st.step, "valid_loss": vl}
+            if "ce" in v:  # does the decoder use the audio? (CE with another window's audio)
+                writer.add_scalar("valid/ce", v["ce"], st.step)
+                writer.add_scalar("valid/ce_other_audio", v["ce_other_audio"], st.step)
+                rec.update(valid_ce=v["ce"], valid_ce_other_audio=v["ce_other_audio"])
+            logf.write(json.dumps(rec) + "\n")
             logf.flush()
-            log.info("step %d: valid loss %.4f", st.step, vl)
+            log.info("step %d: valid loss %.4f%s", st.step, vl,
+                     f" (decoder CE {v['ce']:.3f}, with another window's audio "
+                     f"{v['ce_other_audio']:.3f})" if "ce" in v else "")
         D.barrier()
 
     t0, halted, hard_on = time.time(), False, False
@@ -255,8 +268,9 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                 logf.write(json.dumps(rec) + "\n")
                 if st.step % tcfg["log_every"] == 0 or st.step == 1:
                     logf.flush()
-                    for k in ("loss", "ce", "ctc", "grad_norm", "lr"):
-                        writer.add_scalar(f"train/{k}", m[k], st.step)
+                    for k in ("loss", "ce", "ctc", "grad_norm", "lr", "align"):
+                        if k in m:
+                            writer.add_scalar(f"train/{k}", m[k], st.step)
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{m['loss']:.3f}", ce=f"{m['ce']:.3f}", ep=st.epoch)
             if tcfg["valid_every"] and st.step % tcfg["valid_every"] == 0:
@@ -265,6 +279,11 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                 save()
             if tcfg.get("halt_after_steps") and st.step >= tcfg["halt_after_steps"]:
                 halted = True
+                break
+            if (tcfg.get("halt_after_minutes")  # same on every rank (rank 0's clock decides)
+                    and D.all_sum(torch.tensor(float(time.time() - t0 >= 60 * float(
+                        tcfg["halt_after_minutes"])) if rank == 0 else 0.0)) > 0):
+                halted = True  # saved below; train.resume=true continues (machine time limits)
                 break
         if halted:
             break

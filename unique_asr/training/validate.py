@@ -9,17 +9,35 @@ from unique_asr.training.data import FRAME_SHIFT, collate
 
 @torch.no_grad()
 def valid_loss(model, batches, device, autocast) -> float:
+    return valid_losses(model, batches, device, autocast)["loss"]
+
+
+@torch.no_grad()
+def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> dict:
+    """Dev loss per token; with shuffled=True also the decoder's cross-entropy per token on the
+    true audio and on another window's audio (the batch rotated by one). Equal values mean the
+    decoder ignores the audio and works as a text LM (the failure measured in issue 3)."""
     was = model.training
     model.eval()
-    tot, n = 0.0, 0
+    tot, ce, ce_shuf, n, n_shuf = 0.0, 0.0, 0.0, 0, 0
     for b in batches:
+        feats, flens = b["feats"].to(device), b["feat_lens"].to(device)
+        toks, tlens = b["tokens"].to(device), b["token_lens"].to(device)
         with autocast():
-            out = model(b["feats"].to(device), b["feat_lens"].to(device),
-                        b["tokens"].to(device), b["token_lens"].to(device))
+            out = model(feats, flens, toks, tlens)
         tot += float(out["loss_sum"])
         n += int(out["ntokens"])
+        if shuffled and feats.shape[0] > 1:
+            ce += float(out["ce_sum"])
+            with autocast():
+                out = model(feats.roll(1, 0), flens.roll(1, 0), toks, tlens)
+            ce_shuf += float(out["ce_sum"])
+            n_shuf += int(out["ntokens"])
     model.train(was)
-    return tot / max(1, n)
+    res = {"loss": tot / max(1, n)}
+    if n_shuf:
+        res.update(ce=ce / n_shuf, ce_other_audio=ce_shuf / n_shuf)
+    return res
 
 
 def simple_greedy(model, feats, feat_lens, max_new_tokens: int) -> list[list[int]]:
@@ -56,7 +74,7 @@ def greedy_fn():
 
 @torch.inference_mode()
 def greedy_wer(model, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
-               tokens_per_second: float = 6.0) -> tuple[float, list[tuple[str, str, str]]]:
+               tokens_per_second: float = 30.0) -> tuple[float, list[tuple[str, str, str]]]:
     """Decode whole recordings one by one; pooled WER through unique_asr.scoring (the same
     normaliser and alignment as stage 6), with the normalised (id, ref, hyp) rows."""
     from unique_asr.scoring.wer import score_set

@@ -29,6 +29,10 @@ class Window:
     start: float
     end: float
     text: str
+    # (start, end, characters) of each sentence, times relative to the window start, in the
+    # order of `text` (sentences joined by one space): a coarse time for every character, used
+    # by the decoder's alignment guide (model.align_weight)
+    spans: tuple[tuple[float, float, int], ...] = ()
 
     @property
     def duration(self) -> float:
@@ -75,8 +79,10 @@ def _make(rec_id, segs, i, j, rec_dur, rng, whole=False) -> Window:
         next_start = segs[j].start if j < len(segs) else rec_dur
         start = segs[i].start - rng.uniform(0.0, 0.5) * max(0.0, segs[i].start - prev_end)
         end = segs[j - 1].end + rng.uniform(0.0, 0.5) * max(0.0, next_start - segs[j - 1].end)
-    return Window(rec_id, max(0.0, start), min(rec_dur, end),
-                  " ".join(s.text for s in segs[i:j]))
+    start, end = max(0.0, start), min(rec_dur, end)
+    spans = tuple((round(s.start - start, 3), round(s.end - start, 3), len(s.text))
+                  for s in segs[i:j])
+    return Window(rec_id, start, end, " ".join(s.text for s in segs[i:j]), spans)
 
 
 def epoch_windows(recordings: dict, epoch: int, seed: int, cap: float, min_s: float,
