@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # The device call that follows local/gpu/train_large.sh on the same (still warm) machine:
-#   GPU 1: issue 5, sparsity-aware fine-tuning of the best small model (lowest last validation
-#          loss) with unique_soft, tau 1.0 (bench/finetune_softmask.sh: loss curve, step time
-#          against dense on the same batches, WER with unique decoding at budget 512 and dense);
-#   GPU 0: issue 4, the decode-step benchmark + the Table 9 top-k grid (library defaults), then
-#          a second fine-tune with tau 0.5 when time is left.
-# If the machine is a fresh one (the models are gone), only the benchmark runs.
+#   issue 5, sparsity-aware fine-tuning of the best small model (lowest last validation loss)
+#   with unique_soft (bench/finetune_softmask.sh: loss curve, step time against dense on the
+#   same batches, WER with unique decoding at budget 512 and dense): tau 1.0 on GPU 1, tau 0.5
+#   on GPU 0 (which also decodes the dense checkpoint with unique, budget 512); FT_MINUTES each.
+#   EXTRA_CMD (optional): a command run on GPU 0 alongside (e.g. the soft-mask GPU tests).
 #   local/gpu/after_train.sh [--deadline-s 560]        (carry [".gpu"], timeout_s 600)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,7 +18,7 @@ recipe=$root/egs/synth_longform
 exp=$recipe/exp
 data=$recipe/data/${SIZE:-large}
 log() { echo "[after_train $(date -u +%H:%M:%S) +$SECONDS s] $*"; }
-ft_args=(--data-dir "$data" --python python3 --timing-steps 20 --skip-ckpt-decode --
+ft_args=(--data-dir "$data" --python python3 --timing-steps 20 --
          train.max_duration=600 train.save_every=100 train.valid_every=100 train.average_last=1
          train.valid_wer_recordings=0)
 
@@ -41,27 +40,21 @@ ck=""
 [ -n "$best" ] && ck=$(ls -t "$exp/$best"/avg-*.pt 2>/dev/null | head -n 1)
 [ -n "$best" ] && [ -z "$ck" ] && ck=$exp/$best/last.pt
 if [ -n "$ck" ] && [ -f "$ck" ]; then
-  log "fine-tuning from $ck (config $best)"
+  log "fine-tuning from $ck (config $best): tau 1.0 on GPU 1, tau 0.5 on GPU 0, $ft_minutes min each"
   (CUDA_VISIBLE_DEVICES=1 bash bench/finetune_softmask.sh --ckpt "$ck" --minutes "$ft_minutes" \
-     --taus 1.0 --out "$exp/ft_tau1" "${ft_args[@]}" > "$out/ft_tau1.log" 2>&1
+     --taus 1.0 --out "$exp/ft_tau1" --skip-ckpt-decode "${ft_args[@]}" > "$out/ft_tau1.log" 2>&1
    log "ft tau 1.0 exit $?"; tail -n 12 "$out/ft_tau1.log") &
-else
-  log "no trained model on this machine (fresh machine?): benchmark only"
-fi
-(CUDA_VISIBLE_DEVICES=0 SKIP_TESTS=1 BENCH_TIMEOUT=260 \
-   BENCH_ARGS="--fast --tables=9 --long-contexts=" bash bench/run_decode_gpu.sh \
-   > "$out/bench.log" 2>&1
- log "bench exit $?"; tail -n 25 "$out/bench.log"
- left=$((deadline_s - SECONDS))
- if [ -n "$ck" ] && [ -f "$ck" ] && [ "$left" -gt 330 ]; then
-   m=$(awk -v l="$left" 'BEGIN{printf "%.1f", (l - 240) / 60}')
-   log "fine-tuning with tau 0.5 for $m min"
-   CUDA_VISIBLE_DEVICES=0 bash bench/finetune_softmask.sh --ckpt "$ck" --minutes "$m" \
+  (CUDA_VISIBLE_DEVICES=0 bash bench/finetune_softmask.sh --ckpt "$ck" --minutes "$ft_minutes" \
      --taus 0.5 --out "$exp/ft_tau05" "${ft_args[@]}" > "$out/ft_tau05.log" 2>&1
-   log "ft tau 0.5 exit $?"; tail -n 12 "$out/ft_tau05.log"
- fi) &
+   log "ft tau 0.5 exit $?"; tail -n 12 "$out/ft_tau05.log") &
+else
+  log "no trained model on this machine (fresh machine?): nothing to fine-tune"
+fi
+if [ -n "${EXTRA_CMD:-}" ]; then  # e.g. the soft-mask GPU tests, on GPU 0 beside the fine-tune
+  (CUDA_VISIBLE_DEVICES=0 bash -c "$EXTRA_CMD" > "$out/extra.log" 2>&1
+   log "extra command exit $?"; tail -n 15 "$out/extra.log") &
+fi
 wait
-cp bench/results/decode_step.jsonl "$out/" 2>/dev/null || true
 (cd "$recipe" && tar -czf "$out/after_train_logs.tgz" --exclude='*.pt' --exclude='tensorboard' \
    $(ls -d exp/ft_*/ 2>/dev/null)) || true
 (cd "$out" && tar -czf after_train_run_logs.tgz ./*.log && rm -f ./*.log)
