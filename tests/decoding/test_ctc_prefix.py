@@ -186,6 +186,26 @@ def test_joint_weight_one_recovers_ctc_best_path(make_fake, search):
         assert st.ctc_seconds > 0
 
 
+def test_joint_greedy_long_input_windowed_equals_all_frames(make_fake):
+    """~120 labels over ~500 frames with a 150-frame pause: joint greedy with a 32-frame window
+    (falling back across the pause) gives the all-frames result, the CTC best path."""
+    n_text, blank = 10, 10
+    g = torch.Generator().manual_seed(5)
+    want, frames = torch.randint(0, 10, (120,), generator=g).tolist(), []
+    for i, c in enumerate(want):
+        frames += [c] * int(torch.randint(1, 3, (1,), generator=g)) + [blank]
+        frames += [blank] * (150 if i == 60 else 0)
+    logp = _peaked(frames, n_text + 1, blank)[None]
+    m = make_fake(_looping_decoder(n_text), n_text)
+    emb, alens = torch.zeros(1, 6, 4), torch.tensor([6])
+    for window in (0, 32):
+        ctc = JointCTC(logp, torch.tensor([len(frames)]), blank, weight=0.7, candidates=10,
+                       window=window)
+        hyps, st = greedy_search(m, emb, alens, max_new=200, ctc=ctc)
+        assert hyps == [want], window
+        assert (st.ctc_full_steps > 0) == (window > 0)
+
+
 def test_joint_search_with_ctc_candidates_limited_to_decoder_top_k(make_fake):
     """Candidates come from the decoder's top-k: a label outside them cannot be chosen; the
     end token is always a candidate, so CTC stops the loop once the audio is used up."""
