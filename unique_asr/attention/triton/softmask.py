@@ -25,6 +25,19 @@ module never materialises an L x L tensor. Pieces:
   at the end of the key-block program (a page lies inside one key block: BN % S == 0).
 - Block sizes: ``_Cfg`` (overridable through ``CONFIG_OVERRIDES`` for tuning). Pointers use a
   64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
+- float32 accuracy (``EXACT``, float32 inputs only; compiled out for bf16/fp16): the gate turns
+  an absolute score error e into a logit error ~ e / tau, and scores are ~60 (the lam ||q|| std
+  term), so float32 rounding of ||q|| and std is magnified ~120x. On the GPU Triton's tl.sqrt
+  is sqrt.approx (<= 3 ulp) and ``/`` is div.full (2 ulp), and an fp32 "ieee" tl.dot is an FMA
+  chain that, given an accumulator, keeps chaining through it across blocks (up to L terms).
+  The H200 fp32 errors were 3.5-4x those of a plain float32 PyTorch run of the reference (dq
+  1.7e-5 vs 4.2e-6); the interpreter (numpy: exact sqrt, BLAS dots) showed no gap. EXACT uses
+  IEEE sqrt/division (tl.sqrt_rn, tl.div_rn) for the page stats, the output normalisation and
+  the std gradient, loads ||q|| computed once in float64 (query_norms; identical in the
+  threshold, forward and backward kernels), and adds each block's dot product to the running
+  accumulators (o, dq, dk, dv) instead of chaining through them. Under an interpreter that
+  emulates those GPU instructions the kernel's errors drop back to (slightly below) the plain
+  float32 reference's.
 
 Performance notes (H200, bf16, 32/8 heads, D 128, S 8, budget 512; bench/softmask_bench.py,
 bench/results/softmask_attention.jsonl): fwd+bwd over dense SDPA-flash, batch 1 / 2 / 4:
@@ -70,6 +83,31 @@ def _mm(a, b, acc=None, input_precision: tl.constexpr = None):
         out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
     else:
         out = tl.dot(a, b, acc, input_precision=input_precision)
+    return out
+
+
+@triton.jit
+def _qnorm(q, QN, roff, row_ok, EXACT: tl.constexpr):
+    """||q|| per row [BM]. EXACT (float32): loaded from QN (the norm computed once, in float64,
+    by the driver), so every kernel sees the same correctly rounded value; otherwise a float32
+    sum and the fast (sqrt.approx, <= 3 ulp on the GPU) square root."""
+    if EXACT:
+        qn = tl.load(QN + roff, mask=row_ok, other=0.0)
+    else:
+        qf = q.to(tl.float32)
+        qn = tl.sqrt(tl.sum(qf * qf, axis=1))
+    return qn
+
+
+@triton.jit
+def _acc_mm(a, b, acc, PREC: tl.constexpr, EXACT: tl.constexpr):
+    """acc + a @ b. EXACT (float32): the block product starts from zero and is added after, so
+    the GPU's float32 FMA dot chains over one block (K = 64..128), not over the whole sequence
+    (an FMA chain over 2048 keys loses ~30 ulp to rounding of the growing partial sums)."""
+    if EXACT:
+        out = acc + _mm(a, b, input_precision=PREC)
+    else:
+        out = _mm(a, b, acc, input_precision=PREC)
     return out
 
 
@@ -222,7 +260,7 @@ def _load_rows(PTR, t0, L, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr,
 # ----------------------------------------------------------------------------- page stats
 @triton.jit
 def _stats_kernel(K, MH, ML, MEAN, STD, L, P, D: tl.constexpr, S: tl.constexpr,
-                  NPB: tl.constexpr):
+                  NPB: tl.constexpr, EXACT: tl.constexpr):
     pid_p = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     pg = pid_p * NPB + tl.arange(0, NPB)
@@ -232,11 +270,17 @@ def _stats_kernel(K, MH, ML, MEAN, STD, L, P, D: tl.constexpr, S: tl.constexpr,
     inside = (tok < L)[:, :, None]
     kk = tl.load(ptr, mask=inside, other=0.0).to(tl.float32)
     cnt = tl.maximum(tl.minimum(L - pg * S, S), 1).to(tl.float32)
-    mean = tl.sum(kk, axis=1) / cnt[:, None]
+    if EXACT:  # IEEE division / square root (the defaults are div.full / sqrt.approx)
+        mean = tl.div_rn(tl.sum(kk, axis=1), tl.broadcast_to(cnt[:, None], (NPB, D)))
+    else:
+        mean = tl.sum(kk, axis=1) / cnt[:, None]
     # two-pass (centred) variance: E||k||^2 - ||mean||^2 loses ~2 digits to cancellation in
     # float32, and the gate amplifies std errors (scores ~60 vs tau 0.5)
     dev = tl.where(inside, kk - mean[:, None, :], 0.0)
-    std = tl.sqrt(tl.sum(tl.sum(dev * dev, axis=2), axis=1) / cnt)
+    if EXACT:
+        std = tl.sqrt_rn(tl.div_rn(tl.sum(tl.sum(dev * dev, axis=2), axis=1), cnt))
+    else:
+        std = tl.sqrt(tl.sum(tl.sum(dev * dev, axis=2), axis=1) / cnt)
     hi = mean.to(MH.dtype.element_ty)
     lo = (mean - hi.to(tl.float32)).to(ML.dtype.element_ty)
     pm = pg < P
@@ -249,10 +293,10 @@ def _stats_kernel(K, MH, ML, MEAN, STD, L, P, D: tl.constexpr, S: tl.constexpr,
 
 # ------------------------------------------------------------------------------ thresholds
 @triton.jit
-def _scores_kernel(Q, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
+def _scores_kernel(Q, QN, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
                    D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
                    NPC: tl.constexpr, S: tl.constexpr, USE_LO: tl.constexpr,
-                   PREC: tl.constexpr):
+                   PREC: tl.constexpr, EXACT: tl.constexpr):
     pid_t = tl.program_id(0)
     pid_p = tl.program_id(1)
     bh = tl.program_id(2)
@@ -263,8 +307,8 @@ def _scores_kernel(Q, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
     p0 = pid_p * NPC
     last_t = tl.minimum(t0 + BT, L) - 1
     if p0 < last_t // S:  # some row of this block has a past page in this chunk
-        q, _t, _row_ok, _roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
-        qnorm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))
+        q, _t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
+        qnorm = _qnorm(q, QN + hb, roff, row_ok, EXACT)
         offs_d = tl.arange(0, D)
         pg = p0 + tl.arange(0, NPC)
         pmask = pg < P
@@ -323,7 +367,8 @@ def _select_kernel(SCR, THETA, L, l0, Lc, PW, KP, R: tl.constexpr, PPAD: tl.cons
 def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, STD, page_base, P,
               sm_scale2, lam, inv_tau, m_i, l_i, acc, D: tl.constexpr, BT: tl.constexpr,
               GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
-              HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr):
+              HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
+              EXACT: tl.constexpr):
     """One key block of the online-softmax forward."""
     offs_d = tl.arange(0, D)
     kn = n0 + tl.arange(0, BN)
@@ -342,15 +387,16 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
     alpha = tl.exp2(m_i - m_use)
     p = tl.exp2(s - m_use[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = _mm(p.to(v.dtype), v, acc * alpha[:, None], input_precision=PREC)
+    acc = _acc_mm(p.to(v.dtype), v, acc * alpha[:, None], PREC, EXACT)
     return m_new, l_i, acc
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale2, lam,
+def _fwd_kernel(Q, QN, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale2, lam,
                 inv_tau, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
                 BN: tl.constexpr, S: tl.constexpr, HARD: tl.constexpr, USE_LO: tl.constexpr,
-                PREC: tl.constexpr, HAS_SEQ: tl.constexpr, REV: tl.constexpr):
+                PREC: tl.constexpr, HAS_SEQ: tl.constexpr, REV: tl.constexpr,
+                EXACT: tl.constexpr):
     BM: tl.constexpr = BT * GP
     pid_t = tl.program_id(0)
     if REV:  # longest (latest) query blocks first: shorter tail of the causal triangle
@@ -364,8 +410,7 @@ def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale
     if HAS_SEQ:
         n_b = tl.minimum(tl.load(SEQ + b), L)
     q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
-    qf = q.to(tl.float32)
-    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    qnorm = _qnorm(q, QN + hb, roff, row_ok, EXACT)
     tp = t0 + tl.arange(0, BT)
     theta_t = tl.load(THETA + bh.to(tl.int64) * L + tp, mask=tp < L, other=float("-inf"))
     own_t = tp // S
@@ -380,13 +425,16 @@ def _fwd_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, O, LSE, L, H, Hkv, P, sm_scale
     for n0 in range(0, n_full, BN):
         m_i, l_i, acc = _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML,
                                   STD, page_base, P, sm_scale2, lam, inv_tau, m_i, l_i, acc, D,
-                                  BT, GP, G, BN, S, HARD, False, USE_LO, PREC)
+                                  BT, GP, G, BN, S, HARD, False, USE_LO, PREC, EXACT)
     for n0 in range(n_full, t_hi, BN):
         m_i, l_i, acc = _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML,
                                   STD, page_base, P, sm_scale2, lam, inv_tau, m_i, l_i, acc, D,
-                                  BT, GP, G, BN, S, HARD, True, USE_LO, PREC)
+                                  BT, GP, G, BN, S, HARD, True, USE_LO, PREC, EXACT)
     good = row_ok & (t < n_b) & (l_i > 0)
-    o = acc / tl.where(good, l_i, 1.0)[:, None]
+    if EXACT:
+        o = tl.div_rn(acc, tl.broadcast_to(tl.where(good, l_i, 1.0)[:, None], (BM, D)))
+    else:
+        o = acc / tl.where(good, l_i, 1.0)[:, None]
     o = tl.where(good[:, None], o, 0.0)
     tl.store((O + hb * D) + (roff[:, None] * D + offs_d[None, :]), o.to(O.dtype.element_ty),
              mask=row_ok[:, None])
@@ -411,7 +459,8 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
              STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D: tl.constexpr,
              BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
              S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
-             PREC: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr):
+             PREC: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr,
+             EXACT: tl.constexpr):
     offs_d = tl.arange(0, D)
     kn = n0 + tl.arange(0, BN)
     kmask = (kn < L)[:, None]
@@ -424,23 +473,28 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
     ds_lp = ds.to(k.dtype)
-    dq = _mm(ds_lp, k, dq, input_precision=PREC)
+    if EXACT:  # this key block's part from zero, then added (see _acc_mm)
+        blk = _mm(ds_lp, k, input_precision=PREC)
+    else:
+        blk = _mm(ds_lp, k, dq, input_precision=PREC)
     if not HARD:
         dsr = _gate_grad_rows(ds, ds_lp, sr, smax, z, past, inv_tau, BT, GP, G, BN // S, S,
                               PAGE_DOT, PREC, LO_GRAD)
-        dq = _pages_dot(dsr / sm_scale, mh, dq, k.dtype, PREC)
+        blk = _pages_dot(dsr / sm_scale, mh, blk, k.dtype, PREC)
         if USE_LO and LO_GRAD:
-            dq = _pages_dot(dsr / sm_scale, ml, dq, k.dtype, PREC)
-    return dq
+            blk = _pages_dot(dsr / sm_scale, ml, blk, k.dtype, PREC)
+    if EXACT:
+        blk = dq + blk
+    return blk
 
 
 @triton.jit
-def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, Hkv, P,
+def _bwd_dq_kernel(Q, QN, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, Hkv, P,
                    sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
                    GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
                    HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
                    HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr,
-                   REV: tl.constexpr):
+                   EXACT: tl.constexpr, REV: tl.constexpr):
     pid_t = tl.program_id(0)
     if REV:  # longest (latest) query blocks first
         pid_t = tl.num_programs(0) - 1 - pid_t
@@ -454,8 +508,7 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
         n_b = tl.minimum(tl.load(SEQ + b), L)
     q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
     do, t, row_ok, roff = _load_rows(DO + hb * D, t0, L, D, BT, GP, G)
-    qf = q.to(tl.float32)
-    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    qnorm = _qnorm(q, QN + hb, roff, row_ok, EXACT)
     lse = tl.load((LSE + hb) + roff, mask=row_ok, other=float("inf"))
     delta = tl.load((DELTA + hb) + roff, mask=row_ok, other=0.0)
     tp = t0 + tl.arange(0, BT)
@@ -470,26 +523,26 @@ def _bwd_dq_kernel(Q, K, V, MH, ML, STD, THETA, SEQ, DO, LSE, DELTA, DQ, L, H, H
     for n0 in range(0, n_full, BN):
         dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
                       MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
-                      GP, G, BN, S, HARD, False, USE_LO, PREC, PAGE_DOT, LO_GRAD)
+                      GP, G, BN, S, HARD, False, USE_LO, PREC, PAGE_DOT, LO_GRAD, EXACT)
     for n0 in range(n_full, t_hi, BN):
         dq = _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base, L,
                       MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau, dq, D, BT,
-                      GP, G, BN, S, HARD, True, USE_LO, PREC, PAGE_DOT, LO_GRAD)
+                      GP, G, BN, S, HARD, True, USE_LO, PREC, PAGE_DOT, LO_GRAD, EXACT)
     dq = dq * sm_scale
     tl.store((DQ + hb * D) + (roff[:, None] * D + offs_d[None, :]), dq.to(DQ.dtype.element_ty),
              mask=row_ok[:, None])
 
 
 @triton.jit
-def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML, STD,
+def _dkdv_step(k, v, n0, n_b, t0, Q, QN, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML, STD,
                page_base, P, sm_scale, sm_scale2, lam, inv_tau, dk, dv, dstd, D: tl.constexpr,
                BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
                S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr, USE_LO: tl.constexpr,
-               PREC: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr):
+               PREC: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr,
+               EXACT: tl.constexpr):
     q, t, row_ok, roff = _load_rows(Q + hb * D, t0, L, D, BT, GP, G)
     do, t, row_ok, roff = _load_rows(DO + hb * D, t0, L, D, BT, GP, G)
-    qf = q.to(tl.float32)
-    qnorm = tl.sqrt(tl.sum(qf * qf, axis=1))
+    qnorm = _qnorm(q, QN + hb, roff, row_ok, EXACT)
     lse = tl.load((LSE + hb) + roff, mask=row_ok, other=float("inf"))
     delta = tl.load((DELTA + hb) + roff, mask=row_ok, other=0.0)
     tp = t0 + tl.arange(0, BT)
@@ -499,7 +552,7 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
                                      S, HARD, MASK, USE_LO, PREC)
     p = tl.exp2(s - lse[:, None])
-    dv = _mm(tl.trans(p.to(v.dtype)), do, dv, input_precision=PREC)
+    dv = _acc_mm(tl.trans(p.to(v.dtype)), do, dv, PREC, EXACT)
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
     ds_lp = ds.to(q.dtype)
@@ -511,16 +564,17 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H, MH, ML
         ds = _pages_to_tokens(dsr * (1.0 / (S * sm_scale)), ds, q.dtype, BN, S, PREC)
         ds_lp = ds.to(q.dtype)
         dstd += tl.sum(dsr * (lam * qnorm)[:, None], axis=0)
-    dk = _mm(tl.trans(ds_lp), q, dk, input_precision=PREC)
+    dk = _acc_mm(tl.trans(ds_lp), q, dk, PREC, EXACT)
     return dk, dv, dstd
 
 
 @triton.jit
-def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK, DV, L, H, Hkv,
-                     P, sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr, BT: tl.constexpr,
-                     GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr, S: tl.constexpr,
-                     HARD: tl.constexpr, USE_LO: tl.constexpr, PREC: tl.constexpr,
-                     HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr, LO_GRAD: tl.constexpr):
+def _bwd_dkdv_kernel(Q, QN, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK, DV, L, H,
+                     Hkv, P, sm_scale, sm_scale2, lam, inv_tau, D: tl.constexpr,
+                     BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr, BN: tl.constexpr,
+                     S: tl.constexpr, HARD: tl.constexpr, USE_LO: tl.constexpr,
+                     PREC: tl.constexpr, HAS_SEQ: tl.constexpr, PAGE_DOT: tl.constexpr,
+                     LO_GRAD: tl.constexpr, EXACT: tl.constexpr):
     NP: tl.constexpr = BN // S
     pid_n = tl.program_id(0)
     bh = tl.program_id(1)
@@ -543,15 +597,15 @@ def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK,
     dstd = tl.zeros([NP], tl.float32)
     t_diag = tl.minimum(n0 + BN, n_b)
     for t0 in range(n0, t_diag, BT):
-        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H,
+        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, QN, DO, LSE, DELTA, THETA, hb, bh, L, H,
                                   MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau,
                                   dk, dv, dstd, D, BT, GP, G, BN, S,
-                                         HARD, True, USE_LO, PREC, PAGE_DOT, LO_GRAD)
+                                  HARD, True, USE_LO, PREC, PAGE_DOT, LO_GRAD, EXACT)
     for t0 in range(n0 + BN, n_b, BT):
-        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, DO, LSE, DELTA, THETA, hb, bh, L, H,
+        dk, dv, dstd = _dkdv_step(k, v, n0, n_b, t0, Q, QN, DO, LSE, DELTA, THETA, hb, bh, L, H,
                                   MH, ML, STD, page_base, P, sm_scale, sm_scale2, lam, inv_tau,
                                   dk, dv, dstd, D, BT, GP, G, BN, S,
-                                         HARD, False, USE_LO, PREC, PAGE_DOT, LO_GRAD)
+                                  HARD, False, USE_LO, PREC, PAGE_DOT, LO_GRAD, EXACT)
     dk = dk * sm_scale
     if not HARD:
         # page std -> keys of the page (the mean part is already in dk; only full pages ever
@@ -559,7 +613,10 @@ def _bwd_dkdv_kernel(Q, K, V, MH, ML, MEAN, STD, THETA, SEQ, DO, LSE, DELTA, DK,
         pg = n0 // S + tl.arange(0, NP)
         pmask = pg < P
         st = tl.load((STD + page_base) + pg, mask=pmask, other=0.0)
-        coef = tl.where(st > 0, dstd / (S * tl.where(st > 0, st, 1.0)), 0.0)
+        if EXACT:
+            coef = tl.where(st > 0, tl.div_rn(dstd, S * tl.where(st > 0, st, 1.0)), 0.0)
+        else:
+            coef = tl.where(st > 0, dstd / (S * tl.where(st > 0, st, 1.0)), 0.0)
         tok_pg = (n0 + tl.arange(0, BN)) // S
         mean_t = tl.load((MEAN + page_base * D) + (tok_pg[:, None] * D + offs_d[None, :]),
                          mask=(tok_pg < P)[:, None], other=0.0)
@@ -581,6 +638,22 @@ CONFIG_OVERRIDES: dict = {}
 if os.environ.get("UNIQUE_SOFTMASK_CONFIG"):
     with open(os.environ["UNIQUE_SOFTMASK_CONFIG"]) as _f:
         CONFIG_OVERRIDES.update(json.load(_f))
+
+
+def _exact(dtype: torch.dtype) -> bool:
+    """Whether the float32 accuracy measures apply (float32 input, not switched off by the
+    "fp32_exact" override). Why: the gate multiplies score rounding by |score| / tau (~120 at
+    scores ~60, tau 0.5), so the GPU's fast sqrt.approx (<= 3 ulp) on ||q|| and the page std,
+    and float32 FMA dot chains over the whole sequence, made the H200's fp32 errors 3.5-4x those
+    of a plain float32 PyTorch evaluation of the reference (dq 1.7e-5 vs 4.2e-6 at full size).
+    Costs nothing on the bf16/fp16 path (compiled out)."""
+    return dtype == torch.float32 and bool(CONFIG_OVERRIDES.get("fp32_exact", True))
+
+
+def query_norms(q: torch.Tensor) -> torch.Tensor:
+    """||q|| [B, H, L] float32, computed in float64 (correctly rounded, one value per row shared
+    by the threshold, forward and backward kernels)."""
+    return torch.linalg.vector_norm(q, dim=-1, dtype=torch.float64).float().contiguous()
 
 
 class _Cfg:
@@ -619,11 +692,16 @@ class _Cfg:
         self.bwd_stages = ov.get("bwd_stages", self.stages if interp else 3)
         self.dq_stages = ov.get("dq_stages", self.bwd_stages)
         self.rev = bool(ov.get("rev", False))
+        # float32 only: IEEE sqrt/division, ||q|| computed once in float64 and shared by all
+        # kernels, block-local dot accumulation (see _exact); off = the bf16 code path in fp32
+        self.exact = _exact(dtype)
         self.streams = int(ov.get("streams", 1))
 
 
 def page_stats_triton(k: torch.Tensor, page_size: int):
-    """mean_hi, mean_lo (k.dtype), mean (float32) [B*Hkv, P, D] and std [B*Hkv, P] (float32)."""
+    """mean_hi, mean_lo (k.dtype), mean (float32) [B*Hkv, P, D] and std [B*Hkv, P] (float32).
+
+    (float32: IEEE division and square root, see _exact.)"""
     B, Hkv, L, D = k.shape
     P = -(-L // page_size)
     kc = k.contiguous()
@@ -633,12 +711,15 @@ def page_stats_triton(k: torch.Tensor, page_size: int):
     std = torch.empty(B * Hkv, P, device=k.device, dtype=torch.float32)
     npb = max(1, 32 // page_size)
     _stats_kernel[(triton.cdiv(P, npb), B * Hkv)](kc, mh, ml, mean, std, L, P, D=D, S=page_size,
-                                                  NPB=npb)
+                                                  NPB=npb, EXACT=_exact(k.dtype))
     return mh, ml, mean, std
 
 
-def thresholds_triton(q, mh, ml, std, *, Hkv: int, page_size: int, k_pages: int, lam: float):
-    """theta [B*Hkv, L] float32 (-inf where the query sees <= k pages), no L x L tensor."""
+def thresholds_triton(q, mh, ml, std, *, Hkv: int, page_size: int, k_pages: int, lam: float,
+                      qn: torch.Tensor | None = None):
+    """theta [B*Hkv, L] float32 (-inf where the query sees <= k pages), no L x L tensor.
+
+    qn: query_norms(q), used (and computed here if None) on the float32 path (see _exact)."""
     B, H, L, D = q.shape
     G = H // Hkv
     GP = _next_pow2(G)
@@ -650,6 +731,11 @@ def thresholds_triton(q, mh, ml, std, *, Hkv: int, page_size: int, k_pages: int,
         return theta
     use_lo = q.dtype != torch.float32
     prec = "ieee" if q.dtype == torch.float32 else "tf32"
+    exact = _exact(q.dtype)
+    if exact and qn is None:
+        qn = query_norms(q)
+    if not exact:
+        qn = theta  # unused placeholder pointer
     bt = max(1, 64 // GP) if _interpret() else max(1, 128 // GP)
     npc = 64
     l0 = (first // bt) * bt
@@ -664,8 +750,9 @@ def thresholds_triton(q, mh, ml, std, *, Hkv: int, page_size: int, k_pages: int,
         if scratch is None or scratch.numel() < need:
             scratch = torch.empty(need, device=q.device, dtype=torch.float32)
         grid = (triton.cdiv(lc, bt), triton.cdiv(pw, npc), B * Hkv)
-        _scores_kernel[grid](q, mh, ml, std, scratch, L, H, Hkv, P, l0, lc, pw, lam, D=D, BT=bt,
-                             GP=GP, G=G, NPC=npc, S=S, USE_LO=use_lo, PREC=prec)
+        _scores_kernel[grid](q, qn, mh, ml, std, scratch, L, H, Hkv, P, l0, lc, pw, lam, D=D,
+                             BT=bt, GP=GP, G=G, NPC=npc, S=S, USE_LO=use_lo, PREC=prec,
+                             EXACT=exact)
         ppad = _next_pow2(pw)
         r = max(1, min(16, 4096 // ppad))
         _select_kernel[(triton.cdiv(lc, r), B * Hkv)](scratch, theta, L, l0, lc, pw, k_pages - 1,
@@ -687,8 +774,11 @@ class SoftmaskFunction(torch.autograd.Function):
         cfg = _Cfg(D, S, G, q.dtype)
         mh, ml, mean, std = page_stats_triton(k, S)
         P = mh.shape[1]
+        qn = query_norms(q) if cfg.exact else None
         theta = thresholds_triton(q, mh, ml, std, Hkv=Hkv, page_size=S,
-                                  k_pages=budget // S, lam=lam)
+                                  k_pages=budget // S, lam=lam, qn=qn)
+        if qn is None:
+            qn = theta  # unused placeholder pointer (the kernels compute ||q||)
         o = torch.empty_like(q)
         lse = torch.empty(B, H, L, device=q.device, dtype=torch.float32)
         has_seq = seqlens is not None
@@ -696,18 +786,18 @@ class SoftmaskFunction(torch.autograd.Function):
         sm_scale = D ** -0.5
         inv_tau = 1.0 / tau
         grid = (triton.cdiv(L, cfg.BT_fwd), B * Hkv)
-        _fwd_kernel[grid](q, k, v, mh, ml, std, theta, seq, o, lse, L, H, Hkv, P,
+        _fwd_kernel[grid](q, qn, k, v, mh, ml, std, theta, seq, o, lse, L, H, Hkv, P,
                           sm_scale * LOG2E, lam, inv_tau, D=D, BT=cfg.BT_fwd, GP=cfg.GP, G=G,
                           BN=cfg.BN, S=S, HARD=hard, USE_LO=cfg.use_lo, PREC=cfg.prec,
-                          HAS_SEQ=has_seq, REV=cfg.rev, num_warps=cfg.fwd_warps,
-                          num_stages=cfg.stages)
-        ctx.save_for_backward(q, k, v, o, lse, mh, ml, mean, std, theta, seq)
+                          HAS_SEQ=has_seq, REV=cfg.rev, EXACT=cfg.exact,
+                          num_warps=cfg.fwd_warps, num_stages=cfg.stages)
+        ctx.save_for_backward(q, qn, k, v, o, lse, mh, ml, mean, std, theta, seq)
         ctx.args = (S, hard, lam, inv_tau, has_seq)
         return o
 
     @staticmethod
     def backward(ctx, do):
-        q, k, v, o, lse, mh, ml, mean, std, theta, seq = ctx.saved_tensors
+        q, qn, k, v, o, lse, mh, ml, mean, std, theta, seq = ctx.saved_tensors
         S, hard, lam, inv_tau, has_seq = ctx.args
         B, H, L, D = q.shape
         Hkv = k.shape[1]
@@ -725,7 +815,7 @@ class SoftmaskFunction(torch.autograd.Function):
         dv = torch.empty_like(v)
         common = {"D": D, "GP": cfg.GP, "G": G, "S": S, "HARD": hard, "USE_LO": cfg.use_lo,
                   "PREC": cfg.prec, "HAS_SEQ": has_seq, "PAGE_DOT": cfg.page_dot,
-                  "LO_GRAD": cfg.lo_grad}
+                  "LO_GRAD": cfg.lo_grad, "EXACT": cfg.exact}
         # dq and dk/dv are independent: with streams=2 (CUDA) the dq kernel runs on a side
         # stream so each kernel's causal tail overlaps the other's work
         side = None
@@ -734,16 +824,16 @@ class SoftmaskFunction(torch.autograd.Function):
             side.wait_stream(torch.cuda.current_stream(q.device))
         with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
             _bwd_dq_kernel[(triton.cdiv(L, cfg.BT_dq), B * Hkv)](
-                q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
+                q, qn, k, v, mh, ml, std, theta, seq, do, lse, delta, dq, L, H, Hkv, P, sm_scale,
                 sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dq, BN=cfg.BN_dq, REV=cfg.rev,
                 num_warps=cfg.dq_warps, num_stages=cfg.dq_stages, **common)
         _bwd_dkdv_kernel[(triton.cdiv(L, cfg.BN_kv), B * Hkv)](
-            q, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
+            q, qn, k, v, mh, ml, mean, std, theta, seq, do, lse, delta, dk, dv, L, H, Hkv, P,
             sm_scale, sm_scale * LOG2E, lam, inv_tau, BT=cfg.BT_dkdv, BN=cfg.BN_kv,
             num_warps=cfg.bwd_warps, num_stages=cfg.bwd_stages, **common)
         if side is not None:
             torch.cuda.current_stream(q.device).wait_stream(side)
-            for t in (q, k, v, mh, ml, std, theta, seq, do, lse, delta, dq):
+            for t in (q, qn, k, v, mh, ml, std, theta, seq, do, lse, delta, dq):
                 t.record_stream(side)
         return dq, dk, dv, None, None, None, None, None, None
 
