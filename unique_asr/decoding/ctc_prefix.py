@@ -21,10 +21,12 @@ form  log r^n_h[tau] = X[tau] + logcumsumexp_{j<tau}(log phi[j] - X[j]):  one cu
 torch.logcumsumexp over all frames at once, no Python loop over frames (recordings have up to
 ~7500 encoder frames and ~3500 output steps). r^b follows from r^n the same way.
 
-Cost per decoding step: psi for the K candidates of every hypothesis is one logsumexp over
-[N, K, T]; the full forward variables are only computed for the chosen extension of each
-hypothesis ([N, T], two logcumsumexp). Everything is float64: the cumulative sums reach ~1e5
-nats on long recordings, where float32 would lose ~1e-2 nats per step.
+Cost per decoding step: psi for the K candidates of every hypothesis is one batched matmul of
+[N, 2, W] weights with [N, W, K] posteriors; the forward variables are only computed for the
+chosen extension of each hypothesis ([N, W], two logcumsumexp). W is the frame window (all T
+frames, or `window` frames from where the prefix starts to live; see CTCPrefixScorer).
+Recursions are float64: the cumulative sums reach ~1e5 nats on long recordings, where float32
+would lose ~1e-2 nats per step.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ ALIVE_NATS = 100.0
 class CTCState:
     """CTC forward variables of N hypotheses (rows), each tied to one sequence of the batch."""
 
-    rn: torch.Tensor  # [N, T+1] float64, log r^n over tau = 0..T (-inf outside the live span)
+    rn: torch.Tensor  # [N, T+1] float64, log r^n over tau = 0..T (-inf outside the last window)
     rb: torch.Tensor  # [N, T+1] float64, log r^b
     last: torch.Tensor  # [N] long, the prefix's last label (-1: empty prefix)
     score: torch.Tensor  # [N] float64, log psi of the prefix (0 for the empty prefix)
@@ -81,7 +83,7 @@ class CTCPrefixScorer:
         B, T, C = logp.shape
         if not 0 <= blank < C:
             raise ValueError(f"CTC blank id {blank} outside 0..{C - 1}")
-        if 0 <= eos < C and eos != blank:
+        if 0 <= eos < C:
             raise ValueError(f"eos id {eos} is a CTC label; it must lie outside 0..{C - 1}")
         self.B, self.T, self.C, self.blank, self.eos = B, T, C, blank, eos
         self.window = int(window) if 0 < int(window) < T else 0
