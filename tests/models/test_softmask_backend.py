@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from unique_asr.models import build_model
 from tests.models.test_model import small_cfg
+from unique_asr.models import build_model
 
 
 def _batch():

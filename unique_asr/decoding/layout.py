@@ -5,8 +5,8 @@ Both entry points take the same hydra config, so `bin.score` with the overrides 
   checkpoint  decode.checkpoint, else the newest <model_dir>/avg-*.pt, else <model_dir>/last.pt
               (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
   out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
-  tag         decode.tag, else <method>[<beam>]-<attention>[-b<budget>]
-              (greedy-dense, beam4-dense, greedy-unique-b512, ...)
+  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<attention>[-b<budget>]
+              (greedy-dense, beam4-dense, greedy-ctc0.3-dense, greedy-unique-b512, ...)
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
 
 
 def method_name(dcfg) -> str:
-    """greedy, ctc_greedy, or beam<width>."""
-    return f"beam{int(dcfg['beam'])}" if dcfg["method"] == "beam" else str(dcfg["method"])
+    """greedy, ctc_greedy, or beam<width>; -ctc<w> added for joint CTC/attention decoding."""
+    name = f"beam{int(dcfg['beam'])}" if dcfg["method"] == "beam" else str(dcfg["method"])
+    w = float(dcfg.get("ctc_weight") or 0.0)
+    return f"{name}-ctc{w:g}" if w > 0 and dcfg["method"] != "ctc_greedy" else name
 
 
 def run_tag(dcfg) -> str:
