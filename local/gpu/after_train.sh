@@ -39,22 +39,34 @@ fi
 ck=""
 [ -n "$best" ] && ck=$(ls -t "$exp/$best"/avg-*.pt 2>/dev/null | head -n 1)
 [ -n "$best" ] && [ -z "$ck" ] && ck=$exp/$best/last.pt
+# copy the loss curves into $OUT as they appear: a call cut at its time limit still returns them
+(while sleep 15; do
+   for f in "$exp"/ft_*/loss_*.tsv "$exp"/ft_*/summary.json "$exp"/ft_*/wers.txt; do
+     [ -f "$f" ] && cp "$f" "$out/$(basename "$(dirname "$f")")_$(basename "$f")"
+   done
+ done) &
+packer=$!
+pids=()
 if [ -n "$ck" ] && [ -f "$ck" ]; then
   log "fine-tuning from $ck (config $best): tau 1.0 on GPU 1, tau 0.5 on GPU 0, $ft_minutes min each"
   (CUDA_VISIBLE_DEVICES=1 bash bench/finetune_softmask.sh --ckpt "$ck" --minutes "$ft_minutes" \
      --taus 1.0 --out "$exp/ft_tau1" --skip-ckpt-decode "${ft_args[@]}" > "$out/ft_tau1.log" 2>&1
    log "ft tau 1.0 exit $?"; tail -n 12 "$out/ft_tau1.log") &
+  pids+=($!)
   (CUDA_VISIBLE_DEVICES=0 bash bench/finetune_softmask.sh --ckpt "$ck" --minutes "$ft_minutes" \
      --taus 0.5 --out "$exp/ft_tau05" "${ft_args[@]}" > "$out/ft_tau05.log" 2>&1
    log "ft tau 0.5 exit $?"; tail -n 12 "$out/ft_tau05.log") &
+  pids+=($!)
 else
   log "no trained model on this machine (fresh machine?): nothing to fine-tune"
 fi
 if [ -n "${EXTRA_CMD:-}" ]; then  # e.g. the soft-mask GPU tests, on GPU 0 beside the fine-tune
   (CUDA_VISIBLE_DEVICES=0 bash -c "$EXTRA_CMD" > "$out/extra.log" 2>&1
    log "extra command exit $?"; tail -n 15 "$out/extra.log") &
+  pids+=($!)
 fi
-wait
+[ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+kill "$packer" 2>/dev/null
 (cd "$recipe" && tar -czf "$out/after_train_logs.tgz" --exclude='*.pt' --exclude='tensorboard' \
    $(ls -d exp/ft_*/ 2>/dev/null)) || true
 (cd "$out" && tar -czf after_train_run_logs.tgz ./*.log && rm -f ./*.log)
