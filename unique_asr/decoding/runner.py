@@ -58,9 +58,8 @@ class DecodeOptions:
             raise ValueError(f"decode.method={self.method!r}: use greedy, beam or ctc_greedy")
         if not 0.0 <= float(self.ctc_weight) <= 1.0:
             raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
-        if self.ctc_weight > 0 and self.method == "ctc_greedy":
-            raise ValueError("decode.ctc_weight applies to method=greedy or beam; ctc_greedy "
-                             "already decodes with the CTC head alone: set decode.ctc_weight=0")
+        if self.method == "ctc_greedy":  # the CTC head alone: the joint weight (default
+            self.ctc_weight = 0.0       # 0.3) does not apply, so `method=ctc_greedy` just works
         if int(self.ctc_candidates) < 1:
             raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
