@@ -112,7 +112,12 @@ def _compare(B, H, Hkv, L, D, S, budget, tau, mode, dtype, seqlens=None, plain_r
     keep_q, keep_k = _gqa_tie_keep(q, k, S, budget, sl)
     print(f"near-tie rows left out: dq {int((~keep_q).sum())}/{keep_q.numel()}, "
           f"dk {int((~keep_k).sum())}/{keep_k.numel()}")
-    assert keep_q.float().mean() > 0.99 and keep_k.float().mean() > 0.95, "too many near-ties"
+    # at most 1% of dq rows / 5% of dk rows (full size), and never less than one near-tie's
+    # rows (G query heads, one page of S keys): at small sizes one tie alone is > 5% of dk rows
+    # (L=70, 2 KV heads: 8 of 140), which made this check fail on ~1 draw in 10 (CI, session 3)
+    n_q, n_k = int((~keep_q).sum()), int((~keep_k).sum())
+    assert n_q <= max(0.01 * keep_q.numel(), H // Hkv) and n_k <= max(0.05 * keep_k.numel(), S), \
+        f"too many near-ties: {n_q} dq rows, {n_k} dk rows left out"
     keeps = [None, keep_q, keep_k, None]
     if plain_ref:
         ps = [x.detach().clone().requires_grad_() for x in (q, k, v)]
