@@ -90,3 +90,20 @@ def test_valid_losses_reports_ce_with_other_audio():
     v = valid_losses(m, [b], "cpu", nullcontext, shuffled=True)
     assert set(v) == {"loss", "ce", "ce_other_audio"} and v["ce"] != v["ce_other_audio"]
     assert valid_losses(m, [b], "cpu", nullcontext)["loss"] == v["loss"]
+
+
+def test_window_batcher_gives_token_times_only_when_asked():
+    from tests.training.synth import CharTokenizer
+    from unique_asr.training.data import WindowBatcher, windows_to_cuts
+
+    segs = [Segment(0.5, 1.7, "ab cd"), Segment(2.3, 3.1, "efg")]
+    ws = recording_windows("r", segs, 3.6, 10.0, 1.0, 0.0, random.Random(0))
+    cuts = list(windows_to_cuts(ws))
+    feats = {"r": torch.randn(360, 80)}
+    plain = WindowBatcher(feats, CharTokenizer())(cuts)
+    assert "align" not in plain
+    b = WindowBatcher(feats, CharTokenizer(), with_align=True)(cuts)
+    a = b["align"][0, : int(b["token_lens"][0])]
+    w = ws[0]
+    assert len(ws) == 1 and torch.all(a[1:] >= a[:-1])  # monotone in time
+    assert a[0] >= (0.5 - w.start) / 0.08 - 1e-4 and a[-1] <= (3.1 - w.start) / 0.08 + 1e-4

@@ -54,3 +54,18 @@ def test_sampler_with_fewer_windows_than_buckets(data):
     wins = epoch_windows(data[1], 0, 1, 1e9, 1.0, 1.0)[:2]  # whole recordings: 2 windows
     batches = list(make_sampler(windows_to_cuts(wins), 1000.0, num_buckets=6, seed=1, epoch=0))
     assert sum(len(b) for b in batches) == 2
+
+
+def test_alignment_guide_trains_after_the_warmup(data, tmp_path):
+    """model.align_weight > 0: the batcher adds token times, the guide joins with the CE (not in
+    the CTC warm-up), its loss is logged, and the total loss includes it."""
+    cfg = tiny_model_cfg()
+    cfg.align_weight = 0.5
+    train(cfg, train_cfg(max_steps=4, ctc_warmup_steps=2, warmup_steps=0, average_last=0), tmp_path,
+          data, None, CharTokenizer(), seed=5)
+    r = {x["step"]: x for x in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines())
+         if "loss" in x}
+    assert "align" not in r[1] and "align" not in r[2]
+    assert r[3]["align"] > 0 and r[4]["align"] > 0
+    assert r[4]["loss"] == pytest.approx(cfg.ce_weight * r[4]["ce"] + cfg.ctc_weight * r[4]["ctc"]
+                                         + 0.5 * r[4]["align"], rel=1e-5)

@@ -117,9 +117,10 @@ def windows_to_cuts(windows: list[Window]):
 class WindowBatcher:
     """Turns a CutSet batch of windows into padded tensors (feats, feat_lens, tokens, token_lens)."""
 
-    def __init__(self, feats: dict, sp):
+    def __init__(self, feats: dict, sp, with_align: bool = False):
         self.feats = feats
         self.sp = sp
+        self.with_align = with_align  # coarse token times for the alignment guide (align_weight)
 
     def __call__(self, cuts) -> dict:
         xs, toks, aligns = [], [], []
@@ -129,8 +130,10 @@ class WindowBatcher:
             xs.append(f[a: a + round(c.duration / FRAME_SHIFT)])
             ids = self.sp.encode(c.custom["text"])
             toks.append(torch.tensor(ids, dtype=torch.long))
-            aligns.append(token_audio_index(piece_lengths(self.sp, ids), c.custom.get("spans")))
-        return collate(xs, toks, [c.id for c in cuts], aligns)
+            if self.with_align:
+                aligns.append(token_audio_index(piece_lengths(self.sp, ids),
+                                                c.custom.get("spans")))
+        return collate(xs, toks, [c.id for c in cuts], aligns if self.with_align else None)
 
 
 def piece_lengths(sp, ids: list[int]) -> list[int]:

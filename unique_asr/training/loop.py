@@ -159,7 +159,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.ctc_weight == 0)
     autocast = _autocast(device, tcfg.get("bf16", True))
-    batcher = WindowBatcher(feats, sp)
+    batcher = WindowBatcher(feats, sp, with_align=model_cfg.align_weight > 0)
     cur = tcfg["curriculum"]
 
     writer, logf, pbar = None, None, None
