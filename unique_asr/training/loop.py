@@ -87,7 +87,7 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
         finite &= bool(torch.isfinite(out["loss_sum"].detach()))
         sums += torch.tensor([float(out["loss_sum"].detach()), float(out["ce_sum"]),
                               float(out["ctc_sum"]), float(out["ntokens"]),
-                              float(out.get("align_sum", 0.0))], dtype=torch.float64)
+                              float(out["align_sum"])], dtype=torch.float64)
     sums = D.all_sum(sums)
     all_finite = int(D.all_sum(torch.tensor(0 if finite else 1))) == 0
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])

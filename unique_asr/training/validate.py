@@ -8,11 +8,6 @@ from unique_asr.training.data import FRAME_SHIFT, collate
 
 
 @torch.no_grad()
-def valid_loss(model, batches, device, autocast) -> float:
-    return valid_losses(model, batches, device, autocast)["loss"]
-
-
-@torch.no_grad()
 def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> dict:
     """Dev loss per token; with shuffled=True also the decoder's cross-entropy per token on the
     true audio and on another window's audio (the batch rotated by one). Equal values mean the
