@@ -196,3 +196,45 @@ def test_checkpoint_from_other_config_is_rejected(tmp_path):
 
 def test_subsampled_lengths():
     assert subsampled_lengths(torch.tensor([7, 8, 100])).tolist() == [1, 1, 24]
+
+
+def test_ctc_upsample_emits_more_frames_and_trains():
+    """model.ctc_upsample=2: two CTC frames per encoder frame, with lengths and a finite loss
+    whose gradient reaches the head."""
+    torch.manual_seed(0)
+    m = build_model(small_cfg(ctc_upsample=2, subsample="conv1d"))
+    feats, lens = torch.randn(2, 203, 80), torch.tensor([203, 150])
+    enc_lens = ((lens - 1) // 2 - 1) // 2
+    m.eval()
+    _, _, logp, ctc_lens = m.encode_with_ctc(feats, lens)
+    assert torch.equal(ctc_lens, 2 * enc_lens) and logp.shape[1] == 2 * int(enc_lens.max())
+    m.train()
+    # 40 labels in 49 encoder frames: infeasible at one frame each with repeats, feasible at two
+    tokens = torch.tensor([[1, 1, 2, 2] * 10, [3, 3] * 20])
+    out = m(feats, lens, tokens, torch.tensor([40, 30]))
+    assert torch.isfinite(out["ctc_sum"]) and float(out["ctc_sum"]) > 0
+    out["loss"].backward()
+    assert m.ctc.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ctc_upsample"):
+        build_model(small_cfg(ctc_upsample=0))
+
+
+def test_intermediate_ctc_mixes_the_loss_but_logs_the_final_ctc():
+    """model.inter_ctc_layers: the training loss adds CTC on block outputs; the logged ctc_sum
+    stays the final layer's (equal to a model without taps and the same weights)."""
+    torch.manual_seed(0)
+    plain = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0))
+    tapped = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0,
+                                   inter_ctc_layers=[1], inter_ctc_weight=0.5))
+    tapped.load_state_dict(plain.state_dict())
+    for mod in (plain, tapped):
+        mod.train()
+        mod.specaug.cfg = small_cfg(specaug_freq_masks=0, specaug_time_masks=0)
+    feats, lens = torch.randn(2, 203, 80), torch.tensor([203, 150])
+    tokens, tlens = torch.randint(0, 30, (2, 12)), torch.tensor([12, 9])
+    a, b = plain(feats, lens, tokens, tlens), tapped(feats, lens, tokens, tlens)
+    torch.testing.assert_close(a["ctc_sum"], b["ctc_sum"])
+    assert abs(float(a["loss_sum"]) - float(b["loss_sum"])) > 1e-3
+    b["loss"].backward()
+    g_first = sum(p.grad.abs().sum() for p in tapped.encoder.blocks[0].parameters())
+    assert g_first > 0

@@ -39,7 +39,7 @@ class DecodeOptions:
     length_penalty: float = 1.0
     ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
     ctc_candidates: int = 8  # decoder candidates per hypothesis and step scored with CTC
-    ctc_window: int = 256  # CTC frames per hypothesis and step (0: all); falls back when needed
+    ctc_window: int = 256  # encoder frames (40 ms) per hypothesis and step (0: all); falls back
     attention: str = "dense"
     budget: int | None = None
     batch_size: int = 8
@@ -181,7 +181,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         need_ctc = opts.method == "ctc_greedy" or opts.ctc_weight > 0
         with torch.inference_mode():
             if need_ctc:
-                audio, audio_lens, ctc_logp, enc_lens = model.encode_with_ctc(feats.to(dtype), lens)
+                audio, audio_lens, ctc_logp, ctc_lens = model.encode_with_ctc(feats.to(dtype), lens)
             else:
                 audio, audio_lens = model.encode(feats.to(dtype), lens)
         sync(device)
@@ -190,10 +190,12 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                   for n in audio_lens.tolist()]
         joint = None
         if opts.ctc_weight > 0 and opts.method != "ctc_greedy":
-            joint = JointCTC(ctc_logp, enc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
-                             int(opts.ctc_candidates), int(opts.ctc_window))
+            # the window is given in 40 ms frames; an upsampling CTC head has more per second
+            window = int(opts.ctc_window) * model.ctc.upsample
+            joint = JointCTC(ctc_logp, ctc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
+                             int(opts.ctc_candidates), window)
         if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
-            hyps = ctc_greedy(ctc_logp, enc_lens, model.cfg.ctc_blank)
+            hyps = ctc_greedy(ctc_logp, ctc_lens, model.cfg.ctc_blank)
             st = GenStats(tokens=sum(len(h) for h in hyps))
         elif opts.method == "greedy":
             hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,

@@ -47,6 +47,13 @@ class ModelConfig:
     ce_weight: float = 1.0
     ctc_max_s: float = 0.0       # >0: CTC only on items up to this many seconds (CPU speed)
     ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
+    ctc_upsample: int = 1        # CTC frames per encoder frame (models/ctc.py: fast speech, chars)
+    # intermediate CTC (Lee & Watanabe 2021): the same CTC head also on the outputs of these
+    # encoder blocks (1-based) in training; CTC loss = (1-w) final + w mean(intermediate). Why: a
+    # short path from the loss to the lower blocks (4-block encoders leave the CTC plateau within a
+    # few hundred steps where 12-block ones do not)
+    inter_ctc_layers: list = field(default_factory=list)
+    inter_ctc_weight: float = 0.3
     dropout: float = 0.1
     # alignment guide (training only, models/align_guide.py): weight per text token of the loss
     # that teaches `align_heads` heads of decoder layer `align_layer` (-1: dec_layers // 2) to

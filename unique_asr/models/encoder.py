@@ -163,8 +163,10 @@ class ConformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.enc_layers))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, lens: torch.Tensor, slice_frames: int = 0):
-        """x [B, T, n_mels] normalised features -> (enc [B, T', D], enc_lens [B])."""
+    def forward(self, x: torch.Tensor, lens: torch.Tensor, slice_frames: int = 0,
+                taps: tuple[int, ...] = (), tapped: list | None = None):
+        """x [B, T, n_mels] normalised features -> (enc [B, T', D], enc_lens [B]).
+        taps: 1-based block numbers whose outputs are appended to `tapped` (intermediate CTC)."""
         h = self.drop(self.subsample(x, slice_frames))
         enc_lens = subsampled_lengths(lens).clamp_min(0)
         T = h.shape[1]
@@ -172,6 +174,8 @@ class ConformerEncoder(nn.Module):
         valid = valid.to(h.dtype)
         h = h * valid
         mask = chunk_window_mask(enc_lens, T, self.cfg.enc_chunk, self.cfg.enc_left_chunks)
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks, 1):
             h = blk(h, mask, valid)
+            if i in taps and tapped is not None:
+                tapped.append(h)
         return h, enc_lens

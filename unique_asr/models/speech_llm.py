@@ -30,21 +30,36 @@ class SpeechLLM(nn.Module):
         self.cmvn = GlobalCMVN(cfg.n_mels)
         self.specaug = SpecAugment(cfg)
         self.encoder = ConformerEncoder(cfg)
-        self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl)
+        self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
+                           cfg.ctc_upsample)
         self.projector = Projector(cfg)
         self.decoder = Decoder(cfg)
 
     # ---------------------------------------------------------------- encoder side
-    def _encode(self, feats, feat_lens):
+    def _encode(self, feats, feat_lens, taps=(), tapped=None):
         x = self.cmvn(feats)
         x = self.specaug(x, feat_lens)
         slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES
-        return self.encoder(x, feat_lens, slice_frames)
+        return self.encoder(x, feat_lens, slice_frames, taps, tapped)
+
+    def _ctc_sum(self, enc, enc_lens, tokens, token_lens) -> torch.Tensor:
+        """Summed CTC loss of encoder outputs enc (only items up to model.ctc_max_s, if set)."""
+        # CTC on CPU costs O(frames x tokens) per item: long windows only train the decoder
+        keep = enc_lens <= int(self.cfg.ctc_max_s * 25) if self.cfg.ctc_max_s > 0 else None
+        if keep is None or bool(keep.all()):
+            return self.ctc.loss(self.ctc.logprobs(enc), self.ctc.frames(enc_lens), tokens,
+                                 token_lens)
+        if bool(keep.any()):
+            return self.ctc.loss(self.ctc.logprobs(enc[keep]), self.ctc.frames(enc_lens[keep]),
+                                 tokens[keep], token_lens[keep])
+        # keep the head in the graph (DDP expects every parameter to get a grad)
+        return 0.0 * self.ctc.proj.weight.sum()
 
     def encode_with_ctc(self, feats, feat_lens):
+        """-> (audio_emb, audio_lens, CTC log-probs [B, Tc, classes], CTC frame counts [B])."""
         enc, enc_lens = self._encode(feats, feat_lens)
         audio, audio_lens = self.projector(enc, enc_lens)
-        return audio, audio_lens, self.ctc.logprobs(enc), enc_lens
+        return audio, audio_lens, self.ctc.logprobs(enc), self.ctc.frames(enc_lens)
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         """feats [B,T,n_mels] raw fbank -> (audio_emb [B,Ta,dec_dim], audio_lens [B])."""
@@ -83,18 +98,16 @@ class SpeechLLM(nn.Module):
         gradient). align [B, U]: audio-token position of each text token; with
         model.align_weight > 0 it trains the alignment guide (models/align_guide.py) whenever
         the decoder trains."""
-        enc, enc_lens = self._encode(feats, feat_lens)
-        ctc_sum = enc.new_zeros((), dtype=torch.float32)
+        taps = tuple(self.cfg.inter_ctc_layers) if self.training and self.cfg.ctc_weight > 0 else ()
+        tapped: list[torch.Tensor] = []
+        enc, enc_lens = self._encode(feats, feat_lens, taps, tapped)
+        ctc_sum = ctc_final = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
-            # CTC on CPU costs O(frames x tokens) per item: long windows only train the decoder
-            keep = enc_lens <= int(self.cfg.ctc_max_s * 25) if self.cfg.ctc_max_s > 0 else None
-            if keep is None or bool(keep.all()):
-                ctc_sum = self.ctc.loss(self.ctc.logprobs(enc), enc_lens, tokens, token_lens)
-            elif bool(keep.any()):
-                ctc_sum = self.ctc.loss(self.ctc.logprobs(enc[keep]), enc_lens[keep],
-                                        tokens[keep], token_lens[keep])
-            else:  # keep the head in the graph (DDP expects every parameter to get a grad)
-                ctc_sum = ctc_sum + 0.0 * self.ctc.proj.weight.sum()
+            ctc_sum = ctc_final = self._ctc_sum(enc, enc_lens, tokens, token_lens)
+            if tapped:  # the loss mixes in the intermediate CTC; the logged ctc is the final one
+                w = self.cfg.inter_ctc_weight
+                inter = sum(self._ctc_sum(h, enc_lens, tokens, token_lens) for h in tapped)
+                ctc_sum = (1 - w) * ctc_final + w * inter / len(tapped)
         audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
         ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
@@ -123,9 +136,9 @@ class SpeechLLM(nn.Module):
             total = total + self.cfg.align_weight * align_sum
         return {
             "loss": total / ntokens.clamp_min(1), "loss_sum": total, "ce_sum": ce_sum.detach(),
-            "ctc_sum": ctc_sum.detach(), "align_sum": align_sum.detach(), "ntokens": ntokens,
+            "ctc_sum": ctc_final.detach(), "align_sum": align_sum.detach(), "ntokens": ntokens,
             "ce_loss": (ce_sum / ntokens.clamp_min(1)).detach(),
-            "ctc_loss": (ctc_sum / ntokens.clamp_min(1)).detach(),
+            "ctc_loss": (ctc_final / ntokens.clamp_min(1)).detach(),
         }
 
     # ---------------------------------------------------------------- decoding
