@@ -104,12 +104,29 @@ def _qnorm(q, QN, roff, row_ok, EXACT: tl.constexpr):
 
 
 @triton.jit
+def _unfused(x):
+    """x unchanged, but opaque to Triton's combine pass, which rewrites ``c + tl.dot(a, b)``
+    (zero accumulator, one use) into ``tl.dot(a, b, c)``: in float32 ("ieee", an FMA chain on
+    the GPU) every one of the K steps then rounds at the magnitude of c. For the page score,
+    c = lam ||q|| std ~ 60, that is ~11 roundings of ulp(60) = 3.8e-6 each (D 128) instead of
+    ulp(~4): the cause of the H200 fp32 errors (see the module docstring). The identity mov is
+    free (ptxas drops it); the interpreter does not fold, so it needs nothing."""
+    if _INTERP:
+        out = x
+    else:
+        out = tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                        is_pure=True, pack=1)
+    return out
+
+
+@triton.jit
 def _acc_mm(a, b, acc, PREC: tl.constexpr, EXACT: tl.constexpr):
     """acc + a @ b. EXACT (float32): the block product starts from zero and is added after, so
     the GPU's float32 FMA dot chains over one block (K = 64..128), not over the whole sequence
-    (an FMA chain over 2048 keys loses ~30 ulp to rounding of the growing partial sums)."""
+    (an FMA chain over 2048 keys loses ~30 ulp to rounding of the growing partial sums); the
+    block product goes through _unfused, else Triton folds the add back into the dot."""
     if EXACT:
-        out = acc + _mm(a, b, input_precision=PREC)
+        out = acc + _unfused(_mm(a, b, input_precision=PREC))
     else:
         out = _mm(a, b, acc, input_precision=PREC)
     return out
@@ -122,11 +139,15 @@ def _logsigmoid(z):
 
 
 @triton.jit
-def _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO: tl.constexpr, PREC: tl.constexpr):
-    """[rows, NP] = q . mean_p + lam * ||q|| * std_p (float32)."""
+def _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO: tl.constexpr, PREC: tl.constexpr,
+                     EXACT: tl.constexpr):
+    """[rows, NP] = q . mean_p + lam * ||q|| * std_p (float32). EXACT: the dot is summed from
+    zero and the offset (~60) added once (_unfused), not used as the dot's accumulator."""
     s = _mm(q, tl.trans(mh), input_precision=PREC)
     if USE_LO:
         s = _mm(q, tl.trans(ml), s, input_precision=PREC)
+    if EXACT:
+        s = _unfused(s)
     return s + lam * qnorm[:, None] * st[None, :]
 
 
@@ -182,7 +203,7 @@ def _pages_dot(x, m, acc, dt: tl.constexpr, PREC: tl.constexpr):
 def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm_scale2, lam,
           inv_tau, D: tl.constexpr, BT: tl.constexpr, GP: tl.constexpr, G: tl.constexpr,
           BN: tl.constexpr, S: tl.constexpr, HARD: tl.constexpr, MASK: tl.constexpr,
-          USE_LO: tl.constexpr, PREC: tl.constexpr):
+          USE_LO: tl.constexpr, PREC: tl.constexpr, EXACT: tl.constexpr):
     """Base-2 logits [BM, BN] of one tile incl. page bias and masks, plus page-level terms."""
     NP: tl.constexpr = BN // S
     offs_d = tl.arange(0, D)
@@ -193,7 +214,7 @@ def _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD, page_base, P, sm
     ml = tl.load((ML + page_base * D) + (pg[:, None] * D + offs_d[None, :]), mask=pmask[:, None],
                  other=0.0)
     st = tl.load((STD + page_base) + pg, mask=pmask, other=0.0)
-    sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC)  # [BM, NP]
+    sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC, EXACT)  # [BM, NP]
     smax = _group_max(sr, BT, GP, G, NP)  # [BT, NP]
     past = pg[None, :] < own_t[:, None]
     z = (smax - theta_t[:, None]) * inv_tau
@@ -322,7 +343,7 @@ def _scores_kernel(Q, QN, MH, ML, STD, SCR, L, H, Hkv, P, l0, Lc, PW, lam,
         ml = tl.load(ML + (base + pg)[:, None] * D + offs_d[None, :], mask=pmask[:, None],
                      other=0.0)
         st = tl.load(STD + base + pg, mask=pmask, other=0.0)
-        sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC)
+        sr = _row_page_scores(q, qnorm, mh, ml, st, lam, USE_LO, PREC, EXACT)
         smax = _group_max(sr, BT, GP, G, NPC)  # [BT, NPC]
         tp = t0 + tl.arange(0, BT)
         ok = (pg[None, :] < (tp // S)[:, None]) & (tp < L)[:, None] & (pg < PW)[None, :]
@@ -385,7 +406,7 @@ def _fwd_step(q, qnorm, t, theta_t, own_t, n0, n_b, K, V, kv_base, L, MH, ML, ST
         v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]))
     s, _sr, _smax, _z, _past, _mh, _ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                           page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G,
-                                          BN, S, HARD, MASK, USE_LO, PREC)
+                                          BN, S, HARD, MASK, USE_LO, PREC, EXACT)
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
     m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.exp2(m_i - m_use)
@@ -472,7 +493,7 @@ def _dq_step(q, qnorm, do, lse, delta, t, theta_t, own_t, n0, n_b, K, V, kv_base
     v = tl.load((V + kv_base * D) + (kn[:, None] * D + offs_d[None, :]), mask=kmask, other=0.0)
     s, sr, smax, z, past, mh, ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
-                                     S, HARD, MASK, USE_LO, PREC)
+                                     S, HARD, MASK, USE_LO, PREC, EXACT)
     p = tl.exp2(s - lse[:, None])
     dp = _mm(do, tl.trans(v), input_precision=PREC)
     ds = p * (dp - delta[:, None])
@@ -554,7 +575,7 @@ def _dkdv_step(k, v, n0, n_b, t0, Q, QN, DO, LSE, DELTA, THETA, hb, bh, L, H, MH
     own_t = tp // S
     s, sr, smax, z, past, _mh, _ml = _tile(q, qnorm, k, t, theta_t, own_t, n0, n_b, MH, ML, STD,
                                      page_base, P, sm_scale2, lam, inv_tau, D, BT, GP, G, BN,
-                                     S, HARD, MASK, USE_LO, PREC)
+                                     S, HARD, MASK, USE_LO, PREC, EXACT)
     p = tl.exp2(s - lse[:, None])
     dv = _acc_mm(tl.trans(p.to(v.dtype)), do, dv, PREC, EXACT)
     dp = _mm(do, tl.trans(v), input_precision=PREC)
