@@ -190,9 +190,10 @@ def test_fp32_matches_float64_reference(case, mode):
     # full-size GPU case failed with dq 5.1e-4, dk 4.0e-4 (a kink of the function, not
     # precision). Without them (H200, 14:15 UTC): out 3.6e-6, dq 1.7e-5, dk 1.4e-5, dv 4.0e-6,
     # 3.5-4x a plain fp32 PyTorch run of the reference (out 1.0e-6, dq 4.2e-6, dk 3.5e-6, dv
-    # 1.1e-6 on such inputs; the gate magnifies score rounding ~120x). Cause: GPU-only float32
-    # arithmetic (sqrt.approx / div.full, FMA dot chains across blocks); the kernels' float32
-    # path now avoids them (module docstring of the Triton kernels, "float32 accuracy").
+    # 1.1e-6 on such inputs; the gate magnifies score rounding ~120x). IEEE sqrt/div and a
+    # float64 ||q|| (commit 5e596a0) left this unchanged on the H200 (19:20 UTC: 3.6e-6, 1.7e-5,
+    # 1.4e-5, 4.0e-6). Cause: Triton folded the score offset (~60) into the page-score dot's
+    # accumulator (test_fp32_gpu_dots_start_from_zero; module docstring, "float32 accuracy").
     assert max(errs) < 1e-5, f"out/dq/dk/dv rel errors {errs}"
 
 
@@ -329,3 +330,66 @@ def test_lo_grad_off_still_matches(monkeypatch):
     B, H, Hkv, L, D, S, budget, sl = SMALL[1].values[0]
     errs = _compare(B, H, Hkv, L, D, S, budget, 0.5, "soft", torch.float16, sl)
     assert max(errs) < 1e-2, f"out/dq/dk/dv rel errors {errs}"
+
+
+_TTIR_PROBE = r'''
+import json, os, re, sys
+os.environ.pop("TRITON_INTERPRET", None)
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from unique_asr.attention.triton import softmask as sm
+
+D, S, G = 64, 8, 4
+cfg = sm._Cfg(D, S, G, torch.float32)
+ptrs = {"Q", "QN", "K", "V", "MH", "ML", "STD", "THETA", "SCR", "O", "LSE"}
+floats = {"lam", "sm_scale2", "inv_tau"}
+
+def ttir(fn, cons, warps):
+    sig = {n: "constexpr" if n in cons else "*i32" if n == "SEQ" else "*fp32" if n in ptrs
+           else "fp32" if n in floats else "i32" for n in fn.arg_names}
+    src = ASTSource(fn, sig, constexprs={(fn.arg_names.index(k),): v for k, v in cons.items()})
+    k = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                       options={"num_warps": warps, "num_stages": 1})
+    return k.asm["ttir"]
+
+def dots(ir):
+    """(K, accumulator is a constant zero) of every tt.dot."""
+    zeros = set(re.findall(r"(%[\w.]+) = arith.constant dense<0.0+e\+00> : tensor", ir))
+    out = []
+    for m in re.finditer(r"tt.dot %[\w.]+, %[\w.]+, (%[\w.]+).*: tensor<\d+x(\d+)xf32>", ir):
+        out.append((int(m.group(2)), m.group(1) in zeros))
+    return out
+
+common = dict(D=D, GP=cfg.GP, G=G, S=S, USE_LO=cfg.use_lo, PREC=cfg.prec, EXACT=cfg.exact)
+res = {"exact": cfg.exact, "NP": cfg.BN // S,
+       "scores": dots(ttir(sm._scores_kernel, dict(common, BT=16, NPC=64), 4)),
+       "fwd": dots(ttir(sm._fwd_kernel, dict(common, BT=cfg.BT_fwd, BN=cfg.BN, HARD=False,
+                                             HAS_SEQ=False, REV=False), cfg.fwd_warps))}
+print(json.dumps(res))
+'''
+
+
+def test_fp32_gpu_dots_start_from_zero():
+    """Compiled for sm_90 (no GPU needed; a subprocess without TRITON_INTERPRET): in the float32
+    kernels the page-score dot and the p @ v dot start from a zero accumulator. Triton's combine
+    pass rewrites `c + tl.dot(a, b)` into `tl.dot(a, b, c)`; for the page score c = lam ||q||
+    std ~ 60, so every FMA of the ieee dot chain rounded at ulp(60): that made the H200's fp32
+    errors ~4x those of a plain float32 reference (dq 1.7e-5), reproduced on CPU by emulating
+    the chain (module docstring of the kernels, "float32 accuracy"). The only dot allowed an
+    accumulator is the page -> token expansion of the log gate (K = 2 pages per key block)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", _TTIR_PROBE], env=env, cwd=root, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["exact"]
+    assert res["scores"] and all(zero for _k, zero in res["scores"]), res["scores"]
+    fused = [kk for kk, zero in res["fwd"] if not zero]
+    assert len(res["fwd"]) >= 3 and all(kk == 2 * res["NP"] for kk in fused), res["fwd"]

@@ -27,21 +27,23 @@ module never materialises an L x L tensor. Pieces:
   64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
 - float32 accuracy (``EXACT``, float32 inputs only; compiled out for bf16/fp16): the gate turns
   an absolute score error e into a logit error ~ e / tau, and scores are ~60 (the lam ||q|| std
-  term), so float32 rounding of ||q|| and std is magnified ~120x. A ||q|| error common to the
-  threshold and the page score of the same query nearly cancels in z = (score - theta) / tau;
-  on the GPU it need not: tl.sqrt is sqrt.approx (<= 3 ulp) and each kernel sums q^2 in the
-  order of its own tile layout, so the threshold, forward and backward kernels can each get
-  their own ||q|| (the emulation below needs this to match the H200 numbers). Also ``/``
-  is div.full (2 ulp) and an fp32 "ieee" tl.dot given an accumulator is one FMA chain through
-  it across all blocks (up to L terms). The H200 fp32 errors were 3.5-4x those of a plain
-  float32 PyTorch run of the reference (dq 1.7e-5 vs 4.2e-6); the interpreter (numpy: exact
-  sqrt, BLAS dots, one summation order) showed no gap. EXACT loads ||q|| computed once in
-  float64 (query_norms; the same value in every kernel), uses IEEE sqrt / division
-  (tl.sqrt_rn, tl.div_rn) for the page stats, the output normalisation and the std gradient,
-  and adds each block's dot product to the running accumulators (o, dq, dk, dv) instead of
-  chaining through them. An interpreter emulating those GPU instructions (per-kernel +-2 ulp
-  sqrt, FMA chains, ex2 / div.full errors) reproduces the old GPU errors within ~15% (GQA-1
-  D64 full-size case) and gives the new kernels 1.0-1.4x the plain float32 reference's errors.
+  term), so score rounding is magnified ~120x. The H200's fp32 errors were ~4x those of a plain
+  float32 PyTorch run of the reference (full size GQA-4 D128: out/dq/dk/dv 3.6e-6 / 1.7e-5 /
+  1.4e-5 / 4.0e-6 vs 0.9e-6 / 3.8e-6 / 3.2e-6 / 1.3e-6). Cause (found from the sm_90 TTIR):
+  Triton's combine pass rewrites ``c + tl.dot(a, b)`` into ``tl.dot(a, b, c)``, so the page
+  score's float32 "ieee" dot (an FMA chain over D on the GPU) started from c = lam ||q|| std
+  and each of its D steps rounded at ulp(60) (~1.2e-5 RMS at D 128, vs ~1e-6 for the dot alone).
+  A CPU emulation of that chain inside the plain fp32 reference gives out/dq/dk/dv 4.1e-6 /
+  1.8e-5 / 1.5e-5 / 4.0e-6 (GQA-4 D128 L2048) and 1.66e-6 / 5.32e-6 / 4.36e-6 / 1.68e-6
+  (GQA-1 D64 L1536; H200: 1.66e-6 / 5.31e-6 / 4.30e-6 / 1.82e-6), and 0.92-0.96x the plain
+  reference without the fold. EXACT hides the dot from that rewrite (``_unfused``, an identity
+  inline-asm mov, free after ptxas) for the page scores and for the o / dk / dv block products
+  (added to the running sums, not chained through them), and also uses ||q|| computed once in
+  float64 (query_norms, the same value in every kernel) and IEEE sqrt / division (tl.sqrt_rn,
+  tl.div_rn) for the page stats, the output normalisation and the std gradient (commit 5e596a0;
+  alone those left the H200 errors unchanged). The interpreter does not fold (numpy dot, then
+  the add), so CPU tests could not see this; test_fp32_gpu_dots_start_from_zero compiles the
+  float32 kernels for sm_90 and checks the accumulators.
 
 Performance notes (H200, bf16, 32/8 heads, D 128, S 8, budget 512; bench/softmask_bench.py,
 bench/results/softmask_attention.jsonl): fwd+bwd over dense SDPA-flash, batch 1 / 2 / 4:
@@ -668,9 +670,9 @@ if os.environ.get("UNIQUE_SOFTMASK_CONFIG"):
 def _exact(dtype: torch.dtype) -> bool:
     """Whether the float32 accuracy measures apply (float32 input, not switched off by the
     "fp32_exact" override). Why: the gate multiplies score rounding by |score| / tau (~120 at
-    scores ~60, tau 0.5), so the GPU's fast sqrt.approx (<= 3 ulp) on ||q|| and the page std,
-    and float32 FMA dot chains over the whole sequence, made the H200's fp32 errors 3.5-4x those
-    of a plain float32 PyTorch evaluation of the reference (dq 1.7e-5 vs 4.2e-6 at full size).
+    scores ~60, tau 0.5); without them Triton folds the score offset into the page-score dot's
+    FMA chain and the H200's fp32 errors were ~4x those of a plain float32 PyTorch evaluation of
+    the reference (dq 1.7e-5 vs 3.8e-6 at full size; module docstring, "float32 accuracy").
     Costs nothing on the bf16/fp16 path (compiled out)."""
     return dtype == torch.float32 and bool(CONFIG_OVERRIDES.get("fp32_exact", True))
 
