@@ -238,3 +238,20 @@ def test_intermediate_ctc_mixes_the_loss_but_logs_the_final_ctc():
     b["loss"].backward()
     g_first = sum(p.grad.abs().sum() for p in tapped.encoder.blocks[0].parameters())
     assert g_first > 0
+
+
+def test_encoder_zero_init_blocks_start_as_layernorm():
+    """model.enc_zero_init: every residual branch's last layer is zero, so a block maps x to its
+    output LayerNorm of x; training moves them (the branch weights get gradients)."""
+    torch.manual_seed(0)
+    m = build_model(small_cfg(enc_zero_init=True, subsample="conv1d"))
+    blk = m.encoder.blocks[0]
+    x = torch.randn(2, 12, 32)
+    valid = torch.ones(2, 12, 1)
+    mask = chunk_window_mask(torch.tensor([12, 12]), 12, 4, 2)
+    torch.testing.assert_close(blk(x, mask, valid), blk.norm_out(x))
+    m.train()
+    out = m(torch.randn(2, 203, 80), torch.tensor([203, 150]), torch.randint(0, 30, (2, 12)),
+            torch.tensor([12, 9]))
+    out["loss"].backward()
+    assert blk.att.o.weight.grad.abs().sum() > 0 and blk.conv.pw2.weight.grad.abs().sum() > 0

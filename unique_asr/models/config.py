@@ -47,6 +47,7 @@ class ModelConfig:
     ce_weight: float = 1.0
     ctc_max_s: float = 0.0       # >0: CTC only on items up to this many seconds (CPU speed)
     ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
+    enc_zero_init: bool = False  # residual branches start at zero (encoder.zero_init_branches)
     ctc_upsample: int = 1        # CTC frames per encoder frame (models/ctc.py: fast speech, chars)
     # intermediate CTC (Lee & Watanabe 2021): the same CTC head also on the outputs of these
     # encoder blocks (1-based) in training; CTC loss = (1-w) final + w mean(intermediate). Why: a

@@ -162,6 +162,19 @@ class ConformerEncoder(nn.Module):
         self.subsample = ConvSubsampling(cfg)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.enc_layers))
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.enc_zero_init:
+            self.zero_init_branches()
+
+    def zero_init_branches(self) -> None:
+        """Zero the last linear layer of every residual branch (feed-forwards, attention, conv),
+        so each block starts as the identity (plus its LayerNorm). Why: at initialisation the
+        chunked attention averages nearly uniformly over its ~(left+1) x chunk window, and a deep
+        stack of such smoothing dilutes the frame-local features a CTC head needs: 12-block
+        encoders sat on the CTC blank/unigram plateau where 4-block ones left it."""
+        for blk in self.blocks:
+            for lin in (blk.ff1.net[-2], blk.ff2.net[-2], blk.att.o, blk.conv.pw2):
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor, slice_frames: int = 0,
                 taps: tuple[int, ...] = (), tapped: list | None = None):
