@@ -17,7 +17,7 @@ sequential float32 FMA chain over D, (a) from zero then + offset, (b) starting a
 (what Triton 3.6 compiled before the fix); its out/dq/dk/dv errors against float64.
 
     GPU:  python3 bench/softmask_fp32_diag.py --out $OUT/softmask_fp32_diag.jsonl
-    CPU:  python bench/softmask_fp32_diag.py --emulate --case 1,8,2,2048,128,8,512 --seqlens ''
+    CPU:  python bench/softmask_fp32_diag.py --emulate --case 1,8,2,2048,128,8,512 --seqlens=
 """
 
 from __future__ import annotations
@@ -239,14 +239,6 @@ def run_gpu(args):
     rec["plain_fp32"] = stage("plain fp32", mean_p, std_p, sc_p, th_p)
     rec["kernel"] = stage("kernel", mean_k, std_k, sc_k, theta_k)
 
-    # ---- the fp32 score kernel with the float32 measures off (dot + offset folded)
-    if dev == "cuda" and time.time() - T0 < args.budget_s * 0.4:
-        sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
-        a = _abs_stats(sc_off, sc64, gated)
-        rec["kernel_scores_exact_off_abs_rms_max"] = a
-        _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
-             f"rms/max {a[0]:.2e}/{a[1]:.2e}")
-
     # ---- end results
     keep_q, keep_k = _tie_keep(q, k, S, budget, sl)
     ref = _reference(q64, k64, v.double(), do.double(), kw, sl)
@@ -260,7 +252,9 @@ def run_gpu(args):
     kern = [out.detach(), *torch.autograd.grad(out, xs, do)]
     e_kern = _end_errors(kern, ref, keep_q, keep_k)
     del kern
-    _log("kernel fwd+bwd done")
+    _log("kernel fwd+bwd done; out/dq/dk/dv rel err: kernel "
+         + " ".join(f"{x:.2e}" for x in e_kern) + " | plain fp32 "
+         + " ".join(f"{x:.2e}" for x in e_plain))
     with _GateSwap(torch.nan_to_num(sc_k.double(), nan=0.0).where(past, sc64), theta_k.double()):
         swap = _reference(q64, k64, v.double(), do.double(), kw, sl)
     e_swap = _end_errors(swap, ref, keep_q, keep_k)
@@ -280,6 +274,14 @@ def run_gpu(args):
         print(f"  {name:>22}: " + " ".join(f"{x:.2e}" for x in e))
     print("  kernel / plain: " + " ".join(f"{x:.2f}" for x in rec["kernel_over_plain"]),
           f"(max kernel error {max(e_kern):.2e}; issue 5 asks < 1e-5)")
+    # ---- the fp32 score kernel with the float32 measures off (dot + offset folded)
+    if dev == "cuda" and time.time() - T0 < args.budget_s - 15:
+        sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
+        a = _abs_stats(sc_off, sc64, gated)
+        rec["kernel_scores_exact_off_abs_rms_max"] = a
+        _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
+             f"rms/max {a[0]:.2e}/{a[1]:.2e}")
+
     if dev == "cuda":
         try:
             rec["compiled"] = _compiled_code_report(sm)
@@ -359,7 +361,7 @@ def main(argv=None):
     ap.add_argument("--tau", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=60.0,
-                    help="skip the optional fp32_exact-off score kernel when past 40%% of this")
+                    help="skip the optional fp32_exact-off score kernel (run last) when less than 15 s of this is left")
     ap.add_argument("--emulate", action="store_true", help="CPU emulation of the dot fold")
     ap.add_argument("--out", default="", help="append the JSON record here")
     args = ap.parse_args(argv)
