@@ -110,8 +110,8 @@ def _unfused(x):
     """x unchanged, but opaque to Triton's combine pass, which rewrites ``c + tl.dot(a, b)``
     (zero accumulator, one use) into ``tl.dot(a, b, c)``: in float32 ("ieee", an FMA chain on
     the GPU) every one of the K steps then rounds at the magnitude of c. For the page score,
-    c = lam ||q|| std ~ 60, that is ~11 roundings of ulp(60) = 3.8e-6 each (D 128) instead of
-    ulp(~4): the cause of the H200 fp32 errors (see the module docstring). The identity mov is
+    c = lam ||q|| std ~ 60: D roundings at ulp(60) = 3.8e-6 (RMS ~1.2e-5 at D 128) instead of at
+    ulp(~4), the cause of the H200 fp32 errors (see the module docstring). The identity mov is
     free (ptxas drops it); the interpreter does not fold, so it needs nothing."""
     if _INTERP:
         out = x
