@@ -274,14 +274,6 @@ def run_gpu(args):
         print(f"  {name:>22}: " + " ".join(f"{x:.2e}" for x in e))
     print("  kernel / plain: " + " ".join(f"{x:.2f}" for x in rec["kernel_over_plain"]),
           f"(max kernel error {max(e_kern):.2e}; issue 5 asks < 1e-5)")
-    # ---- the fp32 score kernel with the float32 measures off (dot + offset folded)
-    if dev == "cuda" and time.time() - T0 < args.budget_s - 15:
-        sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
-        a = _abs_stats(sc_off, sc64, gated)
-        rec["kernel_scores_exact_off_abs_rms_max"] = a
-        _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
-             f"rms/max {a[0]:.2e}/{a[1]:.2e}")
-
     if dev == "cuda":
         try:
             rec["compiled"] = _compiled_code_report(sm)
@@ -296,6 +288,22 @@ def run_gpu(args):
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(rec) + "\n")
+    # ---- the fp32 score kernel with the float32 measures off (dot + offset folded), last
+    if dev == "cuda" and time.time() - T0 < args.budget_s - 25:
+        sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
+        a = _abs_stats(sc_off, sc64, gated)
+        kr = rec["kernel"]["score_abs_rms_max"]
+        _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
+             f"rms/max {a[0]:.2e}/{a[1]:.2e} (fp32_exact on, above: {kr[0]:.2e}/{kr[1]:.2e})")
+        for r in _compiled_code_report(sm):
+            if r["kernel"] == "_scores_kernel":
+                print(f"  compiled {r['kernel']}: dots (K+accumulator) {r['dots_K_acc']} "
+                      f"ptx {r['ptx_ops']}")
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps({"bench": "softmask_fp32_diag_exact_off_scores",
+                                    "case": list(args.case), "seed": args.seed,
+                                    "score_abs_rms_max": a}) + "\n")
     _log("done")
     return rec
 
