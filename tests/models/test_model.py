@@ -255,3 +255,23 @@ def test_encoder_zero_init_blocks_start_as_layernorm():
             torch.tensor([12, 9]))
     out["loss"].backward()
     assert blk.att.o.weight.grad.abs().sum() > 0 and blk.conv.pw2.weight.grad.abs().sum() > 0
+
+
+def test_text_input_noise_changes_inputs_not_targets():
+    """model.text_input_noise: in training a share of the decoder's input text tokens is random
+    (the targets and the audio are untouched); in eval mode inputs are the text."""
+    torch.manual_seed(0)
+    m = build_model(small_cfg(text_input_noise=0.5, subsample="conv1d"))
+    audio, alens = torch.randn(2, 7, 64), torch.tensor([7, 5])
+    tokens, tlens = torch.randint(0, 30, (2, 40)), torch.tensor([40, 33])
+    m.eval()
+    x_clean, tgt_clean = m._pack(audio, alens, tokens, tlens)
+    m.train()
+    x_noisy, tgt_noisy = m._pack(audio, alens, tokens, tlens)
+    assert torch.equal(tgt_clean, tgt_noisy)
+    changed = (x_clean != x_noisy).any(-1)  # [B, L] positions whose input embedding changed
+    for b in range(2):
+        a, n = int(alens[b]), int(tlens[b])
+        assert not changed[b, : a + 1].any()  # audio and the task token
+        share = changed[b, a + 1: a + 1 + n].float().mean()
+        assert 0.2 < share < 0.7  # ~0.5 x (1 - 1/30) of the text

@@ -56,6 +56,8 @@ class ModelConfig:
     inter_ctc_layers: list = field(default_factory=list)
     inter_ctc_weight: float = 0.3
     dropout: float = 0.1
+    text_input_noise: float = 0.0  # training: share of the decoder's input text tokens replaced
+                                   # by random ones (speech_llm._pack), so it must use the audio
     # alignment guide (training only, models/align_guide.py): weight per text token of the loss
     # that teaches `align_heads` heads of decoder layer `align_layer` (-1: dec_layers // 2) to
     # look at the audio within `align_width` audio tokens of the next token's coarse position

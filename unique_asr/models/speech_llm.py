@@ -80,6 +80,12 @@ class SpeechLLM(nn.Module):
         inp_tok = torch.where(j == 0, torch.full_like(text, self.cfg.task_id), text)
         inp_tok = torch.where(is_audio | (j > token_lens[:, None]), torch.zeros_like(inp_tok),
                               inp_tok)
+        if self.training and self.cfg.text_input_noise > 0:
+            # replace a share of the decoder's input text (never its targets) by random tokens:
+            # the text history alone then predicts the next token worse, the audio does not
+            is_text = (j >= 1) & (j <= token_lens[:, None])
+            noisy = is_text & (torch.rand(inp_tok.shape, device=dev) < self.cfg.text_input_noise)
+            inp_tok = torch.where(noisy, torch.randint_like(inp_tok, self.cfg.n_text), inp_tok)
         x = self.decoder.embed(inp_tok)
         a = F.pad(audio, (0, 0, 0, max(0, L - Ta_max)))[:, :L]
         x = torch.where(is_audio[..., None], a.to(x.dtype), x)
