@@ -275,3 +275,17 @@ def test_text_input_noise_changes_inputs_not_targets():
         assert not changed[b, : a + 1].any()  # audio and the task token
         share = changed[b, a + 1: a + 1 + n].float().mean()
         assert 0.2 < share < 0.7  # ~0.5 x (1 - 1/30) of the text
+
+
+def test_training_only_keys_do_not_invalidate_a_checkpoint():
+    """A checkpoint from before enc_zero_init / text_input_noise / inter_ctc_* existed (keys
+    missing) or trained with other values still fits: they do not change the weights' meaning;
+    an architecture key (ctc_upsample) still does."""
+    from unique_asr.models.checkpoint import check_config
+
+    cur = small_cfg(enc_zero_init=True, text_input_noise=0.3, inter_ctc_layers=[1]).to_dict()
+    old = {k: v for k, v in cur.items()
+           if k not in ("enc_zero_init", "text_input_noise", "inter_ctc_layers")}
+    check_config(old, cur, "old.pt")
+    with pytest.raises(CheckpointMismatchError, match="ctc_upsample"):
+        check_config(old, {**cur, "ctc_upsample": 2}, "old.pt")

@@ -30,8 +30,11 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
             for k in keys if saved.get(k, "<missing>") != current.get(k, "<missing>")]
 
 
-# keys that may differ between training and decoding without invalidating the weights
-RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl"} | {
+# keys that may differ between training and decoding (or a fine-tune, train.init_from) without
+# invalidating the weights: runtime choices, and training-only losses, noise and initialisation
+RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl", "enc_zero_init",
+                "text_input_noise", "inter_ctc_layers", "inter_ctc_weight", "ctc_weight",
+                "ce_weight", "ctc_max_s"} | {
     k for k in ModelConfig.__dataclass_fields__ if k.startswith(("specaug_", "align_"))
 }
 
