@@ -289,3 +289,19 @@ def test_training_only_keys_do_not_invalidate_a_checkpoint():
     check_config(old, cur, "old.pt")
     with pytest.raises(CheckpointMismatchError, match="ctc_upsample"):
         check_config(old, {**cur, "ctc_upsample": 2}, "old.pt")
+
+
+def test_decoder_zero_init_layers_start_as_identity():
+    """model.dec_zero_init: each decoder layer maps x to x at initialisation (attention output
+    and SwiGLU down-projection are zero), and those weights get gradients."""
+    torch.manual_seed(0)
+    m = build_model(small_cfg(dec_zero_init=True, subsample="conv1d"))
+    x = torch.randn(2, 9, 64)
+    pos = torch.arange(9)
+    torch.testing.assert_close(m.decoder.hidden(x, pos), m.decoder.norm(x))
+    m.train()
+    out = m(torch.randn(2, 203, 80), torch.tensor([203, 150]), torch.randint(0, 30, (2, 12)),
+            torch.tensor([12, 9]))
+    out["loss"].backward()
+    layer = m.decoder.layers[0]
+    assert layer.attn.o.weight.grad.abs().sum() > 0 and layer.mlp.w2.weight.grad.abs().sum() > 0

@@ -32,7 +32,7 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 # keys that may differ between training and decoding (or a fine-tune, train.init_from) without
 # invalidating the weights: runtime choices, and training-only losses, noise and initialisation
-RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl", "enc_zero_init",
+RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl", "enc_zero_init", "dec_zero_init",
                 "text_input_noise", "inter_ctc_layers", "inter_ctc_weight", "ctc_weight",
                 "ce_weight", "ctc_max_s"} | {
     k for k in ModelConfig.__dataclass_fields__ if k.startswith(("specaug_", "align_"))

@@ -39,6 +39,7 @@ class ModelConfig:
     dec_kv_heads: int = 1
     dec_ff: int = 704
     rope_base: float = 500000.0
+    dec_zero_init: bool = False  # residual branches start at zero (decoder.zero_init_branches)
     max_positions: int = 65536
     # text
     n_text: int = 256            # sentencepiece vocabulary size; set from the tokenizer
