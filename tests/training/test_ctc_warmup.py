@@ -69,3 +69,22 @@ def test_alignment_guide_trains_after_the_warmup(data, tmp_path):
     assert r[3]["align"] > 0 and r[4]["align"] > 0
     assert r[4]["loss"] == pytest.approx(cfg.ce_weight * r[4]["ce"] + cfg.ctc_weight * r[4]["ctc"]
                                          + 0.5 * r[4]["align"], rel=1e-5)
+
+
+def test_curriculum_restarts_when_the_decoder_starts(data, tmp_path):
+    """train.curriculum.restart_after_ctc_warmup: the window cap grows through the CTC warm-up,
+    then the first step with the decoder's CE opens a new epoch whose cap is start_max_s again;
+    the epoch it restarted at is checkpointed (resume continues the same ramp)."""
+    cfg = train_cfg(max_steps=10, ctc_warmup_steps=7, warmup_steps=0, average_last=0,
+                    save_every=10)
+    cfg["curriculum"] = {**cfg["curriculum"], "restart_after_ctc_warmup": True}
+    train(tiny_model_cfg(), cfg, tmp_path, data, None, CharTokenizer(), seed=5)
+    r = [x for x in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines())
+         if "loss" in x]
+    warm = [x for x in r if x.get("ctc_warmup")]
+    ce = [x for x in r if not x.get("ctc_warmup")]
+    assert len(warm) == 7 and len(ce) == 3
+    assert max(x["cap_s"] for x in warm) > 2.0  # the ramp advanced during the warm-up
+    assert ce[0]["cap_s"] == 2.0 and ce[0]["epoch"] > warm[-1]["epoch"]
+    ck = torch.load(tmp_path / "checkpoint-10.pt", weights_only=False)
+    assert ck["ce_epoch0"] == ce[0]["epoch"]

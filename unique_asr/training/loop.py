@@ -51,6 +51,7 @@ class TrainState:
     bad_in_row: int = 0
     bad_total: int = 0
     elapsed_s: float = 0.0  # training wall time so far (all runs of a resumed training)
+    ce_epoch0: int = -1     # first epoch with the decoder's CE on (-1: still in the CTC warm-up)
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -109,7 +110,7 @@ def _ckpt_state(model, opt, sched, st: TrainState, model_cfg, tcfg, bpe_model) -
     return {"model": model.state_dict(), "model_cfg": model_cfg.to_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": st.step,
             "epoch": st.epoch, "batch_idx": st.batch_idx, "bad_total": st.bad_total,
-            "elapsed_s": st.elapsed_s,
+            "elapsed_s": st.elapsed_s, "ce_epoch0": st.ce_epoch0,
             "rng": rng_state(), "train_cfg": dict(tcfg), "bpe_model": bpe_model}
 
 
@@ -146,7 +147,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st = TrainState(ck["step"], ck["epoch"], ck["batch_idx"], 0, ck.get("bad_total", 0),
-                        ck.get("elapsed_s", 0.0))
+                        ck.get("elapsed_s", 0.0), ck.get("ce_epoch0", -1))
         set_rng_state(ck["rng"])
         if rank == 0:
             log.info("resumed from %s at step %d (epoch %d, batch %d)", last, st.step, st.epoch,
@@ -208,8 +209,14 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
     def done() -> bool:
         return sched.pos >= tcfg["max_steps"]
 
+    restart = bool(cur.get("restart_after_ctc_warmup", False))
     while not done() and st.epoch < tcfg["max_epochs"]:
-        cap = curriculum_cap(st.epoch, cur["start_max_s"], cur["end_max_s"], cur["ramp_epochs"])
+        if st.ce_epoch0 < 0 and not ctc_warmup_phase(sched.pos, tcfg):
+            st.ce_epoch0 = st.epoch
+        # train.curriculum.restart_after_ctc_warmup: the decoder starts on short windows too
+        # (a decoder that first meets 100-600 s windows learns a text LM and ignores the audio)
+        ep = st.epoch - st.ce_epoch0 if restart and st.ce_epoch0 >= 0 else st.epoch
+        cap = curriculum_cap(ep, cur["start_max_s"], cur["end_max_s"], cur["ramp_epochs"])
         wins = epoch_windows(recs, st.epoch, seed, cap, cur["min_s"], cur["whole_prob"])
         sampler = make_sampler(windows_to_cuts(wins), tcfg["max_duration"], tcfg["num_buckets"],
                                seed, st.epoch, world, rank)
@@ -233,6 +240,9 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                              "%s steps", st.step, tcfg.get("hard_steps"))
             ts, tc = time.time(), time.process_time()
             ctc_warm = ctc_warmup_phase(sched.pos, tcfg)
+            if restart and not ctc_warm and st.ce_epoch0 < 0:
+                group = []
+                break  # the warm-up ended mid-epoch: a new epoch restarts the curriculum
             m = train_step(ddp, model, group, opt, tcfg, device, world, autocast,
                            0.0 if ctc_warm else None)
             if ctc_warm:
