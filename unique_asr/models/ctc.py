@@ -2,9 +2,11 @@
 
 Upsampling (`model.ctc_upsample` = r): each 40 ms encoder frame emits r CTC frames (one linear
 layer to r x classes). Why: the synthetic corpora speak ~18 characters per second, and a
-character CTC at 25 frames per second then has ~1.3 frames per label (repeats need a blank in
-between, 0.7% of sentences are infeasible): the head stays on its blank/unigram plateau. r = 2
-gives ~2.6 frames per label at no encoder cost.
+character CTC at 25 frames per second has ~1.3 frames per label (repeats need a blank in
+between; 0.7% of sentences are infeasible). r = 2 gives ~2.6 frames per label at no encoder cost.
+Measured (RESULTS.md, session 4): it did not help; r = 2 kept `small` on its CTC plateau on the
+H200 where r = 1 left it (the plateau's cause was the encoder's initialisation, see
+encoder.zero_init_branches). Off by default.
 """
 
 from __future__ import annotations
@@ -38,17 +40,18 @@ class CTCHead(nn.Module):
         """CTC frames of each item given its encoder frames."""
         return enc_lens * self.upsample
 
-    def loss(self, logp, enc_lens, targets, target_lens) -> torch.Tensor:
-        """Summed CTC loss over the batch (float32); infeasible utterances give 0 (zero_infinity)."""
+    def loss(self, logp, frame_lens, targets, target_lens) -> torch.Tensor:
+        """Summed CTC loss over the batch (float32); infeasible utterances give 0 (zero_infinity).
+        frame_lens: CTC frames per item (self.frames(enc_lens))."""
         if self.impl == "k2":
-            return _k2_ctc_loss(logp, enc_lens, targets, target_lens, self.blank)
+            return _k2_ctc_loss(logp, frame_lens, targets, target_lens, self.blank)
         return F.ctc_loss(
-            logp.transpose(0, 1), targets, enc_lens, target_lens, blank=self.blank,
+            logp.transpose(0, 1), targets, frame_lens, target_lens, blank=self.blank,
             reduction="sum", zero_infinity=True,
         )
 
 
-def _k2_ctc_loss(logp, enc_lens, targets, target_lens, blank):
+def _k2_ctc_loss(logp, frame_lens, targets, target_lens, blank):
     try:
         import k2
     except ImportError as e:
@@ -65,7 +68,7 @@ def _k2_ctc_loss(logp, enc_lens, targets, target_lens, blank):
         targets = torch.where(targets < blank, targets + 1, targets)
     seqs = [targets[i, : target_lens[i]].tolist() for i in range(len(target_lens))]
     sup = torch.stack([torch.arange(len(seqs)), torch.zeros(len(seqs), dtype=torch.long),
-                       enc_lens.cpu()], 1).int()
+                       frame_lens.cpu()], 1).int()
     dense = k2.DenseFsaVec(logp, sup)
     graph = k2.ctc_graph(seqs, modified=False, device=logp.device)
     return k2.ctc_loss(graph, dense, output_beam=10, reduction="sum", use_double_scores=True)
