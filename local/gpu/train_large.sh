@@ -15,6 +15,8 @@
 #   call 1: --train-minutes 9 --halt-at-s 560 --no-decode   (build, then train until the call
 #           ends: a checkpoint is written, the cosine schedule is that of the full 9 minutes)
 #   call 2: --train-minutes 9 --resume                     (finish the 9 minutes, decode, score)
+#   --extra-decode "OVERRIDES": after the default decode, decode + score again with these (e.g.
+#   "decode.method=ctc_greedy"; its scoring files get their own tag).
 #   --decode-only: decode + score the configs' models again. The build is skipped when its
 #   outputs exist.
 set -uo pipefail
@@ -42,6 +44,7 @@ resume=false
 decode=true
 train=true
 build_only=false
+extra_decode=""
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
     --no-decode) decode=false; shift ;;
     --decode-only) train=false; shift ;;
     --build-only) build_only=true; shift ;;
+    --extra-decode) extra_decode=$2; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
   esac
@@ -117,6 +121,13 @@ for c in "${configs[@]}"; do
       python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" > "$out/score_$tag.log" 2>&1 ||
       { echo "decode/score $tag FAILED"; tail -n 30 "$out/decode_$tag.log" "$out/score_$tag.log"; exit 1; }
     echo "[$tag] $(grep -E 'WER' "$out/score_$tag.log" | tail -n 3)"
+    if [ -n "$extra_decode" ]; then
+      read -r -a xd <<< "$extra_decode"
+      python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" "${xd[@]}" > "$out/decode2_$tag.log" 2>&1 &&
+        python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" "${xd[@]}" > "$out/score2_$tag.log" 2>&1 ||
+        { echo "extra decode/score $tag FAILED"; tail -n 30 "$out/decode2_$tag.log" "$out/score2_$tag.log"; exit 1; }
+      echo "[$tag] ($extra_decode) $(grep -E 'WER' "$out/score2_$tag.log" | tail -n 3)"
+    fi
   ) &
   gpu=$((gpu + 1))
 done

@@ -305,3 +305,35 @@ def test_decoder_zero_init_layers_start_as_identity():
     out["loss"].backward()
     layer = m.decoder.layers[0]
     assert layer.attn.o.weight.grad.abs().sum() > 0 and layer.mlp.w2.weight.grad.abs().sum() > 0
+
+
+def test_frequency_warp_moves_formants_and_keeps_the_edges():
+    from unique_asr.models.frontend import warp_frequency
+
+    F = 80
+    bins = torch.arange(F, dtype=torch.float32)
+    peak = torch.exp(-0.5 * ((bins - 20.0) / 2.0) ** 2)               # one "formant" at bin 20
+    x = torch.stack([peak, peak, peak])[:, None, :].expand(3, 7, F).contiguous()
+    y = warp_frequency(x, 0.0, factors=torch.tensor([1.0, 1.2, 0.85]))
+    assert torch.allclose(y[0], x[0], atol=1e-6)                        # factor 1: identity
+    assert int(y[1, 0].argmax()) == 24 and int(y[2, 0].argmax()) == 17  # stretched / squeezed
+    assert torch.allclose(y[:, :, -1], x[:, :, -1]) and torch.allclose(y[:, :, 0], x[:, :, 0])
+    assert torch.equal(y[1, 0], y[1, 6])                                # one factor per window
+    ramp = bins[None, None, :].expand(2, 1, F)                          # the source positions
+    src = warp_frequency(ramp, 0.0, factors=torch.tensor([1.2, 0.85]))
+    assert bool((src[:, 0, 1:] > src[:, 0, :-1]).all())                 # monotone, no folding
+    assert torch.allclose(src[:, 0, -1], torch.full((2,), F - 1.0))
+
+
+def test_frequency_warp_only_while_training():
+    cfg = ModelConfig(n_text=10, specaug_freq_warp=0.2)
+    from unique_asr.models.frontend import SpecAugment
+
+    aug = SpecAugment(cfg)
+    x = torch.randn(4, 9, 80)
+    aug.eval()
+    assert torch.equal(aug.warp(x), x)
+    aug.train()
+    assert not torch.allclose(aug.warp(x), x)
+    aug.cfg = ModelConfig(n_text=10)                                    # default: off
+    assert torch.equal(aug.warp(x), x)

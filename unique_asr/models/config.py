@@ -20,6 +20,9 @@ class ModelConfig:
     specaug_time_masks: int = 2
     specaug_time_width_ratio: float = 0.05  # max width of one time mask as a share of length
     specaug_time_width_max: int = 40
+    # vocal-tract-length-style warp of the mel axis (training only; frontend.warp_frequency):
+    # each window's spectrum is stretched by a factor drawn from [1 - w, 1 + w]; 0 = off
+    specaug_freq_warp: float = 0.0
     # encoder (conformer)
     enc_dim: int = 144
     enc_layers: int = 4

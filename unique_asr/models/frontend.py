@@ -1,4 +1,4 @@
-"""Feature frontend: global mean/variance normalisation and SpecAugment.
+"""Feature frontend: global mean/variance normalisation, SpecAugment and a frequency warp.
 
 The statistics are buffers of the model (estimated once from training features before training),
 so a checkpoint carries them and decoding normalises exactly as training did.
@@ -27,12 +27,50 @@ class GlobalCMVN(nn.Module):
         return (x - self.mean) * self.istd
 
 
+def warp_frequency(x: torch.Tensor, max_warp: float, cut: float = 0.8,
+                   factors: torch.Tensor | None = None) -> torch.Tensor:
+    """Stretch each item's log-mel spectrum along frequency by a random factor a in
+    [1 - max_warp, 1 + max_warp] (VTLP, Jaitly & Hinton 2013, on the mel axis).
+
+    Why: the synthetic corpus has few training voices and its test voices are unseen; a shorter or
+    longer vocal tract mostly scales formant frequencies, so warping the spectrum makes new
+    pseudo-speakers from every training window. Output bin j reads input position j / a below
+    `cut` of the axis; above it the map is linear so that the last bin stays the last bin (no
+    bins run off the edge). x: [B, T, F] raw log-mel (warp before normalisation: the per-bin
+    statistics belong to unwarped spectra). `factors` [B] fixes the factors (tests)."""
+    B, _T, Fd = x.shape
+    if factors is None:
+        if max_warp <= 0 or Fd < 2:
+            return x
+        factors = 1.0 + (torch.rand(B, device=x.device) * 2 - 1) * max_warp
+    a = factors.to(device=x.device, dtype=torch.float32)[:, None]             # [B, 1]
+    j = torch.arange(Fd, device=x.device, dtype=torch.float32)[None, :]        # [1, F]
+    top = float(Fd - 1)
+    knee = cut * top * a.clamp(max=1.0)       # output knee: its source, knee / a, stays <= cut * top
+    src_knee = knee / a
+    low = j / a
+    high = src_knee + (j - knee) * (top - src_knee) / (top - knee)
+    src = torch.where(j <= knee, low, high).clamp(0, top)                      # [B, F]
+    i0 = src.floor().long().clamp(max=Fd - 2)
+    frac = (src - i0).to(x.dtype)[:, None, :]
+    idx0 = i0[:, None, :].expand(-1, x.shape[1], -1)
+    x0 = x.gather(2, idx0)
+    x1 = x.gather(2, idx0 + 1)
+    return x0 + (x1 - x0) * frac
+
+
 class SpecAugment(nn.Module):
     """Frequency and time masking (no time warping), applied only in training mode."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+
+    def warp(self, feats: torch.Tensor) -> torch.Tensor:
+        """The frequency warp (model.specaug_freq_warp) on raw features, training mode only."""
+        if not self.training or self.cfg.specaug_freq_warp <= 0:
+            return feats
+        return warp_frequency(feats, self.cfg.specaug_freq_warp)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         if not self.training:

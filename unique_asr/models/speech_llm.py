@@ -37,7 +37,7 @@ class SpeechLLM(nn.Module):
 
     # ---------------------------------------------------------------- encoder side
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
-        x = self.cmvn(feats)
+        x = self.cmvn(self.specaug.warp(feats))
         x = self.specaug(x, feat_lens)
         slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES
         return self.encoder(x, feat_lens, slice_frames, taps, tapped)
