@@ -398,3 +398,25 @@ def test_fp32_gpu_dots_start_from_zero():
     assert res["scores"] and all(zero for _k, zero in res["scores"]), res["scores"]
     fused = [kk for kk, zero in res["fwd"] if not zero]
     assert len(res["fwd"]) >= 3 and all(kk == 2 * res["NP"] for kk in fused), res["fwd"]
+
+
+@needs_triton
+@pytest.mark.parametrize("seqlens", [None, (37, 21)])
+def test_length_padding_is_exact(seqlens):
+    """CUDA pads L to a multiple of 128 (fewer kernel recompiles, triton/softmask.py
+    CUDA_LENGTH_MULTIPLE): outputs and gradients of the real positions must not change."""
+    from unique_asr.attention.triton.softmask import softmask_attention_triton
+
+    gen = _gen()
+    q, k, v = _inputs(2, 4, 2, 37, 16, torch.float32, gen)
+    sl = None if seqlens is None else torch.tensor(seqlens, device=DEV)
+    dout = torch.randn(q.shape, device=DEV, generator=gen)
+    res = []
+    for mult in (1, 16):
+        xs = [x.clone().requires_grad_() for x in (q, k, v)]
+        out = softmask_attention_triton(*xs, page_size=4, budget=12, tau=0.5, hard=False,
+                                        lam=0.5, seqlens=sl, length_multiple=mult)
+        assert out.shape == q.shape
+        res.append([out.detach(), *torch.autograd.grad(out, xs, dout)])
+    for a, b in zip(*res):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()

@@ -72,6 +72,14 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634
 _SCRATCH_ELEMS = 1 << 25  # float32 scores scratch per threshold chunk (128 MiB)
+# CUDA: the sequence axis is zero-padded to a multiple of this before the kernels run. Triton
+# compiles a new variant of a kernel whenever an integer argument (L, P = pages, chunk bounds)
+# changes its divisibility by 16; training windows have a new length every step, so a 2-minute
+# H200 fine-tune (issue 5, session 5) spent 56 of its 115 s in 17 such compiles. With L a
+# multiple of 128 (P a multiple of 16) every step takes the same variants. Padding at the end is
+# exact for causal attention: a real query never sees the padded keys, and the page holding them
+# is never a past page of a real query.
+CUDA_LENGTH_MULTIPLE = 128
 
 
 def _interpret() -> bool:
@@ -865,6 +873,18 @@ class SoftmaskFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None, None
 
 
-def softmask_attention_triton(q, k, v, *, page_size, budget, tau, hard, lam, seqlens=None):
-    """Fused soft/hard UNIQUE page-masked causal attention (inputs already validated)."""
-    return SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
+def softmask_attention_triton(q, k, v, *, page_size, budget, tau, hard, lam, seqlens=None,
+                              length_multiple=None):
+    """Fused soft/hard UNIQUE page-masked causal attention (inputs already validated).
+
+    length_multiple: pad the sequence axis to a multiple of this (None: CUDA_LENGTH_MULTIPLE on
+    CUDA, none on the CPU interpreter; see CUDA_LENGTH_MULTIPLE); the output is cut back to L."""
+    L = q.shape[2]
+    if length_multiple is None:
+        length_multiple = CUDA_LENGTH_MULTIPLE if q.is_cuda else 1
+    pad = -L % max(1, int(length_multiple))
+    if pad == 0:
+        return SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
+    q, k, v = (torch.nn.functional.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+    out = SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
+    return out[:, :, :L]
