@@ -38,7 +38,7 @@ class DecodeOptions:
     beam: int = 4
     length_penalty: float = 1.0
     ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
-    ctc_candidates: int = 8  # decoder candidates per hypothesis and step scored with CTC
+    ctc_candidates: int = 32  # decoder candidates per hypothesis and step scored with CTC
     ctc_window: int = 256  # encoder frames (40 ms) per hypothesis and step (0: all); falls back
     attention: str = "dense"
     budget: int | None = None
@@ -59,7 +59,7 @@ class DecodeOptions:
         if not 0.0 <= float(self.ctc_weight) <= 1.0:
             raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
         if self.method == "ctc_greedy":  # the CTC head alone: the joint weight (default
-            self.ctc_weight = 0.0       # 0.3) does not apply, so `method=ctc_greedy` just works
+            self.ctc_weight = 0.0       # 0.7) does not apply, so `method=ctc_greedy` just works
         if int(self.ctc_candidates) < 1:
             raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
