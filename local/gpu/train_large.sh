@@ -45,7 +45,7 @@ decode=true
 train=true
 build_only=false
 extra_decode=""
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
     --deadline-s) deadline_s=$2; shift 2 ;;

@@ -60,7 +60,8 @@ def warp_frequency(x: torch.Tensor, max_warp: float, cut: float = 0.8,
 
 
 class SpecAugment(nn.Module):
-    """Frequency and time masking (no time warping), applied only in training mode."""
+    """Frequency and time masking (no time warping), and the frequency warp (`warp`, on raw
+    features before normalisation); all only in training mode."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
