@@ -117,16 +117,17 @@ for c in "${configs[@]}"; do
     fi
     $decode || exit 0
     d=("decode.results_md=$exp/$tag/RESULTS.md" "decode.dtype=bfloat16")
-    python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" > "$out/decode_$tag.log" 2>&1 &&
-      python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" > "$out/score_$tag.log" 2>&1 ||
-      { echo "decode/score $tag FAILED"; tail -n 30 "$out/decode_$tag.log" "$out/score_$tag.log"; exit 1; }
-    echo "[$tag] $(grep -E 'WER' "$out/score_$tag.log" | tail -n 3)"
+    decode_score() {  # log-name suffix, then extra decode overrides
+      local sfx=$1; shift
+      python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" "$@" > "$out/decode${sfx}_$tag.log" 2>&1 &&
+        python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" "$@" > "$out/score${sfx}_$tag.log" 2>&1 ||
+        { echo "decode/score$sfx $tag FAILED"; tail -n 30 "$out/decode${sfx}_$tag.log" "$out/score${sfx}_$tag.log"; exit 1; }
+      echo "[$tag]${*:+ ($*)} $(grep -E 'WER' "$out/score${sfx}_$tag.log" | tail -n 3)"
+    }
+    decode_score ""
     if [ -n "$extra_decode" ]; then
       read -r -a xd <<< "$extra_decode"
-      python3 -m unique_asr.bin.decode "${a[@]}" "${d[@]}" "${xd[@]}" > "$out/decode2_$tag.log" 2>&1 &&
-        python3 -m unique_asr.bin.score "${a[@]}" "${d[@]}" "${xd[@]}" > "$out/score2_$tag.log" 2>&1 ||
-        { echo "extra decode/score $tag FAILED"; tail -n 30 "$out/decode2_$tag.log" "$out/score2_$tag.log"; exit 1; }
-      echo "[$tag] ($extra_decode) $(grep -E 'WER' "$out/score2_$tag.log" | tail -n 3)"
+      decode_score 2 "${xd[@]}"
     fi
   ) &
   gpu=$((gpu + 1))

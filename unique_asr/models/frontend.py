@@ -69,9 +69,7 @@ class SpecAugment(nn.Module):
 
     def warp(self, feats: torch.Tensor) -> torch.Tensor:
         """The frequency warp (model.specaug_freq_warp) on raw features, training mode only."""
-        if not self.training or self.cfg.specaug_freq_warp <= 0:
-            return feats
-        return warp_frequency(feats, self.cfg.specaug_freq_warp)
+        return warp_frequency(feats, self.cfg.specaug_freq_warp) if self.training else feats
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         if not self.training:

@@ -883,8 +883,7 @@ def softmask_attention_triton(q, k, v, *, page_size, budget, tau, hard, lam, seq
     if length_multiple is None:
         length_multiple = CUDA_LENGTH_MULTIPLE if q.is_cuda else 1
     pad = -L % max(1, int(length_multiple))
-    if pad == 0:
-        return SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
-    q, k, v = (torch.nn.functional.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+    if pad:
+        q, k, v = (torch.nn.functional.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
     out = SoftmaskFunction.apply(q, k, v, page_size, budget, tau, hard, lam, seqlens)
-    return out[:, :, :L]
+    return out[:, :, :L] if pad else out
