@@ -19,6 +19,12 @@
 #   "decode.method=ctc_greedy"; its scoring files get their own tag).
 #   --decode-only: decode + score the configs' models again. The build is skipped when its
 #   outputs exist.
+#   --per-gpu N: up to N configs share one GPU (small models such as tiny leave an H200 idle);
+#   --workers W: data-loader workers per config (default 8; lower it when many configs share);
+#   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
+#   from a call only up to 16 MiB: tiny's are ~15 MB) to decode them elsewhere.
+# Sweep of the CPU recipe's tiny model on the default corpus, 8 configs on one GPU:
+#   --size default --per-gpu 8 --workers 1 --common "model=tiny train.max_minutes=0 ..." 
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -45,6 +51,9 @@ decode=true
 train=true
 build_only=false
 extra_decode=""
+per_gpu=1
+workers=8
+keep_models=false
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -63,6 +72,9 @@ while [ $# -gt 0 ]; do
     --decode-only) train=false; shift ;;
     --build-only) build_only=true; shift ;;
     --extra-decode) extra_decode=$2; shift 2 ;;
+    --per-gpu) per_gpu=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --keep-models) keep_models=true; shift ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
   esac
@@ -74,7 +86,8 @@ data=$recipe/data/$size
 exp=$recipe/exp
 ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
 [ "$ngpu" -ge 1 ] || { echo "train_large.sh: no GPU" >&2; exit 1; }
-[ ${#configs[@]} -le "$ngpu" ] || { echo "train_large.sh: ${#configs[@]} configs > $ngpu GPUs" >&2; exit 1; }
+[ ${#configs[@]} -le $((ngpu * per_gpu)) ] ||
+  { echo "train_large.sh: ${#configs[@]} configs > $ngpu GPUs x --per-gpu $per_gpu" >&2; exit 1; }
 
 if [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; then
   log "corpus $size already built here ($data): build skipped"
@@ -83,7 +96,7 @@ if [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; then
       .gpu/wheels/*.whl
 else
   log "build corpus $size ($nj jobs, data.lang.model_type=$lang)"
-  local/gpu/build_corpus.sh --size "$size" --nj "$nj" -- "data.lang.model_type=$lang" \
+  local/gpu/build_corpus.sh --size "$size" --nj "$nj" --data-dir "$data" -- "data.lang.model_type=$lang" \
     > "$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
   grep -E "^\[build_corpus|^\||^  (train|dev|test)" "$out/build.log" | grep -v "it/s"
 fi
@@ -91,7 +104,7 @@ $build_only && { log "build only: done"; exit 0; }
 export PYTHONPATH=/tmp/site:$root PYTHONUNBUFFERED=1
 
 hydra=("recipe_dir=$recipe" "data_dir=$data" "exp_dir=$exp" "hydra.searchpath=[file://$recipe/conf]"
-       "corpus=$size" "data.lang.model_type=$lang" "num_workers=8")
+       "corpus=$size" "data.lang.model_type=$lang" "num_workers=$workers")
 read -r -a common_args <<< "$common"
 train_min=${train_minutes:-$(awk -v l=$((deadline_s - SECONDS - reserve_s)) 'BEGIN{printf "%.2f", l/60}')}
 run_args=("train.max_minutes=$train_min")
@@ -100,8 +113,9 @@ if [ -n "$halt_at_s" ]; then
   run_args+=("train.halt_after_minutes=$(awk -v l=$((halt_at_s - SECONDS)) 'BEGIN{printf "%.2f", l/60}')")
 fi
 $train && log "training ${#configs[@]} config(s) in parallel, schedule $train_min min each: ${run_args[*]}"
-gpu=0
+i=0
 for c in "${configs[@]}"; do
+  gpu=$((i / per_gpu)); i=$((i + 1))
   tag=${c%%=*}; read -r -a extra <<< "${c#*=}"
   (
     export CUDA_VISIBLE_DEVICES=$gpu
@@ -130,7 +144,6 @@ for c in "${configs[@]}"; do
       decode_score 2 "${xd[@]}"
     fi
   ) &
-  gpu=$((gpu + 1))
 done
 wait
 
@@ -158,5 +171,12 @@ done
 tar -czf "$out/train_large_logs.tgz" -C "$recipe" --exclude='*.pt' --exclude='tensorboard' \
   $(cd "$recipe" && ls -d exp/*/ 2>/dev/null) 2>/dev/null
 (cd "$out" && tar -czf run_logs.tgz ./*.log && rm -f ./*.log)
+if $keep_models; then
+  for c in "${configs[@]}"; do
+    tag=${c%%=*}
+    ckpt=$(ls -t "$exp/$tag"/avg-*.pt 2>/dev/null | head -n 1)
+    [ -n "$ckpt" ] && cp "$ckpt" "$out/$tag.pt"
+  done
+fi
 ls -la "$out"
 log "done"

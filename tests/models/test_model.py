@@ -337,3 +337,36 @@ def test_frequency_warp_only_while_training():
     assert not torch.allclose(aug.warp(x), x)
     aug.cfg = ModelConfig(n_text=10)                                    # default: off
     assert torch.equal(aug.warp(x), x)
+
+
+def test_sliding_cmn_matches_a_loop_and_removes_a_channel_offset():
+    from unique_asr.models.frontend import sliding_cmn
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 6)
+    lens = torch.tensor([50, 31])
+    y = sliding_cmn(x, lens, 11)
+    for b in range(2):
+        n = int(lens[b])
+        for t in range(n):
+            lo, hi = max(0, t - 5), min(n, t + 6)
+            torch.testing.assert_close(y[b, t], x[b, t] - x[b, lo:hi].mean(0))
+    assert torch.equal(y[1, 31:], torch.zeros(19, 6))                   # padding stays zero
+    tilt = torch.linspace(-3, 3, 6)                                     # a per-bin channel offset
+    torch.testing.assert_close(sliding_cmn(x + tilt, lens, 11)[0], y[0], atol=1e-5, rtol=0)
+    assert torch.equal(sliding_cmn(x, lens, 0), x)                      # 0 = off
+
+
+def test_sliding_cmn_is_applied_in_training_and_decoding():
+    cfg = ModelConfig(n_text=30, cmn_window=40, enc_layers=1, dec_layers=1)
+    m = build_model(cfg).eval()
+    feats = torch.randn(1, 120, 80)
+    offset = torch.linspace(-4, 4, 80)                                  # the same speech, another tilt
+    with torch.no_grad():
+        a, _ = m.encode(feats, torch.tensor([120]))
+        b, _ = m.encode(feats + offset, torch.tensor([120]))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    m.cfg.cmn_window = 0
+    with torch.no_grad():
+        c, _ = m.encode(feats + offset, torch.tensor([120]))
+    assert not torch.allclose(a, c, atol=1e-2)

@@ -23,6 +23,9 @@ class ModelConfig:
     # vocal-tract-length-style warp of the mel axis (training only; frontend.warp_frequency):
     # each window's spectrum is stretched by a factor drawn from [1 - w, 1 + w]; 0 = off
     specaug_freq_warp: float = 0.0
+    # sliding mean normalisation (frontend.sliding_cmn): subtract each frame's mean over this many
+    # frames around it (training and decoding); 0 = off (global CMVN only)
+    cmn_window: int = 0
     # encoder (conformer)
     enc_dim: int = 144
     enc_layers: int = 4

@@ -1,4 +1,5 @@
-"""Feature frontend: global mean/variance normalisation, SpecAugment and a frequency warp.
+"""Feature frontend: global mean/variance normalisation, a sliding mean normalisation,
+SpecAugment and a frequency warp.
 
 The statistics are buffers of the model (estimated once from training features before training),
 so a checkpoint carries them and decoding normalises exactly as training did.
@@ -7,6 +8,7 @@ so a checkpoint carries them and decoding normalises exactly as training did.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unique_asr.models.config import ModelConfig
@@ -25,6 +27,30 @@ class GlobalCMVN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.istd
+
+
+def sliding_cmn(x: torch.Tensor, lens: torch.Tensor, window: int) -> torch.Tensor:
+    """Subtract from each frame the per-bin mean of the frames within window // 2 of it (only
+    frames before `lens`; padded frames come out zero), as Kaldi's apply-cmvn-sliding --center.
+
+    Why: the test voices are unseen engines and voices whose spectral tilt and level differ from
+    every training voice; a global mean keeps those differences, a local one removes them, and a
+    sliding window treats a one-sentence training window and a whole recording alike. Sums run
+    in float64 so a 60-minute recording (360k frames) loses no precision. x: [B, T, F]."""
+    if window <= 0:
+        return x
+    T = x.shape[1]
+    valid = (torch.arange(T, device=x.device)[None, :] < lens[:, None])            # [B, T]
+    xv = torch.where(valid[..., None], x, torch.zeros_like(x)).double()
+    csum = F.pad(xv.cumsum(1), (0, 0, 1, 0))                                        # [B, T+1, F]
+    ccount = F.pad(valid.double().cumsum(1), (1, 0))                                # [B, T+1]
+    half = window // 2
+    t = torch.arange(T, device=x.device)
+    lo = (t - half).clamp(min=0)
+    hi = (t + half + 1).clamp(max=T)
+    count = (ccount[:, hi] - ccount[:, lo]).clamp_min(1.0)                          # [B, T]
+    mean = (csum[:, hi] - csum[:, lo]) / count[..., None]
+    return torch.where(valid[..., None], x - mean.to(x.dtype), torch.zeros_like(x))
 
 
 def warp_frequency(x: torch.Tensor, max_warp: float, cut: float = 0.8,

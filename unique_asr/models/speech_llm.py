@@ -17,7 +17,7 @@ from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
 from unique_asr.models.encoder import ConformerEncoder
-from unique_asr.models.frontend import GlobalCMVN, SpecAugment
+from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
 from unique_asr.models.projector import Projector
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
@@ -38,6 +38,7 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- encoder side
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
         x = self.cmvn(self.specaug.warp(feats))
+        x = sliding_cmn(x, feat_lens, self.cfg.cmn_window)
         x = self.specaug(x, feat_lens)
         slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES
         return self.encoder(x, feat_lens, slice_frames, taps, tapped)
