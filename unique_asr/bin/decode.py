@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 import hydra
 import torch
@@ -37,6 +38,10 @@ def _tokenizer(ck_bpe, dcfg, cfg):
 
     path = dcfg.get("bpe_model") or ck_bpe
     if path:
+        if not Path(path).is_file():
+            where = "decode.bpe_model" if dcfg.get("bpe_model") else "the checkpoint (trained elsewhere?)"
+            raise FileNotFoundError(f"tokenizer model {path} (from {where}) not found; pass "
+                                    "decode.bpe_model=<data_dir>/lang_<type>/bpe.model")
         return spm.SentencePieceProcessor(model_file=str(path))
     return RecipeData(cfg.recipe_dir, cfg.data_dir).load_bpe(cfg.data.lang.vocab_size,
                                                             cfg.data.lang.model_type)
