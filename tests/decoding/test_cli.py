@@ -29,22 +29,22 @@ def test_decode_then_score(recipe):
     res = _run("decode", recipe)
     assert res.returncode == 0, res.stderr[-3000:]
     out = recipe / "exp" / "tiny" / "decode" / "last"
-    rows = [json.loads(x) for x in (out / "hyps-test-greedy-ctc0.7-dense.jsonl").read_text().split("\n")
+    rows = [json.loads(x) for x in (out / "hyps-test-greedy-ctc0.9-dense.jsonl").read_text().split("\n")
             if x]
     assert [r["id"] for r in rows] == ["rec1", "rec2"]
     assert rows[0]["ref"] == " ".join(TEXTS[:2])
-    meta = json.loads((out / "meta-test-greedy-ctc0.7-dense.json").read_text())
+    meta = json.loads((out / "meta-test-greedy-ctc0.9-dense.json").read_text())
     assert meta["attention"] == "dense" and meta["speed"]["rtfx"] > 0
     assert "decode.max_tokens_per_second=2" in meta["command"]
 
     res = _run("score", recipe)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "test greedy-ctc0.7-dense: WER" in res.stdout
+    assert "test greedy-ctc0.9-dense: WER" in res.stdout
     for kind in ("recogs", "errs", "wer-summary"):
-        assert (out / f"{kind}-test-greedy-ctc0.7-dense.txt").is_file()
+        assert (out / f"{kind}-test-greedy-ctc0.9-dense.txt").is_file()
     row = (recipe / "RESULTS.md").read_text().splitlines()[-1]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:6] == ["test", "tiny (last.pt)", "dense", "-", "greedy-ctc0.7"]
+    assert cells[1:6] == ["test", "tiny (last.pt)", "dense", "-", "greedy-ctc0.9"]
     assert float(cells[6]) >= 0 and float(cells[11]) > 0  # WER, RTFx
     assert "python -m unique_asr.bin.decode" in cells[-1]
 

@@ -35,16 +35,16 @@ def _hyps(root, tag):
 def test_unique_cli_equals_dense_then_small_budget_scores(recipe):
     _run("decode", recipe)
     _run("decode", recipe, "decode.attention=unique", "decode.budget=4096")
-    dense = _hyps(recipe, "greedy-ctc0.7-dense")
-    assert _hyps(recipe, "greedy-ctc0.7-unique-b4096") == dense and any(dense)
+    dense = _hyps(recipe, "greedy-ctc0.9-dense")
+    assert _hyps(recipe, "greedy-ctc0.9-unique-b4096") == dense and any(dense)
     small = ["decode.attention=unique", "decode.budget=8", "decode.sink_pages=1"]
     _run("decode", recipe, *small)
     meta = json.loads((recipe / "exp" / "tiny" / "decode" / "last" /
-                       "meta-test-greedy-ctc0.7-unique-b8.json").read_text())
+                       "meta-test-greedy-ctc0.9-unique-b8.json").read_text())
     assert meta["attention"] == "unique" and meta["budget"] == 8
     assert meta["model_cfg"]["attention_cfg"]["sink_pages"] == 1
     res = _run("score", recipe, *small)
-    assert "test greedy-ctc0.7-unique-b8: WER" in res.stdout
+    assert "test greedy-ctc0.9-unique-b8: WER" in res.stdout
     row = (recipe / "RESULTS.md").read_text().splitlines()[-1]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3:5] == ["unique", "8"]

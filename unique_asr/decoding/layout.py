@@ -6,7 +6,7 @@ Both entry points take the same hydra config, so `bin.score` with the overrides 
               (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
   out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
   tag         decode.tag, else <method>[<beam>][-ctc<w>]-<attention>[-b<budget>]
-              (greedy-dense, beam4-dense, greedy-ctc0.7-dense, greedy-unique-b512, ...)
+              (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...)
 """
 
 from __future__ import annotations

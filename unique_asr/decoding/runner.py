@@ -59,7 +59,7 @@ class DecodeOptions:
         if not 0.0 <= float(self.ctc_weight) <= 1.0:
             raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
         if self.method == "ctc_greedy":  # the CTC head alone: the joint weight (default
-            self.ctc_weight = 0.0       # 0.7) does not apply, so `method=ctc_greedy` just works
+            self.ctc_weight = 0.0       # 0.9) does not apply, so `method=ctc_greedy` just works
         if int(self.ctc_candidates) < 1:
             raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
