@@ -370,3 +370,42 @@ def test_sliding_cmn_is_applied_in_training_and_decoding():
     with torch.no_grad():
         c, _ = m.encode(feats + offset, torch.tensor([120]))
     assert not torch.allclose(a, c, atol=1e-2)
+
+
+def test_ctc_segments_score_each_sentence_on_its_own_frames():
+    """model.ctc_segments: one sentence spanning the whole window gives the whole-window CTC;
+    two sentences give the sum of the CTCs of their own frame ranges (computed by hand)."""
+    from unique_asr.training.data import collate_segments
+
+    torch.manual_seed(0)
+    m = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0,
+                              ctc_segments=True, ctc_segment_margin_s=0.0,
+                              specaug_freq_masks=0, specaug_time_masks=0)).eval()
+    feats, lens = torch.randn(2, 403, 80), torch.tensor([403, 403])
+    tokens, tlens = torch.randint(0, 30, (2, 12)), torch.tensor([12, 9])
+    whole = m(feats, lens, tokens, tlens)["ctc_sum"]
+    enc_lens = ((lens - 1) // 2 - 1) // 2                                # 99 frames = 3.96 s
+    one = collate_segments([(0, 0.0, 4.0, tokens[0].tolist()), (1, 0.0, 4.0, tokens[1, :9].tolist())])
+    torch.testing.assert_close(m(feats, lens, tokens, tlens, ctc_segments=one)["ctc_sum"], whole)
+    # window 0 as two sentences: frames [0, 50) and [50, 99) (times in seconds at 25 frames/s)
+    two = collate_segments([(0, 0.0, 2.0, tokens[0, :5].tolist()), (0, 2.0, 4.0, tokens[0, 5:].tolist())])
+    got = m(feats, lens, tokens, tlens, ctc_segments=two)["ctc_sum"]
+    with torch.no_grad():
+        enc, _ = m._encode(feats, lens)
+        ref = sum(m.ctc.loss(m.ctc.logprobs(enc[:1, a:b]), torch.tensor([b - a]),
+                             tokens[:1, u:v], torch.tensor([v - u]))
+                  for a, b, u, v in ((0, 50, 0, 5), (50, int(enc_lens[0]), 5, 12)))
+    torch.testing.assert_close(got, ref)
+    m.train()
+    out = m(feats, lens, tokens, tlens, ctc_segments=two)
+    out["loss"].backward()
+    assert m.ctc.proj.weight.grad.abs().sum() > 0
+
+
+def test_sentence_spans_split_a_window_text():
+    from unique_asr.training.data import sentence_spans
+
+    text = "hello there general kenobi"
+    spans = ((0.5, 1.2, 11), (1.6, 3.0, 14))
+    assert sentence_spans(text, spans) == [(0.5, 1.2, "hello there"), (1.6, 3.0, "general kenobi")]
+    assert sentence_spans(text, ()) == []

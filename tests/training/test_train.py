@@ -97,3 +97,18 @@ def test_wall_clock_budget_stops_training_with_the_schedule_at_its_end(data, tmp
     assert 1 <= s["steps"] < 1000
     ck = torch.load(exp / "last.pt", weights_only=False)
     assert ck["scheduler"]["pos"] >= 1000  # cosine reached its floor when time ran out
+
+
+def test_ctc_segments_train_the_ctc_head_on_windows_of_any_length(data, tmp_path):
+    """model.ctc_segments=true: CTC per sentence (the windows' synthesis times). With ctc_max_s
+    below every window's length, the whole-window CTC would skip them all (ctc 0); the
+    per-sentence CTC scores every one of them."""
+    rows = {}
+    for seg in (False, True):
+        exp = tmp_path / f"seg{seg}"
+        train(tiny_model_cfg(ctc_segments=seg, ctc_max_s=0.2, ctc_weight=1.0), train_cfg(max_steps=4),
+              exp, data, None, CharTokenizer(), seed=3)
+        rows[seg] = [json.loads(x) for x in (exp / "train_log.jsonl").read_text().splitlines()
+                     if '"ctc"' in x]
+    assert all(r["ctc"] == 0 for r in rows[False])
+    assert all(r["ctc"] > 0.5 for r in rows[True]), rows[True]

@@ -56,6 +56,12 @@ class ModelConfig:
     ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
     enc_zero_init: bool = False  # residual branches start at zero (encoder.zero_init_branches)
     ctc_upsample: int = 1        # CTC frames per encoder frame (models/ctc.py: fast speech, chars)
+    # CTC per sentence (training): each sentence of a window is scored on its own stretch of
+    # encoder frames (its synthesis times +- ctc_segment_margin_s) instead of the whole window by
+    # one CTC: windows of any length train the CTC head (ctc_max_s no longer applies), and many
+    # short CTCs cost far less than one long one (speech_llm._ctc_segments_sum)
+    ctc_segments: bool = False
+    ctc_segment_margin_s: float = 0.16
     # intermediate CTC (Lee & Watanabe 2021): the same CTC head also on the outputs of these
     # encoder blocks (1-based) in training; CTC loss = (1-w) final + w mean(intermediate). Why: a
     # short path from the loss to the lower blocks (4-block encoders leave the CTC plateau within a

@@ -56,6 +56,32 @@ class SpeechLLM(nn.Module):
         # keep the head in the graph (DDP expects every parameter to get a grad)
         return 0.0 * self.ctc.proj.weight.sum()
 
+    def _ctc_segments_sum(self, enc, enc_lens, seg) -> torch.Tensor:
+        """Summed CTC loss of every sentence on its own encoder frames (model.ctc_segments).
+
+        seg: row [S], start / end [S] (seconds from the window start), tokens [S, U],
+        token_lens [S] (training/data.collate_segments). A sentence's frames are its times
+        +- ctc_segment_margin_s (the pauses between sentences are >= 0.2 s), clipped to the
+        window; sentences with no frames left are skipped."""
+        if seg is None or seg["row"].numel() == 0:
+            return 0.0 * self.ctc.proj.weight.sum()
+        dev = enc.device
+        fps = 1.0 / 0.04  # encoder frames per second (4x subsampling of 10 ms)
+        m = self.cfg.ctc_segment_margin_s
+        row = seg["row"].to(dev)
+        lo = ((seg["start"].to(dev) - m) * fps).floor().long().clamp_min(0)
+        hi = torch.minimum(((seg["end"].to(dev) + m) * fps).ceil().long(), enc_lens[row])
+        n = hi - lo
+        ok = n > 0
+        row, lo, n = row[ok], lo[ok], n[ok]
+        if row.numel() == 0:
+            return 0.0 * self.ctc.proj.weight.sum()
+        W = int(n.max())
+        t = (lo[:, None] + torch.arange(W, device=dev)[None, :]).clamp(max=enc.shape[1] - 1)
+        pieces = enc[row[:, None], t]                                        # [S, W, D]
+        return self.ctc.loss(self.ctc.logprobs(pieces), self.ctc.frames(n),
+                             seg["tokens"].to(dev)[ok], seg["token_lens"].to(dev)[ok])
+
     def encode_with_ctc(self, feats, feat_lens):
         """-> (audio_emb, audio_lens, CTC log-probs [B, Tc, classes], CTC frame counts [B])."""
         enc, enc_lens = self._encode(feats, feat_lens)
@@ -98,22 +124,29 @@ class SpeechLLM(nn.Module):
         return x, tgt
 
     def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None,
-                align: torch.Tensor | None = None) -> dict:
+                align: torch.Tensor | None = None, ctc_segments: dict | None = None) -> dict:
         """Returns loss (per target token of this batch) and the sums a trainer can normalise
         globally: ce_sum, ctc_sum, align_sum, ntokens (text + eos tokens). ce_weight overrides
         the config's (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero
         gradient). align [B, U]: audio-token position of each text token; with
         model.align_weight > 0 it trains the alignment guide (models/align_guide.py) whenever
-        the decoder trains."""
+        the decoder trains. ctc_segments: per-sentence CTC targets (model.ctc_segments; without
+        them the CTC scores whole windows)."""
         taps = tuple(self.cfg.inter_ctc_layers) if self.training and self.cfg.ctc_weight > 0 else ()
         tapped: list[torch.Tensor] = []
         enc, enc_lens = self._encode(feats, feat_lens, taps, tapped)
         ctc_sum = ctc_final = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
-            ctc_sum = ctc_final = self._ctc_sum(enc, enc_lens, tokens, token_lens)
+            if self.cfg.ctc_segments and ctc_segments is not None:
+                def ctc_of(h):
+                    return self._ctc_segments_sum(h, enc_lens, ctc_segments)
+            else:
+                def ctc_of(h):
+                    return self._ctc_sum(h, enc_lens, tokens, token_lens)
+            ctc_sum = ctc_final = ctc_of(enc)
             if tapped:  # the loss mixes in the intermediate CTC; the logged ctc is the final one
                 w = self.cfg.inter_ctc_weight
-                inter = sum(self._ctc_sum(h, enc_lens, tokens, token_lens) for h in tapped)
+                inter = sum(ctc_of(h) for h in tapped)
                 ctc_sum = (1 - w) * ctc_final + w * inter / len(tapped)
         audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)

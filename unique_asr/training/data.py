@@ -117,14 +117,15 @@ def windows_to_cuts(windows: list[Window]):
 class WindowBatcher:
     """Turns a CutSet batch of windows into padded tensors (feats, feat_lens, tokens, token_lens)."""
 
-    def __init__(self, feats: dict, sp, with_align: bool = False):
+    def __init__(self, feats: dict, sp, with_align: bool = False, with_segments: bool = False):
         self.feats = feats
         self.sp = sp
         self.with_align = with_align  # coarse token times for the alignment guide (align_weight)
+        self.with_segments = with_segments  # per-sentence CTC targets (model.ctc_segments)
 
     def __call__(self, cuts) -> dict:
-        xs, toks, aligns = [], [], []
-        for c in cuts:
+        xs, toks, aligns, segs = [], [], [], []
+        for i, c in enumerate(cuts):
             f = self.feats[c.custom["rec"]]
             a = round(c.start / FRAME_SHIFT)
             xs.append(f[a: a + round(c.duration / FRAME_SHIFT)])
@@ -133,7 +134,36 @@ class WindowBatcher:
             if self.with_align:
                 aligns.append(token_audio_index(piece_lengths(self.sp, ids),
                                                 c.custom.get("spans")))
-        return collate(xs, toks, [c.id for c in cuts], aligns if self.with_align else None)
+            if self.with_segments:
+                segs += [(i, a, b, self.sp.encode(t))
+                         for a, b, t in sentence_spans(c.custom["text"], c.custom.get("spans"))]
+        out = collate(xs, toks, [c.id for c in cuts], aligns if self.with_align else None)
+        if self.with_segments:
+            out["ctc_segments"] = collate_segments(segs)
+        return out
+
+
+def sentence_spans(text: str, spans) -> list[tuple[float, float, str]]:
+    """(start s, end s, sentence text) of each sentence of a window: `text` is its sentences
+    joined by one space, `spans` their (start, end, characters) (training/windows.py)."""
+    out, off = [], 0
+    for a, b, n in spans or ():
+        out.append((float(a), float(b), text[off: off + int(n)]))
+        off += int(n) + 1
+    return out
+
+
+def collate_segments(segs: list[tuple[int, float, float, list[int]]]) -> dict:
+    """Per-sentence CTC targets of a batch: window row, start and end (seconds from the window
+    start), padded token ids and their counts."""
+    n = len(segs)
+    lens = torch.tensor([len(s[3]) for s in segs], dtype=torch.long)
+    tokens = torch.zeros(n, max(1, int(lens.max()) if n else 1), dtype=torch.long)
+    for k, s in enumerate(segs):
+        tokens[k, : len(s[3])] = torch.tensor(s[3], dtype=torch.long)
+    return {"row": torch.tensor([s[0] for s in segs], dtype=torch.long),
+            "start": torch.tensor([s[1] for s in segs]), "end": torch.tensor([s[2] for s in segs]),
+            "tokens": tokens, "token_lens": lens}
 
 
 def piece_lengths(sp, ids: list[int]) -> list[int]:

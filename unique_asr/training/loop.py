@@ -83,7 +83,7 @@ def train_step(ddp, model, group: list[dict], opt, tcfg, device, world: int, aut
             with autocast():
                 out = ddp(b["feats"].to(device), b["feat_lens"].to(device),
                           b["tokens"].to(device), b["token_lens"].to(device), ce_weight,
-                          b.get("align"))
+                          b.get("align"), b.get("ctc_segments"))
             (out["loss_sum"] * (world / gntok.item())).backward()
         finite &= bool(torch.isfinite(out["loss_sum"].detach()))
         sums += torch.tensor([float(out["loss_sum"].detach()), float(out["ce_sum"]),
@@ -160,7 +160,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.ctc_weight == 0)
     autocast = _autocast(device, tcfg.get("bf16", True))
-    batcher = WindowBatcher(feats, sp, with_align=model_cfg.align_weight > 0)
+    batcher = WindowBatcher(feats, sp, with_align=model_cfg.align_weight > 0,
+                            with_segments=model_cfg.ctc_segments)
     cur = tcfg["curriculum"]
 
     writer, logf, pbar = None, None, None
