@@ -63,8 +63,6 @@ class SpeechLLM(nn.Module):
         token_lens [S] (training/data.collate_segments). A sentence's frames are its times
         +- ctc_segment_margin_s (the pauses between sentences are >= 0.2 s), clipped to the
         window; sentences with no frames left are skipped."""
-        if seg is None or seg["row"].numel() == 0:
-            return 0.0 * self.ctc.proj.weight.sum()
         dev = enc.device
         fps = 1.0 / 0.04  # encoder frames per second (4x subsampling of 10 ms)
         m = self.cfg.ctc_segment_margin_s
@@ -137,12 +135,12 @@ class SpeechLLM(nn.Module):
         enc, enc_lens = self._encode(feats, feat_lens, taps, tapped)
         ctc_sum = ctc_final = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
-            if self.cfg.ctc_segments and ctc_segments is not None:
-                def ctc_of(h):
-                    return self._ctc_segments_sum(h, enc_lens, ctc_segments)
-            else:
-                def ctc_of(h):
-                    return self._ctc_sum(h, enc_lens, tokens, token_lens)
+            seg = ctc_segments if self.cfg.ctc_segments else None
+
+            def ctc_of(h):
+                if seg is not None:
+                    return self._ctc_segments_sum(h, enc_lens, seg)
+                return self._ctc_sum(h, enc_lens, tokens, token_lens)
             ctc_sum = ctc_final = ctc_of(enc)
             if tapped:  # the loss mixes in the intermediate CTC; the logged ctc is the final one
                 w = self.cfg.inter_ctc_weight

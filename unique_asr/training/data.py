@@ -135,8 +135,8 @@ class WindowBatcher:
                 aligns.append(token_audio_index(piece_lengths(self.sp, ids),
                                                 c.custom.get("spans")))
             if self.with_segments:
-                segs += [(i, a, b, self.sp.encode(t))
-                         for a, b, t in sentence_spans(c.custom["text"], c.custom.get("spans"))]
+                segs += [(i, t0, t1, self.sp.encode(text)) for t0, t1, text
+                         in sentence_spans(c.custom["text"], c.custom.get("spans"))]
         out = collate(xs, toks, [c.id for c in cuts], aligns if self.with_align else None)
         if self.with_segments:
             out["ctc_segments"] = collate_segments(segs)
