@@ -21,6 +21,7 @@ from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
 from unique_asr.models.projector import Projector
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
+ENC_FRAMES_PER_S = 25       # encoder frames per second (4x subsampling of 10 ms fbank frames)
 
 
 class SpeechLLM(nn.Module):
@@ -46,7 +47,7 @@ class SpeechLLM(nn.Module):
     def _ctc_sum(self, enc, enc_lens, tokens, token_lens) -> torch.Tensor:
         """Summed CTC loss of encoder outputs enc (only items up to model.ctc_max_s, if set)."""
         # CTC on CPU costs O(frames x tokens) per item: long windows only train the decoder
-        keep = enc_lens <= int(self.cfg.ctc_max_s * 25) if self.cfg.ctc_max_s > 0 else None
+        keep = enc_lens <= int(self.cfg.ctc_max_s * ENC_FRAMES_PER_S) if self.cfg.ctc_max_s > 0 else None
         if keep is None or bool(keep.all()):
             return self.ctc.loss(self.ctc.logprobs(enc), self.ctc.frames(enc_lens), tokens,
                                  token_lens)
@@ -64,11 +65,10 @@ class SpeechLLM(nn.Module):
         +- ctc_segment_margin_s (the pauses between sentences are >= 0.2 s), clipped to the
         window; sentences with no frames left are skipped."""
         dev = enc.device
-        fps = 1.0 / 0.04  # encoder frames per second (4x subsampling of 10 ms)
         m = self.cfg.ctc_segment_margin_s
         row = seg["row"].to(dev)
-        lo = ((seg["start"].to(dev) - m) * fps).floor().long().clamp_min(0)
-        hi = torch.minimum(((seg["end"].to(dev) + m) * fps).ceil().long(), enc_lens[row])
+        lo = ((seg["start"].to(dev) - m) * ENC_FRAMES_PER_S).floor().long().clamp_min(0)
+        hi = torch.minimum(((seg["end"].to(dev) + m) * ENC_FRAMES_PER_S).ceil().long(), enc_lens[row])
         n = hi - lo
         ok = n > 0
         row, lo, n = row[ok], lo[ok], n[ok]
