@@ -22,7 +22,8 @@
 #   --per-gpu N: up to N configs share one GPU (small models such as tiny leave an H200 idle);
 #   --workers W: data-loader workers per config (default 8; lower it when many configs share);
 #   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
-#   from a call only up to 16 MiB: tiny's are ~15 MB) to decode them elsewhere.
+#   from a call only up to 16 MiB each and ~64 MiB in all: tiny's are ~15 MB) to decode them
+#   elsewhere; --keep TAG (repeatable): only those configs' checkpoints.
 # Sweep of the CPU recipe's tiny model on the default corpus, 8 configs on one GPU:
 #   --size default --per-gpu 8 --workers 1 --common "model=tiny train.max_minutes=0 ..." 
 set -uo pipefail
@@ -54,6 +55,7 @@ extra_decode=""
 per_gpu=1
 workers=8
 keep_models=false
+keep_tags=()
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -75,6 +77,7 @@ while [ $# -gt 0 ]; do
     --per-gpu) per_gpu=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --keep-models) keep_models=true; shift ;;
+    --keep) keep_models=true; keep_tags+=("$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
   esac
@@ -174,6 +177,7 @@ tar -czf "$out/train_large_logs.tgz" -C "$recipe" --exclude='*.pt' --exclude='te
 if $keep_models; then
   for c in "${configs[@]}"; do
     tag=${c%%=*}
+    if [ ${#keep_tags[@]} -gt 0 ] && [[ " ${keep_tags[*]} " != *" $tag "* ]]; then continue; fi
     ckpt=$(ls -t "$exp/$tag"/avg-*.pt 2>/dev/null | head -n 1)
     [ -n "$ckpt" ] && cp "$ckpt" "$out/$tag.pt"
   done

@@ -372,6 +372,43 @@ def test_sliding_cmn_is_applied_in_training_and_decoding():
     assert not torch.allclose(a, c, atol=1e-2)
 
 
+def test_cepstral_smoother_keeps_the_envelope_and_drops_harmonics():
+    from unique_asr.models.frontend import cepstral_smoother
+
+    P = cepstral_smoother(80, 20)
+    torch.testing.assert_close(P, P.T)                                  # an orthogonal projection
+    torch.testing.assert_close(P @ P, P, atol=1e-5, rtol=0)
+    assert abs(float(P.trace()) - 20) < 1e-4                            # of rank 20
+    torch.testing.assert_close(cepstral_smoother(80, 80), torch.eye(80), atol=1e-5, rtol=0)
+    j = torch.arange(80.0)
+    envelope = 3 * torch.exp(-((j - 25) / 12) ** 2) - j / 40           # a formant on a tilt
+    harmonics = torch.cos(torch.pi * j * 0.7)                           # fine structure
+    y = (envelope + harmonics) @ P
+    assert float((y - envelope).norm()) < 0.1 * float(envelope.norm())
+    assert float((harmonics @ P).norm()) < 0.1 * float(harmonics.norm())
+    with pytest.raises(ValueError, match="cep_keep"):
+        cepstral_smoother(80, 81)
+
+
+def test_cepstral_smoothing_is_applied_in_encoding_and_not_saved(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_text=30, cep_keep=12, enc_layers=1, dec_layers=1)
+    m = build_model(cfg).eval()
+    feats = torch.randn(1, 120, 80)
+    ripple = 2 * torch.cos(torch.pi * torch.arange(80.0) * 0.8)        # pitch-like detail only
+
+    def moved_by_ripple():
+        with torch.no_grad():
+            a, _ = m.encode(feats, torch.tensor([120]))
+            b, _ = m.encode(feats + ripple, torch.tensor([120]))
+        return float((a - b).norm())
+
+    smoothed = moved_by_ripple()
+    assert "cep_smoother" not in m.state_dict()                        # checkpoints keep their keys
+    m.cep_smoother = None
+    assert smoothed < 0.2 * moved_by_ripple()
+
+
 def test_ctc_segments_score_each_sentence_on_its_own_frames():
     """model.ctc_segments: one sentence spanning the whole window gives the whole-window CTC;
     two sentences give the sum of the CTCs of their own frame ranges (computed by hand)."""

@@ -26,6 +26,10 @@ class ModelConfig:
     # sliding mean normalisation (frontend.sliding_cmn): subtract each frame's mean over this many
     # frames around it (training and decoding); 0 = off (global CMVN only)
     cmn_window: int = 0
+    # cepstral smoothing (frontend.cepstral_smoother): keep this many DCT coefficients of each raw
+    # log-mel frame (training and decoding), dropping the fine structure that resolves the voice's
+    # pitch harmonics; 0 = off
+    cep_keep: int = 0
     # encoder (conformer)
     enc_dim: int = 144
     enc_layers: int = 4

@@ -17,7 +17,7 @@ from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
 from unique_asr.models.encoder import ConformerEncoder
-from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
+from unique_asr.models.frontend import GlobalCMVN, SpecAugment, cepstral_smoother, sliding_cmn
 from unique_asr.models.projector import Projector
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
@@ -30,6 +30,9 @@ class SpeechLLM(nn.Module):
         self.cfg = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)
         self.specaug = SpecAugment(cfg)
+        # not persistent: a fixed function of the config, so checkpoints keep their keys
+        self.register_buffer("cep_smoother", cepstral_smoother(cfg.n_mels, cfg.cep_keep)
+                             if cfg.cep_keep > 0 else None, persistent=False)
         self.encoder = ConformerEncoder(cfg)
         self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
                            cfg.ctc_upsample)
@@ -37,8 +40,13 @@ class SpeechLLM(nn.Module):
         self.decoder = Decoder(cfg)
 
     # ---------------------------------------------------------------- encoder side
+    def smooth(self, feats: torch.Tensor) -> torch.Tensor:
+        """Raw log-mel features after cepstral smoothing (model.cep_keep; identity when off):
+        what the global CMVN statistics are estimated on."""
+        return feats if self.cep_smoother is None else feats @ self.cep_smoother.to(feats.dtype)
+
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
-        x = self.cmvn(self.specaug.warp(feats))
+        x = self.cmvn(self.smooth(self.specaug.warp(feats)))
         x = sliding_cmn(x, feat_lens, self.cfg.cmn_window)
         x = self.specaug(x, feat_lens)
         slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES

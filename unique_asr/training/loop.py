@@ -132,7 +132,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
     if not recs:
         raise ValueError(f"no usable training recordings ({bad.summary()})")
     model = build_model(model_cfg)
-    model.cmvn.set_stats(*cmvn_stats(feats))
+    model.cmvn.set_stats(*cmvn_stats(feats, model.smooth))
     model.to(device)
     opt = make_optimizer(model, tcfg["lr"], tcfg["weight_decay"], tcfg.get("betas", (0.9, 0.98)))
     sched = warmup_cosine(opt, tcfg["warmup_steps"], tcfg["max_steps"], tcfg["min_lr_ratio"])
