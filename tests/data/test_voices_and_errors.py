@@ -40,6 +40,26 @@ def test_engines_speak_at_16k_trimmed(engine, name):
     assert frames[:3].max() > frames.max() * 1e-4 and frames[-3:].max() > frames.max() * 1e-4
 
 
+def test_voice_shift_scales_frequencies_and_duration():
+    """Voice.shift: a 200 Hz tone comes out at 200 * shift Hz and 1 / shift as long; shift 1
+    leaves cache keys as they were before the field existed."""
+    import numpy as np
+
+    from unique_asr.data.voices import _to_corpus_audio
+
+    t = np.arange(32000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    out = _to_corpus_audio(Voice("f", "flite", "awb", shift=1.25), tone, 16000, 16000)
+    assert abs(len(out) - 32000 / 1.25) < 400                           # trim pads 10 ms
+    spec = np.abs(np.fft.rfft(out[1000:-1000]))
+    peak = np.fft.rfftfreq(len(out) - 2000, 1 / 16000)[spec.argmax()]
+    assert abs(peak - 250) < 3
+    assert "shift" not in Voice("a", "flite", "awb").settings()
+    assert Voice.from_dict({"id": "b", "engine": "flite", "name": "awb", "shift": 1.2}).settings()["shift"] == 1.2
+    with pytest.raises(ValueError, match="shift"):
+        Voice.from_dict({"id": "c", "engine": "flite", "name": "awb", "shift": 3})
+
+
 def test_missing_or_empty_corpus_dir(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match=str(missing)):

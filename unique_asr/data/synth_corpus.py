@@ -80,7 +80,7 @@ class ConvPlan:
 
 
 def _cache_path(cache_dir: Path, voice: Voice, text: str) -> Path:
-    key = hashlib.sha1(json.dumps([voice.__dict__, text], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([voice.settings(), text], sort_keys=True).encode()).hexdigest()
     return cache_dir / voice.id / f"{key}.wav"
 
 
@@ -140,7 +140,7 @@ class CorpusBuilder:
             if len(vs) < 2:
                 raise ValueError(f"corpus.voices.{split}: needs at least 2 voices, has {len(vs)}")
             for v in vs:
-                key = f"{v.engine}:{v.name}:{v.rate}:{v.pitch}"
+                key = f"{v.engine}:{v.name}:{v.rate}:{v.pitch}:{v.shift}"
                 for other in (v.id, key):
                     if other in seen and seen[other] != split:
                         raise ValueError(f"corpus.voices: {v.id} ({key}) is in both "
