@@ -21,6 +21,9 @@ data_dir=""          # default: <recipe>/data
 exp_dir=""           # default: <recipe>/exp
 force=false          # true: ignore .done markers in the selected range
 setup=true           # false: skip local/setup_env.sh (the environment is known to be ready)
+decode_also="decode.method=ctc_beam decode.beam=16"
+                     # hydra overrides of a second decoding, decoded (stage 5) and scored (stage 6)
+                     # beside the main one (default: the CTC head with the n-gram LM); "" = none
 
 help_message="Usage: $0 [options] [-- hydra overrides]
   --stage N          first stage (default 0)
@@ -32,6 +35,9 @@ help_message="Usage: $0 [options] [-- hydra overrides]
   --exp-dir DIR      experiment outputs (default <recipe>/exp)
   --force BOOL       redo stages even when their .done marker exists (default false)
   --setup BOOL       run local/setup_env.sh first (default true)
+  --decode-also \"K=V ...\"  hydra overrides of a second decoding that stages 5 and 6 decode and
+                     score beside the main one (default \"decode.method=ctc_beam decode.beam=16\":
+                     the CTC head with the n-gram LM of stage 3's lm_text.txt; \"\" = none)
 Everything after -- goes to every Python stage as hydra overrides, e.g.
   $0 --stage 3 -- data.lang.vocab_size=256
 Stages:"
@@ -52,9 +58,15 @@ stage_3_bpe() { "$py" -m unique_asr.bin.bpe "${hydra_args[@]}"; }
 stage_keys_4="corpus seed data model train attention"
 stage_4_train() { "$py" -m unique_asr.bin.train "${hydra_args[@]}"; }    # exp/<train.tag>/
 stage_keys_5="corpus seed data model train decode"
-stage_5_decode() { "$py" -m unique_asr.bin.decode "${hydra_args[@]}"; }   # whole recordings
+stage_5_decode() {    # whole recordings; then the --decode-also setting, if any
+  "$py" -m unique_asr.bin.decode "${hydra_args[@]}"
+  [ -z "$decode_also" ] || "$py" -m unique_asr.bin.decode "${hydra_args[@]}" $decode_also
+}
 stage_keys_6="corpus seed data model train decode"
-stage_6_score() { "$py" -m unique_asr.bin.score "${hydra_args[@]}"; }     # WER, RESULTS.md row
+stage_6_score() {     # WER files and a RESULTS.md row per decoding
+  "$py" -m unique_asr.bin.score "${hydra_args[@]}"
+  [ -z "$decode_also" ] || "$py" -m unique_asr.bin.score "${hydra_args[@]}" $decode_also
+}
 
 # ---- driver
 log() { echo "[run.sh $(date -u +%H:%M:%S)] $*"; }
@@ -114,6 +126,7 @@ signature() {
       if [ "$k" = "$p" ] || [[ "$k" == "$p".* ]]; then sig+=" $o"; break; fi
     done
   done
+  if [ "$n" -ge 5 ] && [ -n "$decode_also" ]; then sig+=" decode_also=$decode_also"; fi
   echo "$sig"
 }
 marker_dir() { if [ "$1" -le 3 ]; then echo "$data_dir/.done"; else echo "$exp_dir/.done"; fi; }

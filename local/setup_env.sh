@@ -11,8 +11,9 @@ cd "$root"
 no_apt=false
 [ "${1:-}" = "--no-apt" ] && no_apt=true
 
-# Debian packages: speech synthesis engines and voices for the default corpus, sox, libsndfile.
-apt_pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 fortunes-min"
+# Debian packages: speech synthesis engines and voices for the default corpus, sox, libsndfile,
+# fortunes-min (the corpus text) and fortunes (more text for the decoding LM, stage 3).
+apt_pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 fortunes-min fortunes"
 missing=""
 for p in $apt_pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -64,6 +64,10 @@ def test_smoke_stages_0_to_3(smoke):
     assert sp.get_piece_size() == 60
     assert sp.decode(sp.encode("the old stone bridge")) == "the old stone bridge"
     assert (data / "lang_bpe_60" / "tokens.txt").is_file()
+    # the decoding LM's text: exactly the training transcripts (tiny adds no extra files)
+    train_text = [s.text for c in rd.load_cuts("train") for s in c.supervisions]
+    lm_lines = (data / "lang_bpe_60" / "lm_text.txt").read_text().splitlines()
+    assert sorted(lm_lines) == sorted(train_text)
     assert (data / "fbank" / "global_stats_train.json").is_file()
 
 

@@ -35,3 +35,13 @@ def test_char_vocabulary_round_trip(tmp_path):
     assert all(len(sp.id_to_piece(i).lstrip("\u2581")) <= 1 for i in ids)
     with pytest.raises(FileNotFoundError, match="data.lang.model_type=bpe"):
         rd.load_bpe(500)
+
+
+def test_lm_text_adds_extra_sentences_but_never_a_held_out_one(tmp_path):
+    from unique_asr.data.bpe import write_lm_text
+
+    info = write_lm_text(tmp_path, ["a b c", "d e"], ["x y", "a b c", "dev sentence", "x y", "z"],
+                         held_out={"dev sentence", "test sentence"})
+    lines = (tmp_path / "lm_text.txt").read_text().splitlines()
+    assert lines == ["a b c", "d e", "x y", "z"]           # training text first, no repeats added
+    assert info["extra_sentences"] == 2 and info["extra_dropped_held_out"] == 1

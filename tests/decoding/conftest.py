@@ -155,6 +155,7 @@ def make_tiny_recipe(root, texts, recordings):
         sentence_iterator=iter(list(texts) * 10), model_prefix=str(lang / "bpe"),
         vocab_size=30, model_type="bpe", hard_vocab_limit=False, minloglevel=2,
     )
+    (lang / "lm_text.txt").write_text("\n".join(texts) + "\n")   # stage 3's LM text
     sp = spm.SentencePieceProcessor(model_file=str(lang / "bpe.model"))
     torch.manual_seed(0)
     cfg = ModelConfig(n_text=sp.get_piece_size())

@@ -56,12 +56,23 @@ def test_unknown_or_unavailable_attention_is_a_clear_error(recipe):
 
 
 def test_run_sh_stages_5_and_6(recipe):
+    """Both decodings of stages 5-6: the main one and --decode-also (ctc_beam with the LM of
+    the lang dir's lm_text.txt), each with its own files and RESULTS.md row."""
     root = Path(__file__).resolve().parents[2]
     cmd = [str(root / "run.sh"), "--recipe", str(recipe), "--stage", "5", "--stop-stage", "6",
-           "--setup", "false", "--", "train.tag=tiny", "decode.max_tokens_per_second=2",
-           "decode.min_new_tokens=2", "decode.tag=runsh"]
+           "--setup", "false", "--decode-also", "decode.method=ctc_beam decode.beam=3",
+           "--", "train.tag=tiny", "decode.max_tokens_per_second=2", "decode.min_new_tokens=2"]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240, cwd=root)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "stage 5 (decode): done" in res.stdout and "stage 6 (score): done" in res.stdout
-    assert (recipe / "exp" / "tiny" / "decode" / "last" / "wer-summary-test-runsh.txt").is_file()
-    assert "| test | tiny (last.pt) | dense |" in (recipe / "RESULTS.md").read_text()
+    out = recipe / "exp" / "tiny" / "decode" / "last"
+    assert (out / "wer-summary-test-greedy-ctc0.9-dense.txt").is_file()
+    assert (out / "wer-summary-test-ctc_beam3-lm7w0.8b0.3-dense.txt").is_file()
+    rows = (recipe / "RESULTS.md").read_text()
+    assert "| test | tiny (last.pt) | dense | - | ctc_beam3-lm7w0.8b0.3 |" in rows
+
+
+def test_ctc_beam_without_lm_text_is_a_clear_error(recipe, tmp_path):
+    res = _run("decode", recipe, "decode.method=ctc_beam", f"decode.lm_text={tmp_path}/none.txt")
+    assert res.returncode != 0
+    assert "none.txt not found: run stage 3 again" in res.stderr

@@ -147,3 +147,26 @@ def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
     assert all(i != tiny_model.cfg.ctc_blank for i in ids)
     with pytest.raises(ValueError, match="ctc_greedy"):
         DecodeOptions(method="ctc")
+
+
+def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model):
+    from collections import Counter
+
+    from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
+    from unique_asr.decoding.features import cut_features
+    from unique_asr.decoding.ngram_lm import TokenNgramLM
+
+    cut = make_cut(tmp_path, "c", 4.0)
+    lm = TokenNgramLM([[1, 2, 3, 4] * 20], vocab=40, order=3)
+    opts = DecodeOptions(method="ctc_beam", beam=6, lm_weight=0.5, token_bonus=0.2, ctc_weight=0.9)
+    assert opts.ctc_weight == 0.0                                      # the decoder never runs
+    res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40), opts, "cpu", lm)
+    feats = cut_features(cut, Counter())
+    with torch.inference_mode():
+        _, _, logp, enc_lens = tiny_model.encode_with_ctc(feats[None], torch.tensor([len(feats)]))
+    ids = ctc_prefix_beam_search(logp[0, :int(enc_lens[0])].numpy(), tiny_model.cfg.ctc_blank,
+                                 6, lm, 0.5, 0.2)
+    assert res.rows[0]["hyp"] == WordTokenizer(40).decode(ids)
+    assert res.rows[0]["tokens"] == len(ids) == res.speed.tokens
+    with pytest.raises(ValueError, match="lm_weight"):
+        DecodeOptions(method="ctc_beam", lm_weight=-1)

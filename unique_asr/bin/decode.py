@@ -32,6 +32,7 @@ def _device(name: str) -> torch.device:
 
 
 def _tokenizer(ck_bpe, dcfg, cfg):
+    """(sentencepiece processor, the path of its model file)."""
     import sentencepiece as spm
 
     from unique_asr.data.paths import RecipeData
@@ -42,9 +43,28 @@ def _tokenizer(ck_bpe, dcfg, cfg):
             where = "decode.bpe_model" if dcfg.get("bpe_model") else "the checkpoint (trained elsewhere?)"
             raise FileNotFoundError(f"tokenizer model {path} (from {where}) not found; pass "
                                     "decode.bpe_model=<data_dir>/lang_<type>/bpe.model")
-        return spm.SentencePieceProcessor(model_file=str(path))
-    return RecipeData(cfg.recipe_dir, cfg.data_dir).load_bpe(cfg.data.lang.vocab_size,
-                                                            cfg.data.lang.model_type)
+        return spm.SentencePieceProcessor(model_file=str(path)), Path(path)
+    rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
+    lang = cfg.data.lang
+    return rd.load_bpe(lang.vocab_size, lang.model_type), rd.bpe_model_path(lang.vocab_size,
+                                                                            lang.model_type)
+
+
+def _lm(dcfg, sp, bpe_path: Path):
+    """The token n-gram of decode.method=ctc_beam (None without decode.lm_weight): built from
+    decode.lm_text, by default the tokenizer's lang dir's lm_text.txt (stage 3)."""
+    from unique_asr.decoding.ngram_lm import lm_from_text_file
+
+    if dcfg["method"] != "ctc_beam" or not float(dcfg.get("lm_weight") or 0.0):
+        return None
+    path = Path(dcfg.get("lm_text") or bpe_path.parent / "lm_text.txt")
+    if not path.is_file():
+        raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
+                                "--stop-stage 3 --force true) or set decode.lm_text=FILE "
+                                "(one sentence per line), or decode.lm_weight=0")
+    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"]))
+    log.info("LM: %d-gram over %d tokens from %s", lm.order, lm.vocab, path)
+    return lm
 
 
 def run(cfg: DictConfig) -> list[dict]:
@@ -70,7 +90,7 @@ def run(cfg: DictConfig) -> list[dict]:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg["dtype"]]
     model = model.to(device=device, dtype=dtype)
     ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
-    sp = _tokenizer(ck_bpe, dcfg, cfg)
+    sp, bpe_path = _tokenizer(ck_bpe, dcfg, cfg)
     if sp.get_piece_size() != model.cfg.n_text:
         raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces but the model was trained "
                          f"with n_text={model.cfg.n_text}; set decode.bpe_model to its bpe.model")
@@ -78,11 +98,12 @@ def run(cfg: DictConfig) -> list[dict]:
         **dcfg, "skip_bad": bool(cfg.data.get("skip_bad", False)),
         "sample_rate": int(cfg.data.sample_rate), "num_mel_bins": int(cfg.data.fbank.num_mel_bins),
     })
+    lm = _lm(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []
     for test_set in dcfg["sets"]:
-        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device)
+        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device, lm)
         write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
         meta = {
             "model": f"{cfg.model.get('name', 'model')} ({ck_path.name})",

@@ -1,8 +1,9 @@
 """Stage 3: sentencepiece BPE trained on the training transcripts.
 
-Output <data_dir>/lang_bpe_<N>/: bpe.model, bpe.vocab, tokens.txt (piece id per line) and
-transcript_words.txt (the training text). The vocabulary size is a soft limit
-(hard_vocab_limit=false) so tiny corpora still train.
+Output <data_dir>/lang_bpe_<N>/: bpe.model, bpe.vocab, tokens.txt (piece id per line),
+transcript_words.txt (the training text) and lm_text.txt (the text of the decoding n-gram LM:
+the training text plus optional extra sentences, none of them a dev or test sentence). The
+vocabulary size is a soft limit (hard_vocab_limit=false) so tiny corpora still train.
 """
 
 from __future__ import annotations
@@ -49,4 +50,21 @@ def train_bpe(supervisions_path: str | Path, lang_dir: str | Path, vocab_size: i
     tmp.rename(lang_dir)
     info = {"vocab_size": sp.get_piece_size(), "sentences": len(texts), "lang_dir": str(lang_dir)}
     log.info("BPE: %d pieces from %d sentences -> %s", info["vocab_size"], len(texts), lang_dir)
+    return info
+
+
+def write_lm_text(lang_dir: str | Path, train_texts: list[str], extra: list[str],
+                  held_out: set[str]) -> dict:
+    """lang_dir/lm_text.txt: the training transcripts, then the `extra` sentences that are not
+    among them and not in `held_out` (the dev and test transcripts: an LM that has read a test
+    sentence would flatter WER). One sentence per line; decoding builds its n-gram from it
+    (unique_asr/decoding/ngram_lm.py)."""
+    known = set(train_texts)
+    added = [x for x in dict.fromkeys(extra) if x not in known and x not in held_out]
+    path = Path(lang_dir) / "lm_text.txt"
+    write_text(path, "\n".join(list(train_texts) + added) + "\n")
+    info = {"lm_text": str(path), "train_sentences": len(train_texts), "extra_sentences": len(added),
+            "extra_dropped_held_out": sum(1 for x in set(extra) if x in held_out)}
+    log.info("LM text: %d training + %d extra sentences (%d extra dropped: dev/test text) -> %s",
+             len(train_texts), len(added), info["extra_dropped_held_out"], path)
     return info

@@ -33,10 +33,19 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
 
 
 def method_name(dcfg) -> str:
-    """greedy, ctc_greedy, or beam<width>; -ctc<w> added for joint CTC/attention decoding."""
-    name = f"beam{int(dcfg['beam'])}" if dcfg["method"] == "beam" else str(dcfg["method"])
+    """greedy, ctc_greedy, beam<width> or ctc_beam<width>; -ctc<w> added for joint CTC/attention
+    decoding, -lm<order>w<weight>[b<bonus>] for ctc_beam with an LM."""
+    m = str(dcfg["method"])
+    name = f"{m}{int(dcfg['beam'])}" if m in ("beam", "ctc_beam") else m
+    if m == "ctc_beam":
+        w = float(dcfg.get("lm_weight") or 0.0)
+        if w > 0:
+            name += f"-lm{int(dcfg.get('lm_order') or 7)}w{w:g}"
+            b = float(dcfg.get("token_bonus") or 0.0)
+            name += f"b{b:g}" if b else ""
+        return name
     w = float(dcfg.get("ctc_weight") or 0.0)
-    return f"{name}-ctc{w:g}" if w > 0 and dcfg["method"] != "ctc_greedy" else name
+    return f"{name}-ctc{w:g}" if w > 0 and m != "ctc_greedy" else name
 
 
 def run_tag(dcfg) -> str:

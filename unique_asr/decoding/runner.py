@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.features import BadInputError, cut_features, pad_short
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
@@ -32,14 +33,21 @@ from unique_asr.scoring.speed import Speed
 log = logging.getLogger(__name__)
 
 
+METHODS = ("greedy", "beam", "ctc_greedy", "ctc_beam")
+CTC_ONLY = ("ctc_greedy", "ctc_beam")  # methods that never run the decoder
+
+
 @dataclass
 class DecodeOptions:
-    method: str = "greedy"  # greedy | beam | ctc_greedy (the encoder's CTC head alone)
-    beam: int = 4
+    method: str = "greedy"  # greedy | beam | ctc_greedy | ctc_beam (the encoder's CTC head alone)
+    beam: int = 4           # beam (decoder) and ctc_beam (CTC prefix beam search) width
     length_penalty: float = 1.0
     ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
     ctc_candidates: int = 32  # decoder candidates per hypothesis and step scored with CTC
     ctc_window: int = 256  # encoder frames (40 ms) per hypothesis and step (0: all); falls back
+    lm_weight: float = 0.0  # ctc_beam: weight of the token n-gram LM (0: no LM)
+    lm_order: int = 7
+    token_bonus: float = 0.0  # ctc_beam: added per emitted token (balances the LM's cost)
     attention: str = "dense"
     budget: int | None = None
     batch_size: int = 8
@@ -54,12 +62,15 @@ class DecodeOptions:
     skip_bad: bool = False
 
     def __post_init__(self):
-        if self.method not in ("greedy", "beam", "ctc_greedy"):
-            raise ValueError(f"decode.method={self.method!r}: use greedy, beam or ctc_greedy")
+        if self.method not in METHODS:
+            raise ValueError(f"decode.method={self.method!r}: use one of {', '.join(METHODS)}")
         if not 0.0 <= float(self.ctc_weight) <= 1.0:
             raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
-        if self.method == "ctc_greedy":  # the CTC head alone: the joint weight (default
-            self.ctc_weight = 0.0       # 0.9) does not apply, so `method=ctc_greedy` just works
+        if self.method in CTC_ONLY:  # the CTC head alone: the joint weight (default 0.9)
+            self.ctc_weight = 0.0   # does not apply, so `method=ctc_greedy` just works
+        if self.lm_weight < 0 or self.lm_order < 1 or self.beam < 1:
+            raise ValueError(f"decode.lm_weight={self.lm_weight} (>= 0), decode.lm_order="
+                             f"{self.lm_order} (>= 1), decode.beam={self.beam} (>= 1)")
         if int(self.ctc_candidates) < 1:
             raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
@@ -135,22 +146,23 @@ def load_recordings(cuts, opts: DecodeOptions, notes: Counter, skipped: list[dic
     return out
 
 
-def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device) -> DecodeResult:
+def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device, lm=None) -> DecodeResult:
     """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
     notes: Counter = Counter()
     skipped: list[dict] = []
     t0 = time.perf_counter()
     recordings = load_recordings(cuts, opts, notes, skipped)
     t_load = time.perf_counter() - t0
-    res = decode_recordings(model, recordings, tokenizer, opts, device, notes)
+    res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm)
     res.skipped = skipped
     res.speed.wall_seconds += t_load  # feature reading counts toward RTF
     return res
 
 
 def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: DecodeOptions,
-                      device, notes: Counter | None = None) -> DecodeResult:
-    """Split (if needed), batch across recordings, generate, join pieces per recording."""
+                      device, notes: Counter | None = None, lm=None) -> DecodeResult:
+    """Split (if needed), batch across recordings, generate, join pieces per recording.
+    lm: the token n-gram of method ctc_beam (decoding/ngram_lm.py), used when lm_weight > 0."""
     notes = Counter() if notes is None else notes
     max_frames = max_piece_frames(
         model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
@@ -178,7 +190,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         feats, lens = feats.to(device), lens.to(device)
         dtype = next(model.parameters()).dtype
         # each piece (split at pauses) is encoded on its own, so it gets its own CTC log-probs
-        need_ctc = opts.method == "ctc_greedy" or opts.ctc_weight > 0
+        need_ctc = opts.method in CTC_ONLY or opts.ctc_weight > 0
         with torch.inference_mode():
             if need_ctc:
                 audio, audio_lens, ctc_logp, ctc_lens = model.encode_with_ctc(feats.to(dtype), lens)
@@ -189,7 +201,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
                   for n in audio_lens.tolist()]
         joint = None
-        if opts.ctc_weight > 0 and opts.method != "ctc_greedy":
+        if opts.ctc_weight > 0 and opts.method not in CTC_ONLY:
             # the window is given in 40 ms frames; an upsampling CTC head has more per second
             window = int(opts.ctc_window) * model.ctc.upsample
             joint = JointCTC(ctc_logp, ctc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
@@ -197,6 +209,13 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
             hyps = ctc_greedy(ctc_logp, ctc_lens, model.cfg.ctc_blank)
             st = GenStats(tokens=sum(len(h) for h in hyps))
+        elif opts.method == "ctc_beam":
+            t1 = time.perf_counter()
+            logp = ctc_logp.float().cpu().numpy()
+            hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
+                                           opts.lm_weight, opts.token_bonus)
+                    for b, n in enumerate(ctc_lens.tolist())]
+            st = GenStats(step_seconds=time.perf_counter() - t1, tokens=sum(len(h) for h in hyps))
         elif opts.method == "greedy":
             hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
                                      opts.budget, ctc=joint)

@@ -1,0 +1,100 @@
+"""CTC prefix beam search (decoding/ctc_beam.py) against exhaustive search, and the token
+n-gram LM (decoding/ngram_lm.py) against hand-computed Kneser-Ney probabilities."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
+from unique_asr.decoding.ngram_lm import TokenNgramLM
+
+
+def _collapse(path, blank):
+    out, prev = [], None
+    for p in path:
+        if p != prev and p != blank:
+            out.append(p)
+        prev = p
+    return tuple(out)
+
+
+def _exact_ctc(logp: np.ndarray, blank: int) -> dict[tuple, float]:
+    """P(labelling) for every labelling, by summing all C^T alignments."""
+    probs: dict[tuple, float] = {}
+    T, C = logp.shape
+    for path in itertools.product(range(C), repeat=T):
+        lab = _collapse(path, blank)
+        probs[lab] = probs.get(lab, 0.0) + math.exp(sum(logp[t, c] for t, c in enumerate(path)))
+    return probs
+
+
+def _random_logp(rng, T, C, sharp=2.0):
+    x = rng.normal(size=(T, C)) * sharp
+    return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unbounded_beam_finds_the_most_probable_labelling(seed):
+    rng = np.random.default_rng(seed)
+    logp = _random_logp(rng, 7, 3)
+    exact = _exact_ctc(logp, blank=2)
+    best = max(exact, key=exact.get)
+    got = ctc_prefix_beam_search(logp, blank=2, beam=10_000, min_prob=0.0, blank_skip=1.1)
+    assert exact[tuple(got)] == pytest.approx(exact[best], rel=1e-9)
+
+
+def test_narrow_beam_and_pruning_keep_a_peaky_best_path():
+    """On peaky posteriors (as a trained CTC head gives) beam 1 with pruning is the best path."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=40)
+    logp = np.full((120, 6), math.log(1e-4))
+    for t in range(120):
+        logp[t, 5 if t % 3 else labels[t // 3]] = 0.0
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    want = [int(x) for x in _collapse([5 if t % 3 else labels[t // 3] for t in range(120)], 5)]
+    assert ctc_prefix_beam_search(logp, blank=5, beam=1) == want
+    assert ctc_prefix_beam_search(logp, blank=5, beam=8) == want
+
+
+def test_lm_decides_what_the_audio_leaves_open():
+    """Frames that say 'a or b, equally' resolve to what the LM has read; without it, to either."""
+    lm = TokenNgramLM([[0, 1, 0, 1, 0, 1, 0, 1]], vocab=3, order=2)  # 'a b' alternate; c unused
+    logp = np.log(np.array([[0.9, 0.05, 0.0001, 0.0499],      # a
+                            [0.0001, 0.0001, 0.0001, 0.9997],  # blank
+                            [0.45, 0.45, 0.0001, 0.0999]]))    # a or b
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    with_lm = ctc_prefix_beam_search(logp, blank=3, beam=8, lm=lm, lm_weight=1.0)
+    assert with_lm == [0, 1]
+    lm_ab = TokenNgramLM([[0, 0, 0, 0, 1]], vocab=3, order=2)      # now 'a a' is what it knows
+    assert ctc_prefix_beam_search(logp, blank=3, beam=8, lm=lm_ab, lm_weight=1.0) == [0, 0]
+
+
+def test_kneser_ney_by_hand():
+    # bigrams: 0->1 twice, 1->0 twice, 0->2 once; D = n1 / (n1 + 2 n2) = 1 / 5 at order 2;
+    # every unigram has one distinct predecessor, so the lower order is uniform
+    lm = TokenNgramLM([[0, 1, 0, 1, 0, 2]], vocab=3, order=2)
+    p0 = lm.probs((0,))
+    backoff = 0.2 * 2 / 3   # D * distinct continuations of history 0 / its count
+    want = np.array([0.0, 1.8 / 3, 0.8 / 3]) + backoff / 3
+    np.testing.assert_allclose(p0, want, rtol=1e-12)
+    np.testing.assert_allclose(lm.probs((2,)), np.full(3, 1 / 3))    # unseen history: backs off
+    for h in [(), (0,), (1,), (2,), (1, 0)]:
+        assert lm.probs(h).sum() == pytest.approx(1.0)
+    assert lm.score([1, 0]) == pytest.approx(math.log(lm.probs(())[1]) + math.log(lm.probs((1,))[0]))
+
+
+def test_higher_orders_normalise_and_prefer_what_they_saw():
+    rng = np.random.default_rng(1)
+    seq = list(rng.integers(0, 6, size=400)) + [0, 1, 2, 3] * 30
+    lm = TokenNgramLM([seq], vocab=7, order=4)            # token 6 never occurs
+    for h in [(), (0,), (0, 1), (0, 1, 2), (6, 6, 6), (5, 4, 3)]:
+        p = lm.probs(h)
+        assert p.sum() == pytest.approx(1.0) and (p > 0).all()
+    assert lm.probs((0, 1, 2)).argmax() == 3
+    assert lm.probs((0, 1, 2))[6] < 0.01
+    with pytest.raises(ValueError, match="order"):
+        TokenNgramLM([seq], vocab=7, order=0)

@@ -1,0 +1,120 @@
+"""A token n-gram language model (interpolated Kneser-Ney) for CTC beam search.
+
+Why: the CTC head of a small model spells by ear (most of tiny's errors on its own training voices
+are one letter in a word: a lost doubled letter, a vowel); an n-gram over the tokenizer's pieces,
+trained on the training transcripts, knows which spellings exist. It is built at decoding time from
+a text file in seconds (the lang dir's transcript_words.txt: the training sentences), so no stage
+or file format is needed, and it works for characters and BPE alike since it counts token ids.
+
+Model (Chen & Goodman 1998, interpolated Kneser-Ney with one discount per order):
+  P_n(w | h) = max(c(h w) - D_n, 0) / c(h) + D_n N1+(h .) / c(h) P_{n-1}(w | h')
+where h' drops h's oldest token, the highest order counts tokens and lower orders count *contexts*
+(N1+(. h' w): how many distinct tokens precede h' w), D_n = n1 / (n1 + 2 n2) from the counts of
+counts, and the lowest order is interpolated with the uniform distribution. A history never seen
+backs off to the next order whole. Sentences are joined into one stream per line with the word
+separator between them, as a whole recording's transcript is.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+
+class TokenNgramLM:
+    """log P(next token | last order-1 tokens) over a vocabulary of `vocab` ids.
+
+    `logprobs(history)` returns the whole distribution as a float64 array (cached per history):
+    the beam search asks for a few candidates of many hypotheses that share histories."""
+
+    def __init__(self, sequences: list[list[int]], vocab: int, order: int = 6):
+        if order < 1:
+            raise ValueError(f"n-gram order must be >= 1, got {order}")
+        if not any(sequences):
+            raise ValueError("n-gram LM: no training text (empty sequences)")
+        self.vocab, self.order = vocab, order
+        # counts[n][history tuple of length n] -> {token: count}; n = 0 .. order-1
+        counts: list[dict] = [defaultdict(lambda: defaultdict(float)) for _ in range(order)]
+        for s in sequences:
+            for i in range(len(s)):
+                for n in range(min(order, i + 1)):
+                    counts[n][tuple(s[i - n:i])][s[i]] += 1.0
+        # lower orders: continuation counts (distinct left extensions), KN style
+        # tables[n][history of n tokens] = (discounted relative counts [vocab], back-off weight)
+        self.tables: list[dict[tuple, tuple[np.ndarray, float]]] = []
+        for n in range(order):
+            if n < order - 1:
+                cont: dict = defaultdict(lambda: defaultdict(float))
+                for h, nxt in counts[n + 1].items():
+                    for w in nxt:
+                        cont[h[1:]][w] += 1.0
+                table_counts = cont
+            else:
+                table_counts = counts[n]
+            d = _discount(table_counts)
+            table = {}
+            for h, nxt in table_counts.items():
+                arr = np.zeros(vocab)
+                for w, c in nxt.items():
+                    arr[w] = c
+                total = arr.sum()
+                table[h] = (np.maximum(arr - d, 0.0) / total, d * (arr > 0).sum() / total)
+            self.tables.append(table)
+        self._log_cache: dict[tuple, np.ndarray] = {}
+
+    def _context(self, history) -> tuple:
+        return tuple(history[max(0, len(history) - (self.order - 1)):]) if self.order > 1 else ()
+
+    def probs(self, history) -> np.ndarray:
+        """P(. | history) [vocab]; only the last order-1 tokens of history count."""
+        h = self._context(history)
+        p = np.full(self.vocab, 1.0 / self.vocab)
+        for n in range(len(h) + 1):
+            entry = self.tables[n].get(h[len(h) - n:])
+            if entry is None:
+                break  # a longer context is unseen too
+            disc, backoff = entry
+            p = disc + backoff * p
+        return p
+
+    def logprobs(self, history) -> np.ndarray:
+        """log P(. | history), cached per context (the beam search asks again and again)."""
+        h = self._context(history)
+        hit = self._log_cache.get(h)
+        if hit is None:
+            hit = self._log_cache[h] = np.log(np.maximum(self.probs(h), 1e-300))
+        return hit
+
+    def score(self, seq: list[int], history: tuple = ()) -> float:
+        """Total log-probability of `seq` after `history` (tests, perplexity)."""
+        h, total = list(history), 0.0
+        for w in seq:
+            total += float(self.logprobs(tuple(h))[w])
+            h.append(w)
+        return total
+
+
+def _discount(table_counts: dict) -> float:
+    """D = n1 / (n1 + 2 n2) from how many (history, token) pairs were seen once and twice."""
+    n1 = n2 = 0
+    for nxt in table_counts.values():
+        for c in nxt.values():
+            n1 += c == 1
+            n2 += c == 2
+    if n1 == 0:
+        return 0.5
+    return min(0.95, max(0.05, n1 / (n1 + 2 * n2)))
+
+
+def lm_from_text_file(path, sp, order: int) -> TokenNgramLM:
+    """The LM of a text file (one sentence per line) in the tokenizer's pieces: lines are joined
+    into one stream per file, as recordings are decoded (sentence after sentence)."""
+    with open(path, encoding="utf-8") as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    if not lines:
+        raise ValueError(f"LM text {path} is empty")
+    stream: list[int] = []
+    for ln in lines:
+        stream += sp.encode(ln)
+    return TokenNgramLM([stream], sp.get_piece_size(), order)
