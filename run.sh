@@ -21,7 +21,7 @@ data_dir=""          # default: <recipe>/data
 exp_dir=""           # default: <recipe>/exp
 force=false          # true: ignore .done markers in the selected range
 setup=true           # false: skip local/setup_env.sh (the environment is known to be ready)
-decode_also="decode.method=ctc_beam decode.beam=16"
+decode_also="decode.method=ctc_beam decode.beam=32"
                      # hydra overrides of a second decoding, decoded (stage 5) and scored (stage 6)
                      # beside the main one (default: the CTC head with the n-gram LM); "" = none
 
@@ -36,7 +36,7 @@ help_message="Usage: $0 [options] [-- hydra overrides]
   --force BOOL       redo stages even when their .done marker exists (default false)
   --setup BOOL       run local/setup_env.sh first (default true)
   --decode-also \"K=V ...\"  hydra overrides of a second decoding that stages 5 and 6 decode and
-                     score beside the main one (default \"decode.method=ctc_beam decode.beam=16\":
+                     score beside the main one (default \"decode.method=ctc_beam decode.beam=32\":
                      the CTC head with the n-gram LM of stage 3's lm_text.txt; \"\" = none)
 Everything after -- goes to every Python stage as hydra overrides, e.g.
   $0 --stage 3 -- data.lang.vocab_size=256

@@ -67,9 +67,9 @@ def test_run_sh_stages_5_and_6(recipe):
     assert "stage 5 (decode): done" in res.stdout and "stage 6 (score): done" in res.stdout
     out = recipe / "exp" / "tiny" / "decode" / "last"
     assert (out / "wer-summary-test-greedy-ctc0.9-dense.txt").is_file()
-    assert (out / "wer-summary-test-ctc_beam3-lm7w0.8b0.3-dense.txt").is_file()
+    assert (out / "wer-summary-test-ctc_beam3-lm9w1b1-dense.txt").is_file()
     rows = (recipe / "RESULTS.md").read_text()
-    assert "| test | tiny (last.pt) | dense | - | ctc_beam3-lm7w0.8b0.3 |" in rows
+    assert "| test | tiny (last.pt) | dense | - | ctc_beam3-lm9w1b1 |" in rows
 
 
 def test_ctc_beam_without_lm_text_is_a_clear_error(recipe, tmp_path):

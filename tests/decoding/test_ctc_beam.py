@@ -98,3 +98,20 @@ def test_higher_orders_normalise_and_prefer_what_they_saw():
     assert lm.probs((0, 1, 2))[6] < 0.01
     with pytest.raises(ValueError, match="order"):
         TokenNgramLM([seq], vocab=7, order=0)
+
+
+def test_lexicon_penalises_words_it_does_not_know():
+    from unique_asr.decoding.ngram_lm import Lexicon
+
+    lex = Lexicon({"ab", "b"}, ["\u2581", "a", "b"])                # tokens 0-2, blank 3
+    frames = [[0.97, 0.01, 0.01, 0.01], [0.01, 0.01, 0.01, 0.97], [0.01, 0.97, 0.01, 0.01],
+              [0.01, 0.01, 0.01, 0.97], [0.01, 0.53, 0.45, 0.01], [0.01, 0.01, 0.01, 0.97]]
+    logp = np.log(np.array(frames))
+    assert ctc_prefix_beam_search(logp, blank=3, beam=8) == [0, 1, 1]            # "aa"
+    assert ctc_prefix_beam_search(logp, blank=3, beam=8, lexicon=lex, oov_penalty=-3.0) == [0, 1, 2]
+    assert ctc_prefix_beam_search(logp, blank=3, beam=8, lexicon=lex, oov_penalty=0.0) == [0, 1, 1]
+    assert lex.unknown("aa") == 1 and lex.unknown("ab") == 0 and lex.unknown("") == 0
+    # the word also ends where the next one starts (a boundary token)
+    logp2 = np.log(np.array(frames + [[0.97, 0.01, 0.01, 0.01]]))
+    assert ctc_prefix_beam_search(logp2, blank=3, beam=8, lexicon=lex, oov_penalty=-3.0) == [0, 1, 2, 0]
+    assert ctc_prefix_beam_search(logp2, blank=3, beam=8) == [0, 1, 1, 0]

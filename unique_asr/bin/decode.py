@@ -51,20 +51,26 @@ def _tokenizer(ck_bpe, dcfg, cfg):
 
 
 def _lm(dcfg, sp, bpe_path: Path):
-    """The token n-gram of decode.method=ctc_beam (None without decode.lm_weight): built from
-    decode.lm_text, by default the tokenizer's lang dir's lm_text.txt (stage 3)."""
-    from unique_asr.decoding.ngram_lm import lm_from_text_file
+    """(token n-gram, lexicon) of decode.method=ctc_beam, each None when its weight
+    (decode.lm_weight, decode.oov_penalty) is 0: built from decode.lm_text, by default the
+    tokenizer's lang dir's lm_text.txt (stage 3)."""
+    from unique_asr.decoding.ngram_lm import lexicon_from_text_file, lm_from_text_file
 
-    if dcfg["method"] != "ctc_beam" or not float(dcfg.get("lm_weight") or 0.0):
-        return None
+    want_lm = float(dcfg.get("lm_weight") or 0.0) != 0.0
+    want_lex = float(dcfg.get("oov_penalty") or 0.0) != 0.0
+    if dcfg["method"] != "ctc_beam" or not (want_lm or want_lex):
+        return None, None
     path = Path(dcfg.get("lm_text") or bpe_path.parent / "lm_text.txt")
     if not path.is_file():
         raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
                                 "--stop-stage 3 --force true) or set decode.lm_text=FILE "
-                                "(one sentence per line), or decode.lm_weight=0")
-    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"]))
-    log.info("LM: %d-gram over %d tokens from %s", lm.order, lm.vocab, path)
-    return lm
+                                "(one sentence per line), or decode.lm_weight=0 "
+                                "decode.oov_penalty=0")
+    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"])) if want_lm else None
+    lexicon = lexicon_from_text_file(path, sp) if want_lex else None
+    log.info("LM: %s, lexicon: %s, from %s", f"{lm.order}-gram over {lm.vocab} tokens" if lm else
+             "none", f"{len(lexicon.words)} words" if lexicon else "none", path)
+    return lm, lexicon
 
 
 def run(cfg: DictConfig) -> list[dict]:
@@ -98,12 +104,12 @@ def run(cfg: DictConfig) -> list[dict]:
         **dcfg, "skip_bad": bool(cfg.data.get("skip_bad", False)),
         "sample_rate": int(cfg.data.sample_rate), "num_mel_bins": int(cfg.data.fbank.num_mel_bins),
     })
-    lm = _lm(dcfg, sp, bpe_path)
+    lm, lexicon = _lm(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []
     for test_set in dcfg["sets"]:
-        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device, lm)
+        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device, lm, lexicon)
         write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
         meta = {
             "model": f"{cfg.model.get('name', 'model')} ({ck_path.name})",

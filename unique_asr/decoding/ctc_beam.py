@@ -4,7 +4,9 @@ Why: best-path decoding of the CTC head (decode.method=ctc_greedy) takes the lik
 each frame, not the likeliest transcript; the prefix beam search sums every alignment of a
 prefix (Graves 2012; Hannun et al. 2014, "first-pass LVCSR with CTC"), and shallow fusion with
 an n-gram LM (ngram_lm.py) adds lm_weight * log P_lm(token | history) per emitted token plus
-`token_bonus` per token (the LM's cost would otherwise favour short outputs).
+`token_bonus` per token (the LM's cost would otherwise favour short outputs), and a lexicon
+(ngram_lm.Lexicon) adds `oov_penalty` (<= 0) per finished word it does not know: a character
+n-gram still spells words that do not exist.
 
 Each hypothesis keeps, for frames consumed so far, log P of its prefix ending in a blank (pb) and
 in its last label (pnb). Frame t:
@@ -47,9 +49,11 @@ class _Trie:
         self.length = [0]
         self.lm = [0.0]          # summed LM log-prob of the prefix's tokens
         self.history = [()]      # the LM's view: its last order-1 tokens
+        self.word = [""]         # the unfinished last word (with a lexicon)
+        self.oov = [0]           # finished words the lexicon does not know
         self.children: dict[tuple[int, int], int] = {}
 
-    def child(self, node: int, tok: int, lm, keep: int) -> int:
+    def child(self, node: int, tok: int, lm, keep: int, lexicon=None) -> int:
         key = (node, tok)
         got = self.children.get(key)
         if got is not None:
@@ -64,6 +68,14 @@ class _Trie:
         else:
             self.lm.append(0.0)
         self.history.append((hist + (tok,))[-keep:] if keep else ())
+        if lexicon is not None:
+            piece = lexicon.pieces[tok]
+            if piece.startswith(lexicon.boundary):         # tok starts a word: the last one ended
+                self.oov.append(self.oov[node] + lexicon.unknown(self.word[node]))
+                self.word.append(piece[len(lexicon.boundary):])
+            else:
+                self.oov.append(self.oov[node])
+                self.word.append(self.word[node] + piece)
         self.children[key] = new
         return new
 
@@ -77,7 +89,8 @@ class _Trie:
 
 def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
                            lm_weight: float = 0.0, token_bonus: float = 0.0,
-                           min_prob: float = 1e-3, blank_skip: float = 0.999) -> list[int]:
+                           min_prob: float = 1e-3, blank_skip: float = 0.999,
+                           lexicon=None, oov_penalty: float = 0.0) -> list[int]:
     """Best token sequence for CTC log-posteriors `logp` [T, C] (one recording, no padding)."""
     if logp.ndim != 2:
         raise ValueError(f"logp must be [T, C], got shape {logp.shape}")
@@ -91,8 +104,14 @@ def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
     log_skip = math.log(blank_skip)                           # > 1: no frame is skipped
     beams: dict[int, tuple[float, float]] = {0: (0.0, NEG)}   # node -> (pb, pnb)
 
-    def total(node: int, pb: float, pnb: float) -> float:
-        return _lse(pb, pnb) + lm_weight * trie.lm[node] + token_bonus * trie.length[node]
+    use_lex = lexicon is not None and oov_penalty != 0.0
+    lex = lexicon if use_lex else None
+
+    def total(node: int, pb: float, pnb: float, final: bool = False) -> float:
+        score = _lse(pb, pnb) + lm_weight * trie.lm[node] + token_bonus * trie.length[node]
+        if use_lex:
+            score += oov_penalty * (trie.oov[node] + (lex.unknown(trie.word[node]) if final else 0))
+        return score
 
     for t in range(logp.shape[0]):
         row = logp[t]
@@ -110,12 +129,12 @@ def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
             if node:
                 e[1] = _lse(e[1], pnb + float(row[last]))
             for c in cands:
-                child = trie.child(node, c, lm if use_lm else None, keep)
+                child = trie.child(node, c, lm if use_lm else None, keep, lex)
                 f = nxt.setdefault(child, [NEG, NEG])
                 f[1] = _lse(f[1], (pb if c == last else both) + float(row[c]))
         if len(nxt) > beam:
             ranked = sorted(nxt.items(), key=lambda kv: total(kv[0], *kv[1]), reverse=True)
             nxt = dict(ranked[:beam])
         beams = {k: (v[0], v[1]) for k, v in nxt.items()}
-    best = max(beams.items(), key=lambda kv: total(kv[0], *kv[1]))[0]
+    best = max(beams.items(), key=lambda kv: total(kv[0], *kv[1], final=True))[0]
     return trie.tokens(best)

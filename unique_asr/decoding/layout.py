@@ -34,7 +34,8 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
 
 def method_name(dcfg) -> str:
     """greedy, ctc_greedy, beam<width> or ctc_beam<width>; -ctc<w> added for joint CTC/attention
-    decoding, -lm<order>w<weight>[b<bonus>] for ctc_beam with an LM."""
+    decoding, -lm<order>w<weight>[b<bonus>] for ctc_beam with an LM, -oov<penalty> with a
+    lexicon."""
     m = str(dcfg["method"])
     name = f"{m}{int(dcfg['beam'])}" if m in ("beam", "ctc_beam") else m
     if m == "ctc_beam":
@@ -43,7 +44,8 @@ def method_name(dcfg) -> str:
             name += f"-lm{int(dcfg.get('lm_order') or 7)}w{w:g}"
             b = float(dcfg.get("token_bonus") or 0.0)
             name += f"b{b:g}" if b else ""
-        return name
+        oov = float(dcfg.get("oov_penalty") or 0.0)
+        return f"{name}-oov{-oov:g}" if oov else name
     w = float(dcfg.get("ctc_weight") or 0.0)
     return f"{name}-ctc{w:g}" if w > 0 and m != "ctc_greedy" else name
 

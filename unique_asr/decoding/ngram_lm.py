@@ -118,3 +118,26 @@ def lm_from_text_file(path, sp, order: int) -> TokenNgramLM:
     for ln in lines:
         stream += sp.encode(ln)
     return TokenNgramLM([stream], sp.get_piece_size(), order)
+
+
+class Lexicon:
+    """The words of the LM text, for the beam search's out-of-vocabulary penalty.
+
+    pieces[id] is the tokenizer's piece text; a piece that starts with `boundary` (sentencepiece's
+    "\u2581") begins a new word, so the beam search knows when a word is finished."""
+
+    boundary = "\u2581"
+
+    def __init__(self, words, pieces: list[str]):
+        self.words = frozenset(words)
+        self.pieces = pieces
+
+    def unknown(self, word: str) -> int:
+        """1 if `word` is a word the lexicon does not know, 0 if it knows it or it is empty."""
+        return int(bool(word) and word not in self.words)
+
+
+def lexicon_from_text_file(path, sp) -> Lexicon:
+    with open(path, encoding="utf-8") as f:
+        words = {w for ln in f for w in ln.split()}
+    return Lexicon(words, [sp.id_to_piece(i) for i in range(sp.get_piece_size())])

@@ -48,6 +48,7 @@ class DecodeOptions:
     lm_weight: float = 0.0  # ctc_beam: weight of the token n-gram LM (0: no LM)
     lm_order: int = 7
     token_bonus: float = 0.0  # ctc_beam: added per emitted token (balances the LM's cost)
+    oov_penalty: float = 0.0  # ctc_beam: added per finished word the LM text does not have (<= 0)
     attention: str = "dense"
     budget: int | None = None
     batch_size: int = 8
@@ -68,9 +69,10 @@ class DecodeOptions:
             raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
         if self.method in CTC_ONLY:  # the CTC head alone: the joint weight (default 0.9)
             self.ctc_weight = 0.0   # does not apply, so `method=ctc_greedy` just works
-        if self.lm_weight < 0 or self.lm_order < 1 or self.beam < 1:
+        if self.lm_weight < 0 or self.lm_order < 1 or self.beam < 1 or self.oov_penalty > 0:
             raise ValueError(f"decode.lm_weight={self.lm_weight} (>= 0), decode.lm_order="
-                             f"{self.lm_order} (>= 1), decode.beam={self.beam} (>= 1)")
+                             f"{self.lm_order} (>= 1), decode.beam={self.beam} (>= 1), "
+                             f"decode.oov_penalty={self.oov_penalty} (<= 0)")
         if int(self.ctc_candidates) < 1:
             raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
         if self.split_at not in ("energy", "supervisions"):
@@ -146,23 +148,26 @@ def load_recordings(cuts, opts: DecodeOptions, notes: Counter, skipped: list[dic
     return out
 
 
-def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device, lm=None) -> DecodeResult:
+def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device, lm=None,
+                lexicon=None) -> DecodeResult:
     """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
     notes: Counter = Counter()
     skipped: list[dict] = []
     t0 = time.perf_counter()
     recordings = load_recordings(cuts, opts, notes, skipped)
     t_load = time.perf_counter() - t0
-    res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm)
+    res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm, lexicon)
     res.skipped = skipped
     res.speed.wall_seconds += t_load  # feature reading counts toward RTF
     return res
 
 
 def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: DecodeOptions,
-                      device, notes: Counter | None = None, lm=None) -> DecodeResult:
+                      device, notes: Counter | None = None, lm=None,
+                      lexicon=None) -> DecodeResult:
     """Split (if needed), batch across recordings, generate, join pieces per recording.
-    lm: the token n-gram of method ctc_beam (decoding/ngram_lm.py), used when lm_weight > 0."""
+    lm, lexicon: the token n-gram and word list of method ctc_beam (decoding/ngram_lm.py), used
+    when lm_weight > 0 and oov_penalty < 0."""
     notes = Counter() if notes is None else notes
     max_frames = max_piece_frames(
         model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
@@ -213,7 +218,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
             t1 = time.perf_counter()
             logp = ctc_logp.float().cpu().numpy()
             hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
-                                           opts.lm_weight, opts.token_bonus)
+                                           opts.lm_weight, opts.token_bonus, lexicon=lexicon,
+                                           oov_penalty=opts.oov_penalty)
                     for b, n in enumerate(ctc_lens.tolist())]
             st = GenStats(step_seconds=time.perf_counter() - t1, tokens=sum(len(h) for h in hyps))
         elif opts.method == "greedy":
