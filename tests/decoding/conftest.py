@@ -4,10 +4,33 @@ Its next-token logits are a deterministic function of (audio row, tokens so far)
 Python callable, so a test can say exactly what greedy and beam search must return.
 """
 
+import itertools
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+
+
+def ctc_collapse(path, blank) -> list:
+    """A CTC alignment's output: repeats merged, blanks dropped."""
+    out, prev = [], None
+    for p in path:
+        if p != prev and p != blank:
+            out.append(p)
+        prev = p
+    return out
+
+
+def ctc_brute_force(logp, blank) -> dict:
+    """{collapsed output: probability} over all C^T alignments of one sequence [T, C]."""
+    T, C = logp.shape
+    p = torch.as_tensor(logp).double().exp()
+    probs = {}
+    for path in itertools.product(range(C), repeat=T):
+        out = tuple(ctc_collapse(path, blank))
+        probs[out] = probs.get(out, 0.0) + math.prod(float(p[t, k]) for t, k in enumerate(path))
+    return probs
 
 
 class FakeCache:

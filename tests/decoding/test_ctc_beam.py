@@ -3,33 +3,14 @@ n-gram LM (decoding/ngram_lm.py) against hand-computed Kneser-Ney probabilities.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pytest
+from conftest import ctc_brute_force, ctc_collapse
 
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.ngram_lm import TokenNgramLM
-
-
-def _collapse(path, blank):
-    out, prev = [], None
-    for p in path:
-        if p != prev and p != blank:
-            out.append(p)
-        prev = p
-    return tuple(out)
-
-
-def _exact_ctc(logp: np.ndarray, blank: int) -> dict[tuple, float]:
-    """P(labelling) for every labelling, by summing all C^T alignments."""
-    probs: dict[tuple, float] = {}
-    T, C = logp.shape
-    for path in itertools.product(range(C), repeat=T):
-        lab = _collapse(path, blank)
-        probs[lab] = probs.get(lab, 0.0) + math.exp(sum(logp[t, c] for t, c in enumerate(path)))
-    return probs
 
 
 def _random_logp(rng, T, C, sharp=2.0):
@@ -41,7 +22,7 @@ def _random_logp(rng, T, C, sharp=2.0):
 def test_unbounded_beam_finds_the_most_probable_labelling(seed):
     rng = np.random.default_rng(seed)
     logp = _random_logp(rng, 7, 3)
-    exact = _exact_ctc(logp, blank=2)
+    exact = ctc_brute_force(logp, blank=2)
     best = max(exact, key=exact.get)
     got = ctc_prefix_beam_search(logp, blank=2, beam=10_000, min_prob=0.0, blank_skip=1.1)
     assert exact[tuple(got)] == pytest.approx(exact[best], rel=1e-9)
@@ -55,7 +36,7 @@ def test_narrow_beam_and_pruning_keep_a_peaky_best_path():
     for t in range(120):
         logp[t, 5 if t % 3 else labels[t // 3]] = 0.0
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
-    want = [int(x) for x in _collapse([5 if t % 3 else labels[t // 3] for t in range(120)], 5)]
+    want = [int(x) for x in ctc_collapse([5 if t % 3 else labels[t // 3] for t in range(120)], 5)]
     assert ctc_prefix_beam_search(logp, blank=5, beam=1) == want
     assert ctc_prefix_beam_search(logp, blank=5, beam=8) == want
 

@@ -1,36 +1,16 @@
 """CTC prefix scorer against brute force and a per-frame loop; joint CTC/attention search."""
 
-import itertools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ctc_brute_force
 
 from unique_asr.decoding.ctc_prefix import CTCPrefixScorer
 from unique_asr.decoding.generate import JointCTC, beam_search, greedy_search
 
 NEG = float("-inf")
-
-
-def _collapse(path, blank):
-    out, prev = [], None
-    for p in path:
-        if p != prev and p != blank:
-            out.append(p)
-        prev = p
-    return out
-
-
-def brute_force(logp, blank):
-    """{collapsed output: probability} over all C^T alignments of one sequence [T, C]."""
-    T, C = logp.shape
-    p = logp.double().exp()
-    probs = {}
-    for path in itertools.product(range(C), repeat=T):
-        out = tuple(_collapse(path, blank))
-        probs[out] = probs.get(out, 0.0) + math.prod(float(p[t, k]) for t, k in enumerate(path))
-    return probs
 
 
 def loop_forward(logp, prefix, blank):
@@ -79,7 +59,7 @@ def test_prefix_scores_equal_brute_force_over_all_alignments():
     cands = torch.tensor([[0, 1, 2, eos, blank]] * B)
     got = scorer.score(st, cands)
     for b in range(B):
-        probs = brute_force(logp[b, : lens[b]], blank)
+        probs = ctc_brute_force(logp[b, : lens[b]], blank)
         for k, c in enumerate(cands[b].tolist()):
             if c == eos:  # exactly the prefix
                 want = _log(probs.get(tuple(prefixes[b]), 0.0))
@@ -103,7 +83,7 @@ def test_repeated_label_needs_a_blank_between():
         got = scorer.score(st, torch.tensor([[0, 1, 5]]))[0].tolist()
         assert got[0] == pytest.approx(want_aa)
         assert got[1] > NEG  # "a b" fits
-        assert got[2] == pytest.approx(math.log(brute_force(logp[0, :T], 2)[(0,)]))
+        assert got[2] == pytest.approx(math.log(ctc_brute_force(logp[0, :T], 2)[(0,)]))
 
 
 def test_vectorised_equals_per_frame_loop_on_long_random_input():
