@@ -57,7 +57,9 @@ def main(out_dir: str) -> None:
     if rank == 0:
         torch.save(model.state_dict(), out / f"params_world{world}.pt")
     # the whole loop (sampler sharding, checkpoint on rank 0) under this world size
-    cuts = make_cuts(out / "data", n_recs=4, n_sents=4)
+    # each process writes its own copy (the data is seeded, so the copies are equal): ranks that
+    # share one directory rewrite each other's feature files while reading them (EOFError, CI)
+    cuts = make_cuts(out / f"data_world{world}_rank{rank}", n_recs=4, n_sents=4)
     data = load_recordings(cuts)
     summary = train(tiny_model_cfg(), train_cfg(max_steps=3, save_every=3), out / f"exp{world}",
                     data, None, CharTokenizer(), seed=1)
