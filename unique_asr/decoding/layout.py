@@ -41,7 +41,7 @@ def method_name(dcfg) -> str:
     if m == "ctc_beam":
         w = float(dcfg.get("lm_weight") or 0.0)
         if w > 0:
-            name += f"-lm{int(dcfg.get('lm_order') or 7)}w{w:g}"
+            name += f"-lm{int(dcfg.get('lm_order') or 9)}w{w:g}"
             b = float(dcfg.get("token_bonus") or 0.0)
             name += f"b{b:g}" if b else ""
         oov = float(dcfg.get("oov_penalty") or 0.0)

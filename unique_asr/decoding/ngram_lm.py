@@ -28,7 +28,7 @@ class TokenNgramLM:
     `logprobs(history)` returns the whole distribution as a float64 array (cached per history):
     the beam search asks for a few candidates of many hypotheses that share histories."""
 
-    def __init__(self, sequences: list[list[int]], vocab: int, order: int = 6):
+    def __init__(self, sequences: list[list[int]], vocab: int, order: int = 9):
         if order < 1:
             raise ValueError(f"n-gram order must be >= 1, got {order}")
         if not any(sequences):

@@ -46,7 +46,7 @@ class DecodeOptions:
     ctc_candidates: int = 32  # decoder candidates per hypothesis and step scored with CTC
     ctc_window: int = 256  # encoder frames (40 ms) per hypothesis and step (0: all); falls back
     lm_weight: float = 0.0  # ctc_beam: weight of the token n-gram LM (0: no LM)
-    lm_order: int = 7
+    lm_order: int = 9        # as conf/decode/default.yaml (the LM itself is built by bin/decode)
     token_bonus: float = 0.0  # ctc_beam: added per emitted token (balances the LM's cost)
     oov_penalty: float = 0.0  # ctc_beam: added per finished word the LM text does not have (<= 0)
     attention: str = "dense"
