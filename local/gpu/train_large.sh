@@ -24,6 +24,8 @@
 #   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
 #   from a call only up to 16 MiB each and ~64 MiB in all: tiny's are ~15 MB) to decode them
 #   elsewhere; --keep TAG (repeatable): only those configs' checkpoints.
+#   --per-speaker SPLIT (repeatable): after decoding, the CTC head's CER/WER per speaker of that
+#   split (bench/ctc_per_speaker.py) into $OUT/perspk_<split>_<tag>.tsv.
 # Sweep of the CPU recipe's tiny model on the default corpus, 8 configs on one GPU:
 #   --size default --per-gpu 8 --workers 1 --common "model=tiny train.max_minutes=0 ..." 
 set -uo pipefail
@@ -56,6 +58,7 @@ per_gpu=1
 workers=8
 keep_models=false
 keep_tags=()
+perspk_splits=()
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --keep-models) keep_models=true; shift ;;
     --keep) keep_models=true; keep_tags+=("$2"); shift 2 ;;
+    --per-speaker) perspk_splits+=("$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
   esac
@@ -146,6 +150,13 @@ for c in "${configs[@]}"; do
       read -r -a xd <<< "$extra_decode"
       decode_score 2 "${xd[@]}"
     fi
+    for split in "${perspk_splits[@]+"${perspk_splits[@]}"}"; do
+      ckpt=$(ls -t "$exp/$tag"/avg-*.pt 2>/dev/null | head -n 1)
+      python3 bench/ctc_per_speaker.py "$ckpt" "$data/fbank/cuts_$split.jsonl.gz" \
+        --bpe "$data/lang_$lang/bpe.model" --out "$out/perspk_${split}_$tag.tsv" > /dev/null 2>&1 &&
+        echo "[$tag] per speaker ($split): $(awk -F'\t' 'NR > 1 {printf "%s %s/%s  ", $1, $3, $4}' \
+          "$out/perspk_${split}_$tag.tsv")" || echo "[$tag] per-speaker $split FAILED"
+    done
   ) &
 done
 wait
