@@ -5,6 +5,11 @@ RTFx, tokens/s, how many pieces the context forced, and the WER of the joined tr
 
     .venv/bin/python bench/decode_60min.py --data-dir egs/synth_longform/data \\
         --checkpoint egs/synth_longform/exp/tiny/avg-3.pt [--minutes 60] [--random-init]
+        [--method ctc_beam --beam 32 --lm-weight 1 --lm-order 9 --token-bonus 1]
+
+--method ctc_beam (run.sh's second decoding) runs the CTC prefix beam search with the token
+n-gram built from the lang dir's lm_text.txt (stage 3), as bin/decode does; its build time and
+memory count in the figures.
 
 --random-init decodes with a randomly initialised tiny model (no trained checkpoint): the flow,
 memory and per-step cost are real, but such a model rarely emits the end token, so it runs to the
@@ -55,7 +60,14 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=500)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-tokens-per-second", type=float, default=8.0)
+    ap.add_argument("--max-tokens-per-second", type=float,
+                    default=DecodeOptions.max_tokens_per_second)
+    ap.add_argument("--bpe", help="bpe.model (default: the one the checkpoint names)")
+    ap.add_argument("--method", default="greedy", help="decode.method (greedy, ctc_beam, ...)")
+    ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--lm-weight", type=float, default=0.0, help="ctc_beam: n-gram LM weight")
+    ap.add_argument("--lm-order", type=int, default=9)
+    ap.add_argument("--token-bonus", type=float, default=0.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,6 +76,7 @@ def main() -> None:
     if not args.random_init:  # the tokenizer the checkpoint was trained with, when it says
         ck_bpe = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get(
             "bpe_model")
+    ck_bpe = args.bpe or ck_bpe
     if ck_bpe:
         import sentencepiece as spm
 
@@ -80,13 +93,22 @@ def main() -> None:
 
         model, _ = load_checkpoint(args.checkpoint)
         what = str(args.checkpoint)
-    opts = DecodeOptions(max_tokens_per_second=args.max_tokens_per_second)
+    opts = DecodeOptions(max_tokens_per_second=args.max_tokens_per_second, method=args.method,
+                         beam=args.beam, lm_weight=args.lm_weight, lm_order=args.lm_order,
+                         token_bonus=args.token_bonus)
     notes: Counter = Counter()
     recs = load_recordings(rd.load_cuts(args.set), opts, notes, [])
     rec = joined_recording(recs, args.minutes)
     del recs
     t0 = time.perf_counter()
-    res = decode_recordings(model, [rec], sp, opts, "cpu", notes)
+    lm = None
+    if opts.method == "ctc_beam" and opts.lm_weight > 0:
+        from unique_asr.decoding.ngram_lm import lm_from_text_file
+
+        bpe_path = Path(str(ck_bpe or rd.bpe_model_path(args.vocab_size)))
+        lm = lm_from_text_file(bpe_path.parent / "lm_text.txt", sp, opts.lm_order)
+    lm_build_s = time.perf_counter() - t0
+    res = decode_recordings(model, [rec], sp, opts, "cpu", notes, lm=lm)
     wall = time.perf_counter() - t0
     score = score_set([(r["id"], r["ref"], r["hyp"]) for r in res.rows])
     out = {
@@ -99,7 +121,9 @@ def main() -> None:
         "prefill_s": res.speed.prefill_seconds, "step_s": res.speed.step_seconds,
         "wer": score.wer, "notes": dict(res.notes), "threads": args.threads,
         "data_dir": str(args.data_dir), "bpe_model": str(ck_bpe or rd.bpe_model_path(args.vocab_size)),
-        "max_tokens_per_second": args.max_tokens_per_second,
+        "max_tokens_per_second": args.max_tokens_per_second, "method": args.method,
+        "beam": args.beam, "lm_weight": args.lm_weight, "lm_order": args.lm_order,
+        "token_bonus": args.token_bonus, "lm_build_s": round(lm_build_s, 1),
         "audio_tokens": int(rec.feats.shape[0]) // 8,
         "cpu_user_sys_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),

@@ -96,3 +96,38 @@ def test_lexicon_penalises_words_it_does_not_know():
     logp2 = np.log(np.array(frames + [[0.97, 0.01, 0.01, 0.01]]))
     assert ctc_prefix_beam_search(logp2, blank=3, beam=8, lexicon=lex, oov_penalty=-3.0) == [0, 1, 2, 0]
     assert ctc_prefix_beam_search(logp2, blank=3, beam=8) == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize("with_lm_and_lexicon", [True, False])
+def test_trie_compaction_changes_nothing_but_memory(monkeypatch, with_lm_and_lexicon):
+    """Compacting the prefix trie after every frame gives the same output as never compacting,
+    with or without an LM and a lexicon (their per-node state moves with the nodes), and the trie
+    keeps about the live hypotheses' ancestry instead of every branch ever tried."""
+    from unique_asr.decoding import ctc_beam
+    from unique_asr.decoding.ngram_lm import Lexicon
+
+    rng = np.random.default_rng(3)
+    logp = _random_logp(rng, 300, 5, sharp=3.0)
+    lm = TokenNgramLM([list(rng.integers(0, 4, size=200))], vocab=4, order=3)
+    lex = Lexicon({"ab", "b", "ca"}, ["\u2581", "a", "b", "c"])
+    sizes: dict[str, int] = {}
+    real = ctc_beam._Trie
+
+    def spy(tag):
+        class Spy(real):
+            def tokens(self, node):
+                sizes[tag] = len(self)
+                return super().tokens(node)
+        return Spy
+
+    kw = dict(blank=4, beam=6, lm=lm, lm_weight=0.7, token_bonus=0.5, lexicon=lex,
+              oov_penalty=-1.0, min_prob=1e-2)
+    if not with_lm_and_lexicon:
+        kw.update(lm=None, lexicon=None)
+    monkeypatch.setattr(ctc_beam, "_Trie", spy("never"))
+    never = ctc_beam.ctc_prefix_beam_search(logp, compact_every=10**9, **kw)
+    monkeypatch.setattr(ctc_beam, "_Trie", spy("every"))
+    every = ctc_beam.ctc_prefix_beam_search(logp, compact_every=1, **kw)
+    assert every == never and len(never) > 20
+    # live: 6 hypotheses, each an ancestry of about the output's length; never: all branches
+    assert sizes["every"] <= 6 * (len(never) + 10) and 5 * sizes["every"] < sizes["never"]

@@ -81,6 +81,30 @@ class _Trie:
         self.children[key] = new
         return new
 
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def compact(self, live: list[int]) -> dict[int, int]:
+        """Drop every node that is not `live` or an ancestor of one (pruned hypotheses would
+        otherwise stay for the whole recording: memory grew with its length, ~5 GB at 60 min).
+        Returns old -> new ids; kept nodes keep their order (parents before children), so
+        decoding after a compaction is the same as without."""
+        keep: set[int] = set()
+        for n in live:
+            while n >= 0 and n not in keep:
+                keep.add(n)
+                n = self.parent[n]
+        order = sorted(keep)
+        new = {old: i for i, old in enumerate(order)}
+        n = len(self.parent)
+        for name in ("token", "length", "lm", "history", "word", "oov"):
+            col = getattr(self, name)
+            if len(col) == n:  # word and oov only grow with a lexicon
+                setattr(self, name, [col[o] for o in order])
+        self.parent = [new[self.parent[o]] if o else -1 for o in order]
+        self.children = {(self.parent[i], self.token[i]): i for i in range(1, len(order))}
+        return new
+
     def tokens(self, node: int) -> list[int]:
         out = []
         while node > 0:
@@ -92,8 +116,11 @@ class _Trie:
 def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
                            lm_weight: float = 0.0, token_bonus: float = 0.0,
                            min_prob: float = 1e-3, blank_skip: float = 0.999,
-                           lexicon=None, oov_penalty: float = 0.0) -> list[int]:
-    """Best token sequence for CTC log-posteriors `logp` [T, C] (one recording, no padding)."""
+                           lexicon=None, oov_penalty: float = 0.0,
+                           compact_every: int = 200_000) -> list[int]:
+    """Best token sequence for CTC log-posteriors `logp` [T, C] (one recording, no padding).
+    compact_every: once the trie has grown by this many nodes, drop the ones no live
+    hypothesis descends from (memory stays ~ transcript length + compact_every nodes)."""
     if logp.ndim != 2:
         raise ValueError(f"logp must be [T, C], got shape {logp.shape}")
     if beam < 1:
@@ -105,6 +132,7 @@ def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
     log_min = math.log(min_prob) if min_prob > 0 else NEG    # 0: every label is a candidate
     log_skip = math.log(blank_skip)                           # > 1: no frame is skipped
     beams: dict[int, tuple[float, float]] = {0: (0.0, NEG)}   # node -> (pb, pnb)
+    grown_at = 1                                              # trie size after the last compaction
 
     use_lex = lexicon is not None and oov_penalty != 0.0
     lex = lexicon if use_lex else None
@@ -138,5 +166,9 @@ def ctc_prefix_beam_search(logp: np.ndarray, blank: int, beam: int = 8, lm=None,
             ranked = sorted(nxt.items(), key=lambda kv: total(kv[0], *kv[1]), reverse=True)
             nxt = dict(ranked[:beam])
         beams = {k: (v[0], v[1]) for k, v in nxt.items()}
+        if len(trie) >= grown_at + compact_every:
+            remap = trie.compact(list(beams))
+            beams = {remap[k]: v for k, v in beams.items()}
+            grown_at = len(trie)
     best = max(beams.items(), key=lambda kv: total(kv[0], *kv[1], final=True))[0]
     return trie.tokens(best)

@@ -47,7 +47,7 @@ class JointCTC:
     logp: torch.Tensor  # [B, T_enc, n_text + 1] log-probs of the CTC head
     lens: torch.Tensor  # [B] encoder frames per sequence
     blank: int
-    weight: float = 0.7  # w in (1-w) log p_dec + w log psi_ctc; 0 < w <= 1
+    weight: float = 0.9  # w in (1-w) log p_dec + w log psi_ctc; 0 < w <= 1 (decode.ctc_weight)
     candidates: int = 32  # decoder candidates scored with CTC per hypothesis and step
     window: int = 256  # CTC frames computed per hypothesis and step (0: all; exact either way)
 

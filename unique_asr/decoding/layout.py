@@ -32,10 +32,13 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
     )
 
 
+DEFAULT_CTC_CANDIDATES = 32  # conf/decode/default.yaml's ctc_candidates: left out of tags
+
+
 def method_name(dcfg) -> str:
     """greedy, ctc_greedy, beam<width> or ctc_beam<width>; -ctc<w> added for joint CTC/attention
-    decoding, -lm<order>w<weight>[b<bonus>] for ctc_beam with an LM, -oov<penalty> with a
-    lexicon."""
+    decoding (then c<n> when decode.ctc_candidates is not the default), -lm<order>w<weight>
+    [b<bonus>] for ctc_beam with an LM, -oov<penalty> with a lexicon."""
     m = str(dcfg["method"])
     name = f"{m}{int(dcfg['beam'])}" if m in ("beam", "ctc_beam") else m
     if m == "ctc_beam":
@@ -47,7 +50,10 @@ def method_name(dcfg) -> str:
         oov = float(dcfg.get("oov_penalty") or 0.0)
         return f"{name}-oov{-oov:g}" if oov else name
     w = float(dcfg.get("ctc_weight") or 0.0)
-    return f"{name}-ctc{w:g}" if w > 0 and m != "ctc_greedy" else name
+    if w <= 0 or m == "ctc_greedy":
+        return name
+    c = int(dcfg.get("ctc_candidates") or DEFAULT_CTC_CANDIDATES)
+    return f"{name}-ctc{w:g}" + (f"c{c}" if c != DEFAULT_CTC_CANDIDATES else "")
 
 
 def run_tag(dcfg) -> str:

@@ -10,6 +10,7 @@ prefill and decode steps (see scoring.speed for RTF/RTFx/tokens per second).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class DecodeOptions:
     budget: int | None = None
     batch_size: int = 8
     max_batch_seconds: float = 3600.0
-    max_tokens_per_second: float = 8.0
+    max_tokens_per_second: float = 30.0  # as conf/decode/default.yaml
     min_new_tokens: int = 16
     max_segment_seconds: float | None = None
     split_at: str = "energy"
@@ -169,10 +170,15 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     lm, lexicon: the token n-gram and word list of method ctc_beam (decoding/ngram_lm.py), used
     when lm_weight > 0 and oov_penalty < 0."""
     notes = Counter() if notes is None else notes
-    max_frames = max_piece_frames(
-        model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
-        opts.max_segment_seconds,
-    )
+    if opts.method in CTC_ONLY:
+        # no decoder context to fit (the chunked encoder takes any length): a recording stays
+        # whole unless decode.max_segment_seconds asks for pieces
+        max_frames = int(opts.max_segment_seconds * 100) if opts.max_segment_seconds else sys.maxsize
+    else:
+        max_frames = max_piece_frames(
+            model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
+            opts.max_segment_seconds,
+        )
     min_frames = opts.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > one page after 8x
     recs, pieces = [], []
     t_split = time.perf_counter()
@@ -234,7 +240,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         for p, ids, lim in zip(batch, hyps, limits):
             recs[p.rec]["hyp_pieces"][p.index] = tokenizer.decode(ids)
             recs[p.rec]["tokens"] += len(ids)
-            if len(ids) >= lim:
+            if len(ids) >= lim and opts.method not in CTC_ONLY:  # CTC outputs have no limit
                 notes["pieces_hit_token_limit"] += 1
         speed = speed.add(Speed(
             wall_seconds=time.perf_counter() - t0,
