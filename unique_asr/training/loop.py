@@ -30,6 +30,7 @@ from unique_asr.training.checkpoint import (
     save_training_checkpoint,
     set_rng_state,
 )
+from unique_asr.training.ctc_watch import CtcPlateauWatch
 from unique_asr.training.data import WindowBatcher, cmvn_stats, make_sampler, windows_to_cuts
 from unique_asr.training.finetune import hard_phase, load_init_weights, set_train_attention
 from unique_asr.training.schedule import make_optimizer, warmup_cosine
@@ -211,6 +212,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         return sched.pos >= tcfg["max_steps"]
 
     restart = bool(cur.get("restart_after_ctc_warmup", False))
+    plateau = CtcPlateauWatch()  # warns if the CTC head is still on its plateau after the warm-up
     while not done() and st.epoch < tcfg["max_epochs"]:
         if st.ce_epoch0 < 0 and not ctc_warmup_phase(sched.pos, tcfg):
             st.ce_epoch0 = st.epoch
@@ -270,6 +272,11 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
                         f"train.max_bad_steps")
             else:
                 st.bad_in_row = 0
+                if "ctc" in m:
+                    plateau.add(st.step, float(m["ctc"]))
+                    warn = plateau.check(st.step, due=not ctc_warm)
+                    if warn and rank == 0:
+                        log.warning(warn)
             if rank == 0:
                 rec = {"step": st.step, "epoch": st.epoch, "cap_s": round(cap, 1),
                        "time_s": round(time.time() - ts, 3),
@@ -306,6 +313,8 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
         save()
     summary = {"steps": st.step, "epochs": st.epoch, "train_s": round(train_s, 1),
                "bad_steps": st.bad_total, "halted": halted, "world": world}
+    if plateau.checked and plateau.reference is not None:
+        summary["ctc_plateau"] = plateau.on_plateau
     if not halted:
         if not tcfg["valid_every"] or st.step % tcfg["valid_every"]:
             validate()
