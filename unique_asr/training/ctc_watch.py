@@ -37,10 +37,9 @@ class CtcPlateauWatch:
         After a resume past the reference steps there is nothing to compare: no check."""
         if self.checked or not due or step < 3 * self.window:
             return None
-        if len(self._first) < self.window // 2:
-            self.checked = True
-            return None
         self.checked = True
+        if len(self._first) < self.window // 2:  # resumed past the reference steps
+            return None
         self.reference = sum(self._first) / len(self._first)
         now = sum(self._recent) / len(self._recent)
         self.on_plateau = now > self.ratio * self.reference
