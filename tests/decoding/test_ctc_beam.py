@@ -120,8 +120,8 @@ def test_trie_compaction_changes_nothing_but_memory(monkeypatch, with_lm_and_lex
                 return super().tokens(node)
         return Spy
 
-    kw = dict(blank=4, beam=6, lm=lm, lm_weight=0.7, token_bonus=0.5, lexicon=lex,
-              oov_penalty=-1.0, min_prob=1e-2)
+    kw = {"blank": 4, "beam": 6, "lm": lm, "lm_weight": 0.7, "token_bonus": 0.5, "lexicon": lex,
+          "oov_penalty": -1.0, "min_prob": 1e-2}
     if not with_lm_and_lexicon:
         kw.update(lm=None, lexicon=None)
     monkeypatch.setattr(ctc_beam, "_Trie", spy("never"))

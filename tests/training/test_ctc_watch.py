@@ -35,7 +35,7 @@ def test_a_falling_ctc_loss_does_not_warn():
 
 def test_no_warm_up_checks_at_step_300_and_a_resume_is_not_judged():
     w, said = _run([2.8] * 1000, warmup=0)
-    assert [s for s, _ in said] == [300]
+    assert [s for s, _ in said] == [300] and w.on_plateau
     resumed = CtcPlateauWatch()          # resumed at step 2000: no reference steps seen
     for step in range(2001, 2400):
         resumed.add(step, 2.8)
