@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from unique_asr.data.paths import RecipeData
+from unique_asr.decoding.ngram_lm import lm_for_decoding
 from unique_asr.decoding.runner import (
     DecodeOptions,
     TestRecording,
@@ -101,12 +102,7 @@ def main() -> None:
     rec = joined_recording(recs, args.minutes)
     del recs
     t0 = time.perf_counter()
-    lm = None
-    if opts.method == "ctc_beam" and opts.lm_weight > 0:
-        from unique_asr.decoding.ngram_lm import lm_from_text_file
-
-        bpe_path = Path(str(ck_bpe or rd.bpe_model_path(args.vocab_size)))
-        lm = lm_from_text_file(bpe_path.parent / "lm_text.txt", sp, opts.lm_order)
+    lm, _ = lm_for_decoding(vars(opts), sp, ck_bpe or rd.bpe_model_path(args.vocab_size))
     lm_build_s = time.perf_counter() - t0
     res = decode_recordings(model, [rec], sp, opts, "cpu", notes, lm=lm)
     wall = time.perf_counter() - t0

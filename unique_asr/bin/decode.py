@@ -50,33 +50,11 @@ def _tokenizer(ck_bpe, dcfg, cfg):
                                                                             lang.model_type)
 
 
-def _lm(dcfg, sp, bpe_path: Path):
-    """(token n-gram, lexicon) of decode.method=ctc_beam, each None when its weight
-    (decode.lm_weight, decode.oov_penalty) is 0: built from decode.lm_text, by default the
-    tokenizer's lang dir's lm_text.txt (stage 3)."""
-    from unique_asr.decoding.ngram_lm import lexicon_from_text_file, lm_from_text_file
-
-    want_lm = float(dcfg.get("lm_weight") or 0.0) != 0.0
-    want_lex = float(dcfg.get("oov_penalty") or 0.0) != 0.0
-    if dcfg["method"] != "ctc_beam" or not (want_lm or want_lex):
-        return None, None
-    path = Path(dcfg.get("lm_text") or bpe_path.parent / "lm_text.txt")
-    if not path.is_file():
-        raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
-                                "--stop-stage 3 --force true) or set decode.lm_text=FILE "
-                                "(one sentence per line), or decode.lm_weight=0 "
-                                "decode.oov_penalty=0")
-    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"])) if want_lm else None
-    lexicon = lexicon_from_text_file(path, sp) if want_lex else None
-    log.info("LM: %s, lexicon: %s, from %s", f"{lm.order}-gram over {lm.vocab} tokens" if lm else
-             "none", f"{len(lexicon.words)} words" if lexicon else "none", path)
-    return lm, lexicon
-
-
 def run(cfg: DictConfig) -> list[dict]:
     from unique_asr.data.paths import RecipeData
     from unique_asr.decoding.backends import check_attention
     from unique_asr.decoding.layout import find_checkpoint, method_name, run_out_dir, run_tag
+    from unique_asr.decoding.ngram_lm import lm_for_decoding
     from unique_asr.decoding.runner import DecodeOptions, decode_cuts
     from unique_asr.models import load_checkpoint
     from unique_asr.scoring.hyps import hyps_path, meta_path, write_hyps, write_meta
@@ -104,7 +82,7 @@ def run(cfg: DictConfig) -> list[dict]:
         **dcfg, "skip_bad": bool(cfg.data.get("skip_bad", False)),
         "sample_rate": int(cfg.data.sample_rate), "num_mel_bins": int(cfg.data.fbank.num_mel_bins),
     })
-    lm, lexicon = _lm(dcfg, sp, bpe_path)
+    lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []

@@ -2,9 +2,10 @@
 
 Why: the CTC head of a small model spells by ear (most of tiny's errors on its own training voices
 are one letter in a word: a lost doubled letter, a vowel); an n-gram over the tokenizer's pieces,
-trained on the training transcripts, knows which spellings exist. It is built at decoding time from
-a text file in seconds (the lang dir's transcript_words.txt: the training sentences), so no stage
-or file format is needed, and it works for characters and BPE alike since it counts token ids.
+trained on text, knows which spellings exist. It is built at decoding time from a text file in
+seconds (the lang dir's lm_text.txt, written by stage 3: the training sentences plus
+data.lang.lm_extra_files, dev/test sentences dropped), so no LM file format is needed, and it works
+for characters and BPE alike since it counts token ids.
 
 Model (Chen & Goodman 1998, interpolated Kneser-Ney with one discount per order):
   P_n(w | h) = max(c(h w) - D_n, 0) / c(h) + D_n N1+(h .) / c(h) P_{n-1}(w | h')
@@ -17,9 +18,13 @@ separator between them, as a whole recording's transcript is.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class TokenNgramLM:
@@ -141,3 +146,24 @@ def lexicon_from_text_file(path, sp) -> Lexicon:
     with open(path, encoding="utf-8") as f:
         words = {w for ln in f for w in ln.split()}
     return Lexicon(words, [sp.id_to_piece(i) for i in range(sp.get_piece_size())])
+
+
+def lm_for_decoding(dcfg, sp, bpe_path) -> tuple[TokenNgramLM | None, Lexicon | None]:
+    """(token n-gram, lexicon) of decode.method=ctc_beam, each None when its weight
+    (decode.lm_weight, decode.oov_penalty) is 0: built from decode.lm_text, by default the
+    lang dir's lm_text.txt beside the tokenizer's model `bpe_path` (stage 3)."""
+    want_lm = float(dcfg.get("lm_weight") or 0.0) != 0.0
+    want_lex = float(dcfg.get("oov_penalty") or 0.0) != 0.0
+    if dcfg["method"] != "ctc_beam" or not (want_lm or want_lex):
+        return None, None
+    path = Path(dcfg.get("lm_text") or Path(bpe_path).parent / "lm_text.txt")
+    if not path.is_file():
+        raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
+                                "--stop-stage 3 --force true) or set decode.lm_text=FILE "
+                                "(one sentence per line), or decode.lm_weight=0 "
+                                "decode.oov_penalty=0")
+    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"])) if want_lm else None
+    lexicon = lexicon_from_text_file(path, sp) if want_lex else None
+    log.info("LM: %s, lexicon: %s, from %s", f"{lm.order}-gram over {lm.vocab} tokens" if lm else
+             "none", f"{len(lexicon.words)} words" if lexicon else "none", path)
+    return lm, lexicon
