@@ -55,7 +55,7 @@ sm_90a) and ran 6x dense; moving those onto small tensor-core dots, folding d-me
 dot and 32-bit offsets gave 1.70x (8K) / 1.82x (16K) (commit 6d78b9d). Two small dots added
 after that for bf16 accuracy (the low half of dS in the page sums, the low half of the page mean
 in dq's page term; small-size bf16 dq/dk errors ~1.0e-2 -> ~0.7e-2) cost ~10% (1.91 / 2.05x at
-batch 1). Greedy sweep at 16K / batch 1 (bench/results/softmask_bench_run7.log): bwd_stages 3
+batch 1). Greedy sweep at 16K / batch 1 (bench/NOTES.md): bwd_stages 3
 -3% (kept), streams=2 -1%, rev +0.7%, smaller dq/dk-dv row blocks +8..+57%, page_dot off +21%.
 The dk/dv kernel still spills ~2 KB (soft mode).
 """
