@@ -25,7 +25,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 wait $WARM; tail -1 "$OUT/fi_warm.log"
 echo "== (b) bench, cap ${BENCH_TIMEOUT:-160}s"
-timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 -m unique_asr.bench.decode_step \
+timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 bench/decode_step.py \
   --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
   | tee "$OUT/bench.log" | grep -v '^{' | grep -v Warning
 echo "(b) exit ${PIPESTATUS[0]} at ${SECONDS}s"

@@ -1,6 +1,6 @@
 """Table and plot of decode_step benchmark records (pure Python: SVG, no matplotlib needed).
 
-    python3 -m unique_asr.bench.plot bench/results/decode_step.jsonl   # table + .svg beside it
+    python3 bench/plot.py bench/results/decode_step.jsonl   # table + .svg beside it
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ bandwidth measured in the same run. Also the paper's Table 8 grid (score kernel,
 Every figure is appended as one JSON line to --out (bench = decode_step | score | topk) and a
 plot of speedup against context is written beside it (plot.py).
 
-    python3 -m unique_asr.bench.decode_step --out bench/results/decode_step.jsonl
+    python3 bench/decode_step.py --out bench/results/decode_step.jsonl
 """
 
 from __future__ import annotations
@@ -397,7 +397,7 @@ def main(argv=None) -> None:
         t9 = [64, 300] if args.smoke else [1024, 2048, 4096, 8192, 16384]
         bench_table9(info, gen, log, t9, rows=8 if args.smoke else 256,
                      k=16 if args.smoke else 64)
-    from .plot import print_table, write_plot
+    from plot import print_table, write_plot
     print_table(recs)
     write_plot(recs, args.out.rsplit(".", 1)[0] + ".svg")
 

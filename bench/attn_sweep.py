@@ -2,7 +2,7 @@
 (the step without one stage), each checked against the float64 reference and the library step
 before it is timed (alone and inside the whole step as one CUDA graph, two interleaved rounds).
 
-    python3 -m unique_asr.bench.attn_sweep --out $OUT/sweep.jsonl      # GPU only
+    python3 bench/attn_sweep.py --out $OUT/attn_sweep.jsonl      # GPU only
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import json
 import time
 
+import decode_step as ds  # bench/decode_step.py: run as a script, bench/ is on sys.path
 import torch
 
 from unique_asr.attention import reference as R
@@ -18,7 +19,6 @@ from unique_asr.attention.api import sparse_step
 from unique_asr.attention.triton import decode as dec
 from unique_asr.attention.triton.score import unique_scores
 from unique_asr.attention.triton.topk import topk_pages
-from unique_asr.bench import decode_step as ds
 
 # paged_decode configs (grid layout; the stream-K layouts measured in run 7 were removed, see
 # bench/NOTES.md; this script then lived at commit 1ba0c67 with them)

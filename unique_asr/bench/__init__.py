@@ -1,1 +1,0 @@
-"""bench package of unique_asr."""
