@@ -62,7 +62,7 @@ if ! PYTHONPATH=$site "$python" -c "import lhotse, hydra, soundfile, jiwer" 2>/d
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
     "$wheels"/*.whl || die "pip install of $wheels failed"
 fi
-export PYTHONPATH=$site:$root${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$site:$root:$root/egs/synth_longform/local${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
 # ---- 2. TTS engines
 env_file=$tts/env.sh
@@ -100,13 +100,15 @@ fi
 log "size $size, nj $nj, data $data_dir, exp $exp_dir"
 log "hydra arguments (reuse them for training): ${hydra_args[*]}"
 names=(prepare manifests features bpe)
+# stage 0 is the recipe's own package (local/synth_corpus), stages 1-3 the shared entry points
+modules=(synth_corpus.prepare unique_asr.bin.manifests unique_asr.bin.features unique_asr.bin.bpe)
 table=""
 for n in $(seq "$stage" "$stop_stage"); do
   name=${names[$n]}
   log "stage $n ($name): start"
   t0=$(date +%s.%N)
   c0=$(awk '{print $14+$15+$16+$17}' /proc/$$/stat)
-  "$python" -m "unique_asr.bin.$name" "${hydra_args[@]}" ||
+  "$python" -m "${modules[$n]}" "${hydra_args[@]}" ||
     die "stage $n ($name) failed; fix the error above and re-run with --stage $n"
   wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   tck=$(getconf CLK_TCK)

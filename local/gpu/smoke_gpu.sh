@@ -22,7 +22,7 @@ timeout $((deadline)) local/gpu/build_corpus.sh --size default --nj 16 --stop-st
 echo "stage 0 exit $? after $((SECONDS - t0)) s"
 grep -E 'build_corpus|\| ' "$out/build_stage0.log" | grep -v 'hydra arguments'
 
-export PYTHONPATH=/tmp/site:$PWD
+export PYTHONPATH=/tmp/site:$PWD:$PWD/egs/synth_longform/local
 # shellcheck disable=SC1091
 . /tmp/tts/env.sh
 python3 local/gpu/tts_throughput.py --n 12 --fortune-dir "$UNIQUE_ASR_FORTUNE_DIR" \

@@ -1,13 +1,14 @@
 """Synthesis throughput per CPU core and per engine, to predict corpus build times.
 
 Speaks the same N corpus sentences with one voice per engine, one at a time (festival in
-batches, as stage 0 does), through unique_asr.data.voices (engine + resampling + trimming), and
+batches, as stage 0 does), through synth_corpus.voices (engine + resampling + trimming), and
 prints seconds of audio per CPU-second (this process + engine subprocesses). With --cache DIR
 (a built corpus's data/corpus/cache) it also checks that the audio equals the cached audio of
 the same (voice, text), i.e. that these engines (e.g. the GPU bundle) speak exactly as the ones
 that built that cache.
 
-    python local/gpu/tts_throughput.py --n 12 [--fortune-dir DIR] [--cache DIR] [--json OUT]
+    PYTHONPATH=egs/synth_longform/local:$PWD python local/gpu/tts_throughput.py --n 12 \
+        [--fortune-dir DIR] [--cache DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synth_corpus.corpus import FESTIVAL_BATCH, _cache_path
+from synth_corpus.voices import Voice, synthesize, synthesize_many
 
-from unique_asr.data.synth_corpus import FESTIVAL_BATCH, _cache_path
 from unique_asr.data.text_source import DEFAULT_FORTUNE_DIR, load_sentences
-from unique_asr.data.voices import Voice, synthesize, synthesize_many
 
 VOICES = [Voice("es_us_m1", "espeak-ng", "en-us+m1", 1.0, 45.0),
           Voice("fl_kal16", "flite", "kal16", 0.95),

@@ -10,7 +10,7 @@
 # are small wrappers that set LD_LIBRARY_PATH (the bundled libasound, libpulse, libflite, ...)
 # and the engines' data paths for the engine process alone: python/torch in the same shell
 # never load the bundled libraries. The only exports needed are printed on stdout (PATH, the
-# festival voice dirs for unique_asr.data.voices, and the fortune dir for the corpus config);
+# festival voice dirs for synth_corpus.voices, and the fortune dir for the corpus config);
 # progress and checks go to stderr, so `eval "$(...)"` works.
 set -euo pipefail
 debs=${1:-.gpu/tts}

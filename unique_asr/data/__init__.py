@@ -1,4 +1,4 @@
-"""Data side of unique_asr: corpus synthesis, text normalisation, manifests, fbank, BPE.
+"""Data side of unique_asr: text sources and normalisation, manifests, fbank, BPE.
 
 Interface for training/decoding code (stable; keep in sync with egs/*/README.md):
 

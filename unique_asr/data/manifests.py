@@ -1,6 +1,7 @@
 """Stage 1: a corpus directory in the generic layout -> lhotse manifests per split.
 
-Input (what a recipe's stage 0 must produce; see synth_corpus for one producer):
+Input (what a recipe's stage 0 must produce; egs/synth_longform/local/synth_corpus is one
+producer):
     <corpus_dir>/<split>/audio/<recording_id>.{flac,wav}
     <corpus_dir>/<split>/segments.jsonl   {"recording_id", "start", "duration", "speaker",
                                            "text", ...extra keys kept in `custom`}

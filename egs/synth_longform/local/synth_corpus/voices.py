@@ -38,34 +38,26 @@ class EngineMissing(RuntimeError):
 @dataclass(frozen=True)
 class Voice:
     """One pseudo-speaker. `rate` is a speed factor (1.0 = engine default), `pitch` in 0..99
-    (espeak-ng) or a mean F0 in Hz (flite; festival ignores it: 0 keeps the voice's own).
-    `shift` scales every frequency of the engine's output, formants and pitch alike, and divides
-    its duration (resampling, as a tape played faster): a factor of ~1.2 turns a male voice's
-    vocal tract into a female-sized one. Pair it with rate ~1/shift to keep the speaking rate."""
+    (espeak-ng) or a mean F0 in Hz (flite; festival ignores it: 0 keeps the voice's own)."""
 
     id: str
     engine: str
     name: str
     rate: float = 1.0
     pitch: float = 0.0
-    shift: float = 1.0
 
     @staticmethod
     def from_dict(d: dict) -> Voice:
-        shift = float(d.get("shift", 1.0))
-        if not 0.5 <= shift <= 2.0:
-            raise ValueError(f"voice {d.get('id')}: shift={shift} outside 0.5..2.0")
+        unknown = sorted(set(d) - {"id", "engine", "name", "rate", "pitch"})
+        if unknown:
+            raise ValueError(f"voice {d.get('id')}: unknown key(s) {unknown}; a voice has id, "
+                             "engine, name, rate, pitch")
         return Voice(id=str(d["id"]), engine=str(d["engine"]), name=str(d["name"]),
-                     rate=float(d.get("rate", 1.0)), pitch=float(d.get("pitch", 0.0)),
-                     shift=shift)
+                     rate=float(d.get("rate", 1.0)), pitch=float(d.get("pitch", 0.0)))
 
     def settings(self) -> dict:
-        """The fields that decide the audio (cache keys; `shift` only when it is not 1, so that
-        caches written before it existed stay valid)."""
-        d = dict(self.__dict__)
-        if d["shift"] == 1.0:
-            del d["shift"]
-        return d
+        """The fields that decide the audio (the synthesis cache's keys)."""
+        return dict(self.__dict__)
 
 
 def festival_voice_dirs() -> tuple[str, ...]:
@@ -167,12 +159,9 @@ def trim_silence(audio: np.ndarray, rate: int, threshold_db: float = -40.0,
     return audio[start:end]
 
 
-def _to_corpus_audio(voice: Voice, audio: np.ndarray, src_rate: int, rate: int) -> np.ndarray:
-    """Engine output (mono) -> the corpus rate, the voice's frequency shift, silence trimmed."""
-    audio = resample(audio, src_rate, rate)
-    if voice.shift != 1.0:
-        audio = resample(audio, round(rate * voice.shift), rate)
-    return trim_silence(audio, rate)
+def _to_corpus_audio(audio: np.ndarray, src_rate: int, rate: int) -> np.ndarray:
+    """Engine output (mono) -> the corpus rate, silence trimmed."""
+    return trim_silence(resample(audio, src_rate, rate), rate)
 
 
 def synthesize_many(voice: Voice, texts: list[str], rate: int = 16000) -> list[np.ndarray]:
@@ -192,7 +181,7 @@ def synthesize_many(voice: Voice, texts: list[str], rate: int = 16000) -> list[n
                 raise RuntimeError(f"voice {voice.id}: festival failed (exit {r.returncode}) "
                                    f"on {text!r}: {r.stderr.strip()[-500:]}")
             audio, src_rate = sf.read(wav, dtype="float32", always_2d=True)
-            out.append(_to_corpus_audio(voice, audio.mean(axis=1), src_rate, rate))
+            out.append(_to_corpus_audio(audio.mean(axis=1), src_rate, rate))
     return out
 
 
@@ -208,4 +197,4 @@ def synthesize(voice: Voice, text: str, rate: int = 16000) -> np.ndarray:
             raise RuntimeError(f"voice {voice.id}: {' '.join(cmd[:3])} failed (exit "
                                f"{r.returncode}) on {text!r}: {r.stderr.strip()[-500:]}")
         audio, src_rate = sf.read(wav, dtype="float32", always_2d=True)
-    return _to_corpus_audio(voice, audio.mean(axis=1), src_rate, rate)
+    return _to_corpus_audio(audio.mean(axis=1), src_rate, rate)

@@ -7,8 +7,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from unique_asr.data.synth_corpus import _check_disjoint, text_pools
+from synth_corpus.corpus import _check_disjoint, text_pools
 
 ADJ = ["red", "quiet", "happy", "old", "tiny", "brave", "lazy", "green", "loud", "clever"]
 NOUN = ["cat", "farmer", "river", "teacher", "robot", "garden", "pilot", "kettle", "dragon"]

@@ -1,13 +1,11 @@
-"""Clear answers to bad input: missing engines/voices name the Debian package and the command;
-missing or empty corpus directories name the path."""
+"""The TTS engines behind synth_corpus.voices: each speaks at 16 kHz, trimmed; festival's batch
+equals single calls; missing engines/voices name the Debian package and the command."""
 
 from __future__ import annotations
 
 import pytest
-
-from unique_asr.data import voices
-from unique_asr.data.manifests import build_manifests
-from unique_asr.data.voices import EngineMissing, Voice, check_voice, synthesize
+from synth_corpus import voices
+from synth_corpus.voices import EngineMissing, Voice, check_voice, synthesize
 
 
 def test_missing_engine_names_package(monkeypatch):
@@ -40,40 +38,20 @@ def test_engines_speak_at_16k_trimmed(engine, name):
     assert frames[:3].max() > frames.max() * 1e-4 and frames[-3:].max() > frames.max() * 1e-4
 
 
-def test_voice_shift_scales_frequencies_and_duration():
-    """Voice.shift: a 200 Hz tone comes out at 200 * shift Hz and 1 / shift as long; shift 1
-    leaves cache keys as they were before the field existed."""
-    import numpy as np
-
-    from unique_asr.data.voices import _to_corpus_audio
-
-    t = np.arange(32000) / 16000
-    tone = (0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
-    out = _to_corpus_audio(Voice("f", "flite", "awb", shift=1.25), tone, 16000, 16000)
-    assert abs(len(out) - 32000 / 1.25) < 400                           # trim pads 10 ms
-    spec = np.abs(np.fft.rfft(out[1000:-1000]))
-    peak = np.fft.rfftfreq(len(out) - 2000, 1 / 16000)[spec.argmax()]
-    assert abs(peak - 250) < 3
-    assert "shift" not in Voice("a", "flite", "awb").settings()
-    assert Voice.from_dict({"id": "b", "engine": "flite", "name": "awb", "shift": 1.2}).settings()["shift"] == 1.2
-    with pytest.raises(ValueError, match="shift"):
-        Voice.from_dict({"id": "c", "engine": "flite", "name": "awb", "shift": 3})
-
-
-def test_missing_or_empty_corpus_dir(tmp_path):
-    missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
-        build_manifests(missing, tmp_path / "m", ["train"])
-    (tmp_path / "corpus" / "train" / "audio").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match=r"no audio .*corpus/train/audio"):
-        build_manifests(tmp_path / "corpus", tmp_path / "m", ["train"])
+def test_voice_settings_are_the_cache_key_fields():
+    """The cache key fields are exactly a voice's settings; a config key a Voice does not have
+    is an error, not silently ignored."""
+    v = Voice.from_dict({"id": "b", "engine": "flite", "name": "awb", "rate": 0.9, "pitch": 120})
+    assert v.settings() == {"id": "b", "engine": "flite", "name": "awb", "rate": 0.9,
+                            "pitch": 120.0}
+    with pytest.raises(ValueError, match="unknown key"):
+        Voice.from_dict({"id": "c", "engine": "flite", "name": "awb", "speed": 3})
 
 
 def test_festival_batch_equals_single_calls():
     """Stage 0 batches festival utterances per process; the audio must not depend on it."""
     import numpy as np
-
-    from unique_asr.data.voices import synthesize_many
+    from synth_corpus.voices import synthesize_many
 
     voice = Voice("t", "festival", "kal_diphone")
     texts = ["the old stone bridge", "why is it that we rejoice"]

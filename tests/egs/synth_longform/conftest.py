@@ -1,15 +1,21 @@
-"""Helpers shared by the data tests: build the tiny synth_longform corpus the way run.sh does."""
+"""Helpers shared by the synth_longform recipe tests: its stage-0 package (local/synth_corpus)
+on sys.path, and the tiny corpus built the way run.sh builds it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RECIPE = ROOT / "egs" / "synth_longform"
+LOCAL = RECIPE / "local"  # holds the synth_corpus package
+
+if str(LOCAL) not in sys.path:
+    sys.path.insert(0, str(LOCAL))
 
 
 def hydra_args(data_dir: Path, *extra: str) -> list[str]:
@@ -19,10 +25,11 @@ def hydra_args(data_dir: Path, *extra: str) -> list[str]:
 
 def build_tiny(data_dir: Path, *extra: str) -> None:
     """Stage 0 (synthesis) on the tiny size, then stage 1 (manifests), in subprocesses."""
-    for module in ("prepare", "manifests"):
-        r = subprocess.run([sys.executable, "-m", f"unique_asr.bin.{module}",
-                            *hydra_args(data_dir, *extra)], capture_output=True, text=True,
-                           cwd=ROOT, check=False)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LOCAL), env.get("PYTHONPATH")) if p)
+    for module in ("synth_corpus.prepare", "unique_asr.bin.manifests"):
+        r = subprocess.run([sys.executable, "-m", module, *hydra_args(data_dir, *extra)],
+                           capture_output=True, text=True, cwd=ROOT, env=env, check=False)
         assert r.returncode == 0, f"{module} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 

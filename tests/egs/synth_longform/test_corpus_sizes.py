@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from unique_asr.bin._common import CONFIG_PATH
 
-RECIPE = Path(__file__).resolve().parents[2] / "egs" / "synth_longform"
+RECIPE = Path(__file__).resolve().parents[3] / "egs" / "synth_longform"
 
 
 def _corpus(size: str, *extra: str) -> dict:
@@ -58,7 +58,7 @@ def _test_split_digest(out) -> dict[str, str]:
 
 
 def test_test_split_independent_of_train_and_dev(tmp_path):
-    from unique_asr.data.synth_corpus import CorpusBuilder
+    from synth_corpus.corpus import CorpusBuilder
 
     full = tmp_path / "full"
     CorpusBuilder(_corpus("tiny"), full, num_workers=2).build()

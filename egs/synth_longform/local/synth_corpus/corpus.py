@@ -4,7 +4,7 @@ Why: the default recipe must run offline with no downloads, yet exercise long-fo
 so it makes its own multi-speaker conversations from public text and local TTS engines.
 
 Steps (all decisions come from one seed, so the same seed gives byte-identical output):
-1. sentences (text_source) are shuffled and cut into disjoint train/dev/test text pools
+1. sentences (unique_asr.data.text_source) are shuffled and cut into disjoint train/dev/test text pools
    (optional extra text files enlarge only the pools of corpus.text.extra_splits);
 2. each voice speaks a calibration sentence once, giving seconds per character for planning;
 3. per split, conversations are planned: length, 2-4 speakers, turns of 1-3 sentences, pauses,
@@ -41,8 +41,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .atomic import write_audio, write_json, write_jsonl
-from .text_source import load_sentences
+from unique_asr.data.atomic import write_audio, write_json, write_jsonl
+from unique_asr.data.text_source import load_sentences
+
 from .voices import Voice, check_voice, resample, synthesize, synthesize_many
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class CorpusBuilder:
             if len(vs) < 2:
                 raise ValueError(f"corpus.voices.{split}: needs at least 2 voices, has {len(vs)}")
             for v in vs:
-                key = f"{v.engine}:{v.name}:{v.rate}:{v.pitch}:{v.shift}"
+                key = f"{v.engine}:{v.name}:{v.rate}:{v.pitch}"
                 for other in (v.id, key):
                     if other in seen and seen[other] != split:
                         raise ValueError(f"corpus.voices: {v.id} ({key}) is in both "

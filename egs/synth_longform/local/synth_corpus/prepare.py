@@ -1,7 +1,8 @@
-"""Stage 0 for synthetic recipes: build the corpus described by cfg.corpus into
-<data_dir>/corpus (see unique_asr.data.synth_corpus). Resumable; safe to interrupt.
+"""Stage 0 of egs/synth_longform: build the corpus described by cfg.corpus into
+<data_dir>/corpus (see corpus.py). Resumable; safe to interrupt.
 
-    python -m unique_asr.bin.prepare recipe_dir=egs/synth_longform corpus=tiny
+    PYTHONPATH=egs/synth_longform/local python -m synth_corpus.prepare \
+        recipe_dir=egs/synth_longform corpus=tiny
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from unique_asr.bin._common import CONFIG_PATH, log, start, to_dict
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> None:
-    from unique_asr.data.synth_corpus import CorpusBuilder
+    from .corpus import CorpusBuilder
 
     start(cfg, "prepare")
     if "corpus" not in cfg:
