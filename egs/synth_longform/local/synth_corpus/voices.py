@@ -26,7 +26,7 @@ FESTIVAL_VOICE_PACKAGES = {
     "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
 }
 FESTIVAL_VOICE_DIRS = ("/usr/share/festival/voices", "/usr/lib/festival/voices")
-# A festival unpacked outside /usr (the GPU machine's TTS bundle, local/gpu/unpack_tts.sh) keeps
+# A festival unpacked outside /usr (the GPU machine's TTS bundle, tools/gpu/unpack_tts.sh) keeps
 # its voices elsewhere: this variable, a ':'-separated list, then replaces the two dirs above.
 FESTIVAL_VOICE_DIRS_ENV = "UNIQUE_ASR_FESTIVAL_VOICE_DIRS"
 

@@ -7,7 +7,7 @@ prints seconds of audio per CPU-second (this process + engine subprocesses). Wit
 the same (voice, text), i.e. that these engines (e.g. the GPU bundle) speak exactly as the ones
 that built that cache.
 
-    PYTHONPATH=egs/synth_longform/local:$PWD python local/gpu/tts_throughput.py --n 12 \
+    PYTHONPATH=egs/synth_longform/local:$PWD python tools/gpu/tts_throughput.py --n 12 \
         [--fortune-dir DIR] [--cache DIR] [--json OUT]
 """
 

@@ -4,7 +4,7 @@
 # that files written by earlier calls on the same warm machine (corpus, checkpoints under
 # /tmp/src/egs/*/data and exp) are found again by later calls.
 #   dev box:  git archive --format=tar.gz -o .gpu/src.tgz HEAD     (then carry [".gpu"])
-#   device:   bash local/gpu/from_snapshot.sh local/gpu/train_large.sh --train-minutes 9 ...
+#   device:   bash tools/gpu/from_snapshot.sh tools/gpu/train_large.sh --train-minutes 9 ...
 set -euo pipefail
 here=$(pwd)
 src=${SNAPSHOT_DIR:-/tmp/src}

@@ -3,12 +3,12 @@
 # machine, where there is no venv, no apt and no TTS engine: the audio and features are far too
 # big to carry (64 MiB), so they are made there. Needs `.gpu` carried (wheels + TTS debs).
 #
-#   local/gpu/build_corpus.sh --size large --nj 16 [-- hydra overrides]
+#   tools/gpu/build_corpus.sh --size large --nj 16 [-- hydra overrides]
 #
 # What it does, in order:
 #   1. pip-installs .gpu/wheels into $site (lhotse, hydra, soundfile, ...; see .gpu/README.txt)
 #      and puts it and the repo on PYTHONPATH, unless $site already holds lhotse;
-#   2. unpacks the TTS bundle (.gpu/tts) into $tts with local/gpu/unpack_tts.sh (wrappers on
+#   2. unpacks the TTS bundle (.gpu/tts) into $tts with tools/gpu/unpack_tts.sh (wrappers on
 #      PATH; nothing is written under /usr);
 #   3. runs stages 0-3 as run.sh would (same hydra arguments: recipe_dir, data_dir, exp_dir,
 #      num_workers, hydra.searchpath, corpus=<size>), with $python instead of the venv and the
@@ -71,14 +71,14 @@ debs_list=$(cd "$tts_debs" 2>/dev/null && ls -- *.deb 2>/dev/null | sort || true
 if [ ! -f "$env_file" ] || [ "$(cat "$tts/debs.txt" 2>/dev/null)" != "$debs_list" ]; then
   log "unpacking the TTS bundle $tts_debs into $tts"
   mkdir -p "$tts"
-  local/gpu/unpack_tts.sh "$tts_debs" "$tts" > "$env_file.tmp" && mv "$env_file.tmp" "$env_file"
+  tools/gpu/unpack_tts.sh "$tts_debs" "$tts" > "$env_file.tmp" && mv "$env_file.tmp" "$env_file"
   echo "$debs_list" > "$tts/debs.txt"
 fi
 # shellcheck disable=SC1090
 . "$env_file"
 if [ "$size" = large ] && [ ! -f "$UNIQUE_ASR_FORTUNE_DIR/cookie" ]; then
   die "the large corpus's train/dev text (Debian's fortunes package) is not in \
-$UNIQUE_ASR_FORTUNE_DIR: run local/gpu/fetch_tts_debs.sh on the dev box (it adds \
+$UNIQUE_ASR_FORTUNE_DIR: run tools/gpu/fetch_tts_debs.sh on the dev box (it adds \
 fortunes_*.deb to $tts_debs) and carry .gpu"
 fi
 log "setup done in $((SECONDS - t_all)) s; espeak-ng: $(command -v espeak-ng)"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue 3 on the GPU machine, in ONE device call (the machine keeps nothing between calls):
-# build the `large` corpus (local/gpu/build_corpus.sh), train the `small` model from scratch with
+# build the `large` corpus (tools/gpu/build_corpus.sh), train the `small` model from scratch with
 # one configuration per GPU in parallel (each alone on its GPU, for a wall-clock budget that fits
 # the call), decode the default test split (large's test split is the default one) as whole
 # recordings with each, score, and pack logs, loss curves and scoring files into $OUT.
 #
-#   local/gpu/train_large.sh --deadline-s 570 \
+#   tools/gpu/train_large.sh --deadline-s 570 \
 #       --config "main=train.lr=1e-3" --config "alt=train.lr=2e-3 train.max_duration=1200"
 #
 # Device call: kind nvidia-h200-x2 (one config per GPU), carry [".gpu"], timeout_s 600.
@@ -103,7 +103,7 @@ if [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; then
       .gpu/wheels/*.whl
 else
   log "build corpus $size ($nj jobs, data.lang.model_type=$lang)"
-  local/gpu/build_corpus.sh --size "$size" --nj "$nj" --data-dir "$data" -- "data.lang.model_type=$lang" \
+  tools/gpu/build_corpus.sh --size "$size" --nj "$nj" --data-dir "$data" -- "data.lang.model_type=$lang" \
     > "$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
   grep -E "^\[build_corpus|^\||^  (train|dev|test)" "$out/build.log" | grep -v "it/s"
 fi

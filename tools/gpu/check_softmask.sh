@@ -3,7 +3,7 @@
 #   (a) the soft-mask tests at full size (bf16 1e-2, fp32 1e-5 against float64; prints errors),
 #   (b) the soft-mask fwd+bwd bench against SDPA flash, bf16, 32/8 heads, D 128, L 8K/16K,
 #       batch 1/2/4 (JSON lines to $OUT/softmask_attention.jsonl).
-#   device:  bash local/gpu/from_snapshot.sh local/gpu/check_softmask.sh
+#   device:  bash tools/gpu/from_snapshot.sh tools/gpu/check_softmask.sh
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"

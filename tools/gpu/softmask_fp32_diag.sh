@@ -7,7 +7,7 @@
 #       fp32 PyTorch run of the reference, the float64 reference fed the kernel's gate, the
 #       score kernel with the fp32 measures off, and the compiled kernels' dot accumulators;
 #   (b) the full-size fp32 test that failed (full-g4-d128-soft, 1e-5 against float64).
-#   device:  bash local/gpu/from_snapshot.sh local/gpu/softmask_fp32_diag.sh
+#   device:  bash tools/gpu/from_snapshot.sh tools/gpu/softmask_fp32_diag.sh
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"

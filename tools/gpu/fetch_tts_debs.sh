@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Download (not install) the Debian 12 amd64 packages of the synthetic corpus's TTS engines,
 # voices, text and the libraries a bare CUDA image lacks, into .gpu/tts (git-ignored; carried
-# to the GPU machine, unpacked there by local/gpu/unpack_tts.sh). Run on the Debian dev box.
+# to the GPU machine, unpacked there by tools/gpu/unpack_tts.sh). Run on the Debian dev box.
 #
-#   local/gpu/fetch_tts_debs.sh [DIR]      (default .gpu/tts; ~34 MB)
+#   tools/gpu/fetch_tts_debs.sh [DIR]      (default .gpu/tts; ~34 MB)
 #
 # Left out on purpose (present on every Debian/Ubuntu image, and newer there): libc6,
 # libstdc++6, libgcc-s1, libtinfo6. The list below is the closure of `ldd espeak-ng flite
