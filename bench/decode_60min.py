@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 
 from unique_asr.data.paths import RecipeData
+from unique_asr.decoding.config import DecodeConfig
 from unique_asr.decoding.ngram_lm import lm_for_decoding
 from unique_asr.decoding.runner import (
-    DecodeOptions,
+    AudioInput,
     TestRecording,
     decode_recordings,
     load_recordings,
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-tokens-per-second", type=float,
-                    default=DecodeOptions.max_tokens_per_second)
+                    default=DecodeConfig.max_tokens_per_second)
     ap.add_argument("--bpe", help="bpe.model (default: the one the checkpoint names)")
     ap.add_argument("--method", default="greedy", help="decode.method (greedy, ctc_beam, ...)")
     ap.add_argument("--beam", type=int, default=4)
@@ -94,15 +95,15 @@ def main() -> None:
 
         model, _ = load_checkpoint(args.checkpoint)
         what = str(args.checkpoint)
-    opts = DecodeOptions(max_tokens_per_second=args.max_tokens_per_second, method=args.method,
-                         beam=args.beam, lm_weight=args.lm_weight, lm_order=args.lm_order,
-                         token_bonus=args.token_bonus)
+    opts = DecodeConfig(max_tokens_per_second=args.max_tokens_per_second, method=args.method,
+                        ctc_weight=0.0, beam=args.beam, lm_weight=args.lm_weight,
+                        lm_order=args.lm_order, token_bonus=args.token_bonus)
     notes: Counter = Counter()
-    recs = load_recordings(rd.load_cuts(args.set), opts, notes, [])
+    recs = load_recordings(rd.load_cuts(args.set), AudioInput(), notes, [])
     rec = joined_recording(recs, args.minutes)
     del recs
     t0 = time.perf_counter()
-    lm, _ = lm_for_decoding(vars(opts), sp, ck_bpe or rd.bpe_model_path(args.vocab_size))
+    lm, _ = lm_for_decoding(opts, sp, ck_bpe or rd.bpe_model_path(args.vocab_size))
     lm_build_s = time.perf_counter() - t0
     res = decode_recordings(model, [rec], sp, opts, "cpu", notes, lm=lm)
     wall = time.perf_counter() - t0

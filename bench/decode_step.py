@@ -154,26 +154,25 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-# whole-step variants, each one CUDA graph: (name, streams, PDL, fused score+top-k). "lib" is
-# what api.unique_decode runs by default (single stream, PDL on Hopper, separate top-k kernel)
-# and is the headline figure; the others are api.sparse_step options.
-# Each: (name, streams, fused, module overrides {(module, attribute): value}, set for the run).
+# whole-step variants, each one CUDA graph. "lib" is what api.unique_decode runs by default
+# (single stream, PDL on Hopper) and is the headline figure; the others are api.sparse_step
+# options. Each: (name, streams, module overrides {(module, attribute): value}, set for the run).
 # lib_nobounds: top-k searching from the top bit (the run-6 top-k; no register caps).
 # lib_bounds_all: the bounds for every row length (4K-page rows: 8 warps capped at 128
 # registers). lib_tk_occ: also 4K-page rows on 4 warps capped at 128 (4 per SM instead of 2).
-# The fused score+top-k and 2-stream variants (slower in run 6): EXTRA_VARIANTS (--all-variants).
+# The 2-stream variant: EXTRA_VARIANTS (--all-variants).
 _ALL = {(topk_mod, "BOUNDS_MAX_BLOCK"): topk_mod.MAX_BLOCK}
 STEP_VARIANTS = (
-    ("lib", 1, False, {}),
-    ("lib_nopdl", 1, False, {(score_mod, "PDL"): False}),
-    ("lib_nobounds", 1, False, {(topk_mod, "BOUNDS_MAX_BLOCK"): 0,
+    ("lib", 1, {}),
+    ("lib_nopdl", 1, {(score_mod, "PDL"): False}),
+    ("lib_nobounds", 1, {(topk_mod, "BOUNDS_MAX_BLOCK"): 0,
                                 (topk_mod, "MAXNREG"): {}}),
-    ("lib_bounds_all", 1, False, {**_ALL, (topk_mod, "MAXNREG"): {(2048, 4): 96,
+    ("lib_bounds_all", 1, {**_ALL, (topk_mod, "MAXNREG"): {(2048, 4): 96,
                                                                    (4096, 8): 128}}),
-    ("lib_tk_occ", 1, False, {**_ALL, (topk_mod, "WARPS"): {4096: 4},
+    ("lib_tk_occ", 1, {**_ALL, (topk_mod, "WARPS"): {4096: 4},
                               (topk_mod, "MAXNREG"): {(2048, 4): 96, (4096, 4): 128}}),
 )
-EXTRA_VARIANTS = (("fused", 1, True, {}), ("streams2", 2, False, {}))
+EXTRA_VARIANTS = (("streams2", 2, {}),)
 
 
 def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False):
@@ -215,14 +214,14 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
     step_us, step_diff = {}, {}
     variants = STEP_VARIANTS + (EXTRA_VARIANTS if all_variants else ())
-    for name, streams, fused, over in variants if DEV == "cuda" else ():
+    for name, streams, over in variants if DEV == "cuda" else ():
         saved = {k: getattr(*k) for k in over}
         for (mod, attr), val in over.items():
             setattr(mod, attr, val)
         try:
-            sparse_step(q, cache, 0, budget, batch, P, streams=streams, fused=fused)  # eager
-            t, (o, p) = graph_us(lambda st=streams, fu=fused: sparse_step(
-                q, cache, 0, budget, batch, P, streams=st, fused=fu))
+            sparse_step(q, cache, 0, budget, batch, P, streams=streams)  # eager
+            t, (o, p) = graph_us(lambda st=streams: sparse_step(
+                q, cache, 0, budget, batch, P, streams=st))
             step_us[name] = round(t, 2)
             step_diff[name] = bool(torch.equal(o, out) and torch.equal(p, sel))
         except Exception as e:  # noqa: BLE001 - record why a variant could not run
@@ -357,7 +356,7 @@ def main(argv=None) -> None:
     ap.add_argument("--fast", action="store_true",
                     help="library defaults only: no attention-config sweep")
     ap.add_argument("--all-variants", action="store_true",
-                    help="also time the fused score+top-k and 2-stream steps")
+                    help="also time the 2-stream step")
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run (TRITON_INTERPRET=1)")
     args = ap.parse_args(argv)
     global DEV, H, HKV, D

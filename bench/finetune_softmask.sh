@@ -5,13 +5,13 @@
 #       --data-dir egs/synth_longform/data --minutes 10 --taus "0.5 1.0" --out exp_ft
 #
 # For each tau: trains `model` (default small, train=gpu) from the checkpoint's weights with the
-# decoder attention switched to unique_soft (attention.tau, attention.budget) for --minutes of
+# decoder attention switched to unique_soft (train.attention.tau, train.attention.budget) for --minutes of
 # wall clock (optionally the last --hard-steps schedule steps with unique_hard), keeping its loss
 # curve (<out>/loss_<tag>.tsv; the full log is <out>/exp/<tag>/train_log.jsonl). A dense run from
 # the same weights for --timing-steps steps sees the same batches (same seed) and gives the step
 # time ratio soft/dense. Optionally (--dense-minutes M) a dense fine-tune of M minutes is the
 # like-for-like control. Every model (the original checkpoint too) is decoded on the test set
-# with decode.attention=unique decode.budget=<budget> and with dense, and scored; prints a WER
+# with decode.sparse.method=unique decode.sparse.budget=<budget> and with dense, and scored; prints a WER
 # table and writes <out>/summary.json and <out>/RESULTS.md. Extra hydra overrides after `--`
 # go to every training, decoding and scoring run (e.g. -- train.max_duration=900
 # decode.batch_size=4).
@@ -116,8 +116,8 @@ common=("recipe_dir=$recipe" "data_dir=$data_dir" "exp_dir=$out/exp"
 train_run() {  # tag attention minutes [more overrides]
   local tag=$1 att=$2 mins=$3; shift 3
   log "train $tag: attention=$att, $mins min, from $ckpt"
-  "$python" -m unique_asr.bin.train "${common[@]}" "train=$train" "attention=$att" \
-    "attention.budget=$budget" "train.init_from=$ckpt" "train.tag=$tag" \
+  "$python" -m unique_asr.bin.train "${common[@]}" "train=$train" "+train.attention.kind=$att" \
+    "+train.attention.budget=$budget" "train.init_from=$ckpt" "train.tag=$tag" \
     "train.max_minutes=$mins" "train.lr=$lr" "train.warmup_steps=$warmup" \
     "train.curriculum.start_max_s=$start_max_s" "train.ctc_warmup_steps=0" "$@" \
     "${extra[@]+"${extra[@]}"}" > "$out/train_$tag.log" 2>&1 \
@@ -125,8 +125,8 @@ train_run() {  # tag attention minutes [more overrides]
 }
 decode_run() {  # name checkpoint attention -> prints "<name> <attention> <WER%>"
   local name=$1 ck=$2 att=$3
-  local d=("decode.checkpoint=$ck" "decode.model_dir=$(dirname "$ck")" "decode.attention=$att"
-           "decode.budget=$budget" "decode.out_dir=$out/decode/$name" "decode.sets=[${sets// /,}]"
+  local d=("decode.checkpoint=$ck" "decode.model_dir=$(dirname "$ck")" "decode.sparse.method=$att"
+           "decode.sparse.budget=$budget" "decode.out_dir=$out/decode/$name" "decode.sets=[${sets// /,}]"
            "decode.results_md=$out/RESULTS.md")
   if [ -n "$decode_dtype" ]; then d+=("decode.dtype=$decode_dtype"); fi
   d+=("${extra[@]+"${extra[@]}"}")
@@ -151,7 +151,7 @@ if [ "$stage" -le 1 ]; then
   # 1. step-time reference: dense from the same weights, same seed -> the same first batches
   train_run dense_timing dense "$minutes" "train.halt_after_steps=$timing_steps"
   for tau in $taus; do
-    train_run "soft_tau$tau" unique_soft "$minutes" "attention.tau=$tau" \
+    train_run "soft_tau$tau" unique_soft "$minutes" "+train.attention.tau=$tau" \
       "train.hard_steps=$hard_steps"
   done
   if [ "$dense_minutes" != 0 ]; then train_run dense_ft dense "$dense_minutes"; fi

@@ -1,11 +1,12 @@
-"""api.unique_decode: Triton path vs reference path, dense equivalence, input errors."""
+"""api.unique_decode: Triton path vs reference path, dense equivalence, input errors;
+SparseConfig validation."""
 
 import pytest
 import torch
 from attn_testutil import DEV, make_cache, phys_to_logical, rel_err, sizes
 
 from unique_asr.attention import reference as R
-from unique_asr.attention.api import unique_decode
+from unique_asr.attention.api import METHODS, SparseConfig, decode, unique_decode
 
 
 @pytest.mark.parametrize("method", ["unique", "meanonly", "quest", "oracle"])
@@ -15,7 +16,7 @@ def test_triton_step_matches_reference(method, size):
     lengths, Hkv, G, D, budget = (size[x] for x in ("lengths", "Hkv", "G", "D", "budget"))
     cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.float32, quest=method == "quest")
     q = torch.randn(len(lengths), Hkv * G, D, device=DEV)
-    out, pages = unique_decode(q, cache, 0, budget, method, seqs, sink_pages=1, backend="triton",
+    out, pages = unique_decode(q, cache, 0, budget, method, seqs, sink_pages=1, impl="triton",
                                return_pages=True)
     pt, lens = cache.batch(seqs)
     k, v, _ = cache.contiguous(0, seqs)
@@ -46,12 +47,12 @@ def test_budget_above_context_is_dense_bf16(size):
     cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.bfloat16)
     q = torch.randn(len(lengths), Hkv * G, D, device=DEV).bfloat16()
     budget = max(lengths) + 8
-    out = unique_decode(q, cache, 0, budget, "unique", seqs, backend="triton")
-    dense = unique_decode(q, cache, 0, budget, "dense", seqs, backend="triton")
+    out = unique_decode(q, cache, 0, budget, "unique", seqs, impl="triton")
+    dense = unique_decode(q, cache, 0, budget, "dense", seqs, impl="triton")
     k, v, lens = cache.contiguous(0, seqs)
     ref = R.dense_attention(q.double(), k.double(), v.double(), lens)
     assert torch.equal(out, dense) and rel_err(out, ref) <= 1e-2
-    ref_be = unique_decode(q.double(), cache, 0, budget, "unique", seqs, backend="reference")
+    ref_be = unique_decode(q.double(), cache, 0, budget, "unique", seqs, impl="reference")
     assert rel_err(ref_be, ref) <= 1e-12
 
 
@@ -70,3 +71,28 @@ def test_input_errors():
         unique_decode(torch.randn(2, 3, 16, device=DEV), cache, 0, 64)
     with pytest.raises(ValueError, match="layer"):
         unique_decode(q, cache, 1, 64)
+
+
+def test_reference_step_matches_triton_step():
+    """reference.decode_step (impl=reference) and the Triton path select the same pages and
+    give the same output on a random cache (float32, scores well separated)."""
+    cache, seqs = make_cache([75, 9, 130], 2, 32, dtype=torch.float32)
+    q = torch.randn(3, 8, 32, device=DEV)
+    sc = SparseConfig(method="unique", budget=32, sink_pages=1)
+    ref = decode(q, cache, 0, SparseConfig(**{**sc.__dict__, "impl": "reference"}), seqs)
+    tri = decode(q, cache, 0, SparseConfig(**{**sc.__dict__, "impl": "triton"}), seqs)
+    assert rel_err(tri, ref) <= 1e-5
+
+
+def test_sparse_config_validation_names_key_and_values():
+    assert SparseConfig().validate().method == "dense" and METHODS[0] == "dense"
+    with pytest.raises(ValueError, match=r"decode\.sparse\.method='topk'.*dense, unique, quest"):
+        SparseConfig(method="topk").validate()
+    with pytest.raises(ValueError, match=r"decode\.sparse\.impl.*auto, triton, reference"):
+        SparseConfig(impl="torch").validate()
+    with pytest.raises(ValueError, match=r"decode\.sparse\.budget=12.*multiple"):
+        SparseConfig(method="unique", budget=12).validate()
+    with pytest.raises(ValueError, match=r"decode\.sparse\.budget=0"):
+        SparseConfig(method="unique", budget=0).validate()
+    with pytest.raises(ValueError, match=r"decode\.sparse\.sink_pages"):
+        SparseConfig(sink_pages=-1).validate()

@@ -1,6 +1,8 @@
 """Properties of the plain-PyTorch reference that the kernels are tested against."""
 
+import pytest
 import torch
+from attn_testutil import DEV, make_cache
 
 from unique_asr.attention import reference as R
 
@@ -54,14 +56,31 @@ def test_select_rules_newest_sinks_ties_dense():
     assert sel[0, 0].tolist() == [9] and sel[2, 0].tolist() == [5]
 
 
-def test_sparse_attention_all_pages_is_dense_and_budget_above_context():
+def test_sparse_attention_all_pages_is_dense():
     q, k, v = _rand()
     lens = torch.tensor([45, 17, 1])
     dense = R.dense_attention(q, k, v, lens)
-    out, _ = R.topk_decode(q, k, v, lens, 8, budget=48)  # 6 pages >= every context
-    assert torch.allclose(out, dense, atol=1e-12)
+    all_pages = torch.arange(6).expand(3, 2, 6)  # 6 pages >= every context
+    assert torch.allclose(R.sparse_attention(q, k, v, lens, all_pages, 8), dense, atol=1e-12)
     # one token: output is that token's value for every query head of its KV head
     assert torch.allclose(dense[2].view(2, 4, 16), v[2, :, :1].expand(2, 4, 16))
-    sparse, sel = R.topk_decode(q, k, v, lens, 8, budget=16)
-    assert not torch.allclose(sparse[0], dense[0])
-    assert (sel[0] == 5).any(-1).all()  # newest page always selected
+
+
+@pytest.mark.parametrize("method", ["unique", "meanonly", "quest", "oracle"])
+def test_paged_decode_step_matches_contiguous_definition(method):
+    """decode_step on a paged cache (statistics kept incrementally, only the selected pages
+    read) equals scoring, selecting and attending on the contiguous keys; with a budget above
+    the context it is dense attention."""
+    cache, seqs = make_cache([45, 17, 1, 64], 2, 16, dtype=torch.float64,
+                             quest=method == "quest")
+    q = torch.randn(4, 8, 16, dtype=torch.float64, device=DEV)
+    k, v, lens = cache.contiguous(0, seqs)
+    out, sel = R.decode_step(q, cache, 0, seqs, 16, method, sink_pages=1)
+    want_sel = R.select_pages(R.score_pages(method, q, k, lens, 8), lens, 8, 2, sink_pages=1)
+    assert torch.equal(sel, want_sel) and (sel[0] == 5).any(-1).all()  # newest page kept
+    want = R.sparse_attention(q, k, v, lens, want_sel, 8)
+    assert torch.allclose(out, want, atol=1e-12)
+    dense = R.dense_attention(q, k, v, lens)
+    assert not torch.allclose(out[0], dense[0])
+    full, none = R.decode_step(q, cache, 0, seqs, 64, method)
+    assert none is None and torch.allclose(full, dense, atol=1e-12)

@@ -1,6 +1,5 @@
-"""api.sparse_step (the Triton step unique_decode runs): batch split over streams, scores and
-top-k fused in one launch, PDL off and CUDA-graph replay all give bitwise the plain step's
-output; the output matches the reference."""
+"""api.sparse_step (the Triton step unique_decode runs): batch split over streams, PDL off and
+CUDA-graph replay all give bitwise the plain step's output; the output matches the reference."""
 
 import torch
 from attn_testutil import DEV, make_cache, phys_to_logical, rel_err, sizes
@@ -21,7 +20,7 @@ def test_sparse_step_streams_pdl_and_graph_same_output(size):
     q = torch.randn(len(lengths), Hkv * G, D, device=DEV).bfloat16()
     batch = cache.batch(seqs)
     P = -(-max(lengths) // 8)
-    out1, pages1 = unique_decode(q, cache, 0, budget, "unique", seqs, backend="triton",
+    out1, pages1 = unique_decode(q, cache, 0, budget, "unique", seqs, impl="triton",
                                  return_pages=True)
     k, v, lens = cache.contiguous(0, seqs)
     ref = R.sparse_attention(q.double(), k.double(), v.double(), lens,
@@ -29,11 +28,6 @@ def test_sparse_step_streams_pdl_and_graph_same_output(size):
     assert rel_err(out1, ref) <= 1e-2
     out2, pages2 = sparse_step(q, cache, 0, budget, batch, P, streams=2)
     assert torch.equal(out1, out2) and torch.equal(pages1, pages2)
-    for streams in (1, 2):  # scores + top-k fused in one launch (run twice: counters reset)
-        for _ in range(2):
-            out4, pages4 = sparse_step(q, cache, 0, budget, batch, P, streams=streams,
-                                       fused=True)
-            assert torch.equal(out1, out4) and torch.equal(pages1, pages4), streams
     saved = score_mod.PDL
     try:
         score_mod.PDL = False
@@ -42,21 +36,20 @@ def test_sparse_step_streams_pdl_and_graph_same_output(size):
         score_mod.PDL = saved
     assert torch.equal(out1, out3) and torch.equal(pages1, pages3)
     if DEV == "cuda":
-        for streams, fused in ((1, False), (2, False), (1, True), (2, True)):
+        for streams in (1, 2):
             qs = q.clone()
             g = torch.cuda.CUDAGraph()
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
-                sparse_step(qs, cache, 0, budget, batch, P, streams=streams, fused=fused)
+                sparse_step(qs, cache, 0, budget, batch, P, streams=streams)
             torch.cuda.current_stream().wait_stream(s)
             with torch.cuda.graph(g):
-                og, pg = sparse_step(qs, cache, 0, budget, batch, P, streams=streams,
-                                     fused=fused)
+                og, pg = sparse_step(qs, cache, 0, budget, batch, P, streams=streams)
             q2 = torch.randn_like(q)
             qs.copy_(q2)
             og.fill_(float("nan"))
             g.replay()
             torch.cuda.synchronize()
             want, want_p = sparse_step(q2, cache, 0, budget, batch, P)
-            assert torch.equal(og, want) and torch.equal(pg, want_p), (streams, fused)
+            assert torch.equal(og, want) and torch.equal(pg, want_p), streams

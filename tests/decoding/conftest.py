@@ -56,8 +56,8 @@ class FakeModel:
         self.caches = []
         self.steps = 0
 
-    def new_cache(self, batch, max_len, device, dtype=None, backend="dense"):
-        assert backend == "dense"
+    def new_cache(self, batch, max_len, device, dtype=None, sparse=None):
+        assert sparse is None or sparse.method == "dense"
         c = FakeCache(batch, max_len)
         self.caches.append(c)
         return c

@@ -49,10 +49,10 @@ def test_decode_then_score(recipe):
     assert "python -m unique_asr.bin.decode" in cells[-1]
 
 
-def test_unknown_or_unavailable_attention_is_a_clear_error(recipe):
-    res = _run("decode", recipe, "decode.attention=sparse")
+def test_unknown_attention_method_is_a_clear_error(recipe):
+    res = _run("decode", recipe, "decode.sparse.method=sparse")
     assert res.returncode != 0
-    assert "decode.attention='sparse' is unknown; choose one of dense, unique" in res.stderr
+    assert "decode.sparse.method='sparse': use one of dense, unique" in res.stderr
 
 
 def test_run_sh_stages_5_and_6(recipe):

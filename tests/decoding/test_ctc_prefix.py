@@ -215,8 +215,10 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
     from conftest import WordTokenizer, make_cut
     from lhotse import CutSet
 
+    from unique_asr.attention.api import SparseConfig
     from unique_asr.decoding import runner
-    from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+    from unique_asr.decoding.config import DecodeConfig
+    from unique_asr.decoding.runner import decode_cuts
 
     seen = []
 
@@ -230,24 +232,25 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
     tok = WordTokenizer(40)
     base = {"max_tokens_per_second": 3.0, "min_new_tokens": 2, "max_segment_seconds": 2.5,
             "batch_size": 4}
-    plain = decode_cuts(tiny_model, cuts, tok, DecodeOptions(**base), "cpu")
+    plain = decode_cuts(tiny_model, cuts, tok, DecodeConfig(**base, ctc_weight=0.0), "cpu")
     assert not seen  # weight 0: the decoder alone, no CTC scorer
-    joint = decode_cuts(tiny_model, cuts, tok, DecodeOptions(**base, ctc_weight=0.5), "cpu")
+    joint = decode_cuts(tiny_model, cuts, tok, DecodeConfig(**base, ctc_weight=0.5), "cpu")
     ((shape, lens, w),) = seen
     assert joint.rows[0]["pieces"] == plain.rows[0]["pieces"] == 3 and w == 0.5
     assert shape[0] == 3 and shape[2] == 41 and max(lens) == shape[1]
     assert sum(lens) == pytest.approx(600 / 4, abs=6)  # 6 s at 40 ms, three pieces
     assert joint.notes["ctc_seconds"] > 0
     assert len(joint.rows[0]["hyp"].split()) == joint.rows[0]["tokens"]
-    sparse = decode_cuts(tiny_model, cuts, tok, DecodeOptions(
-        **base, ctc_weight=0.5, attention="unique", budget=4096), "cpu")
+    sparse = decode_cuts(tiny_model, cuts, tok, DecodeConfig(
+        **base, ctc_weight=0.5, sparse=SparseConfig("unique", 4096)), "cpu")
     assert sparse.rows[0]["hyp"] == joint.rows[0]["hyp"]
-    small = decode_cuts(tiny_model, cuts, tok, DecodeOptions(
-        **base, ctc_weight=0.5, attention="unique", budget=16, method="beam", beam=2), "cpu")
+    small = decode_cuts(tiny_model, cuts, tok, DecodeConfig(
+        **base, ctc_weight=0.5, sparse=SparseConfig("unique", 16), method="beam", beam=2),
+        "cpu")
     assert small.rows[0]["pieces"] == 3 and small.notes["ctc_seconds"] > 0
     with pytest.raises(ValueError, match="ctc_weight"):
-        DecodeOptions(ctc_weight=1.5)
-    assert DecodeOptions(method="ctc_greedy", ctc_weight=0.3).ctc_weight == 0.0  # not joint
+        DecodeConfig(ctc_weight=1.5)
+    assert DecodeConfig(method="ctc_greedy", ctc_weight=0.3).joint_ctc_weight == 0.0
 
 
 def test_frame_window_gives_the_full_scores():

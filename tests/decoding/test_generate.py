@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from unique_asr.decoding.backends import BackendUnavailableError, check_attention
 from unique_asr.decoding.generate import beam_search, greedy_search
 
 
@@ -66,17 +65,6 @@ def test_beam_beats_greedy_on_garden_path(make_fake):
     beam, _ = beam_search(m, emb, lens, max_new=5, beam=2)
     assert beam == [[2, 3], [2, 3]]
     assert beam_search(m, emb, lens, max_new=5, beam=1)[0] == greedy
-
-
-def test_attention_names_checked():
-    check_attention("dense", None)
-    with pytest.raises(BackendUnavailableError, match="unknown; choose one of dense, unique"):
-        check_attention("sparse", 512)
-    with pytest.raises(BackendUnavailableError, match="not available yet"):
-        check_attention("unique", 512, available=("dense",))
-    check_attention("unique", 512, available=("dense", "unique"))
-    with pytest.raises(ValueError, match="decode.budget"):
-        check_attention("quest", 0, available=("dense", "quest"))
 
 
 def test_greedy_drops_finished_sequences(fake_model, copy_batch):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
+from unique_asr.decoding.config import DecodeConfig
 from unique_asr.decoding.layout import method_name, run_tag
 
 
 def _d(**kw):
-    base = {"method": "greedy", "beam": 4, "ctc_weight": 0.9, "ctc_candidates": 32,
-            "lm_weight": 0.0, "lm_order": 9, "token_bonus": 0.0, "oov_penalty": 0.0,
-            "attention": "dense", "budget": 512, "tag": None}
-    return {**base, **kw}
+    base = {"lm_weight": 0.0, "token_bonus": 0.0}
+    return DecodeConfig.from_dict({**base, **kw})
 
 
 def test_tags_name_the_settings_that_change_the_output():
@@ -20,5 +21,21 @@ def test_tags_name_the_settings_that_change_the_output():
     assert method_name(_d(method="ctc_beam", beam=32, lm_weight=1.0, token_bonus=1.0)) == \
         "ctc_beam32-lm9w1b1"
     assert method_name(_d(method="ctc_beam", beam=8, oov_penalty=-2.0)) == "ctc_beam8-oov2"
-    assert run_tag(_d(attention="unique")) == "greedy-ctc0.9-unique-b512"
+    assert run_tag(_d(sparse={"method": "unique"})) == "greedy-ctc0.9-unique-b512"
     assert run_tag(_d(tag="mine")) == "mine"
+
+
+def test_from_dict_rejects_unknown_keys_naming_them_and_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown key decode\.budget; valid decode keys: "
+                                         r"method, beam, .*sparse"):
+        DecodeConfig.from_dict({"budget": 256})
+    with pytest.raises(ValueError, match=r"unknown key decode\.sparse\.budgett; valid "
+                                         r"decode\.sparse keys: method, budget, page_size"):
+        DecodeConfig.from_dict({"sparse": {"method": "unique", "budgett": 256}})
+    with pytest.raises(ValueError, match=r"decode\.sparse\.method='sparse'.*dense, unique"):
+        DecodeConfig.from_dict({"sparse": {"method": "sparse"}})
+    cfg = DecodeConfig.from_dict({"beam": 8, "sparse": {"method": "quest", "budget": 64,
+                                                        "dense_layers": [0]}})
+    assert (cfg.beam, cfg.sparse.method, cfg.sparse.budget, cfg.sparse.dense_layers) == \
+        (8, "quest", 64, [0])
+    assert DecodeConfig.from_dict({}) == DecodeConfig()

@@ -57,9 +57,9 @@ def test_supervision_gaps_preferred():
 
 
 def test_bad_options_fail_early():
-    from unique_asr.decoding.runner import DecodeOptions
+    from unique_asr.decoding.config import DecodeConfig
 
     with pytest.raises(ValueError, match="decode.method='sampling'"):
-        DecodeOptions(method="sampling")
+        DecodeConfig(method="sampling")
     with pytest.raises(ValueError, match="decode.split_at"):
-        DecodeOptions(split_at="middle")
+        DecodeConfig(split_at="middle")

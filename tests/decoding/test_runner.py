@@ -5,12 +5,14 @@ import torch
 from conftest import WordTokenizer, make_cut
 from lhotse import CutSet
 
+from unique_asr.attention.api import METHODS, SparseConfig
+from unique_asr.decoding.config import DecodeConfig
 from unique_asr.decoding.features import BadInputError
 from unique_asr.decoding.generate import beam_search, greedy_search
-from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+from unique_asr.decoding.runner import AudioInput, decode_cuts
 
 # few tokens per second keeps a random model (which rarely says eos) to a few steps
-FAST = {"max_tokens_per_second": 2.0, "min_new_tokens": 2}
+FAST = {"max_tokens_per_second": 2.0, "min_new_tokens": 2, "ctc_weight": 0.0}
 
 
 def test_real_model_batch_equals_single(tiny_model):
@@ -35,7 +37,7 @@ def test_decode_cuts_whole_recordings(tmp_path, tiny_model):
         make_cut(tmp_path, "a", 5.0),
         make_cut(tmp_path, "short", 0.3, texts=("hi",)),  # under one page of audio tokens
     ])
-    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**FAST), "cpu")
     assert [r["id"] for r in res.rows] == ["a", "b", "short"]
     assert res.rows[1]["ref"] == "hello there general kenobi"  # supervisions in time order
     assert all(r["pieces"] == 1 for r in res.rows)  # whole recordings
@@ -51,13 +53,13 @@ def test_decode_cuts_whole_recordings(tmp_path, tiny_model):
 
 def test_long_recording_split_and_joined(tmp_path, tiny_model):
     cuts = CutSet.from_cuts([make_cut(tmp_path, "long", 6.0)])
-    opts = DecodeOptions(**FAST, max_segment_seconds=2.5, batch_size=2)
+    opts = DecodeConfig(**FAST, max_segment_seconds=2.5, batch_size=2)
     res = decode_cuts(tiny_model, cuts, WordTokenizer(40), opts, "cpu")
     (row,) = res.rows
     assert row["pieces"] == 3 and res.notes["split_recordings"] == 1
     assert len(row["hyp"].split()) == row["tokens"] > 0
     beam = decode_cuts(tiny_model, cuts, WordTokenizer(40),
-                       DecodeOptions(**FAST, max_segment_seconds=2.5, method="beam", beam=2),
+                       DecodeConfig(**FAST, max_segment_seconds=2.5, method="beam", beam=2),
                        "cpu")
     assert beam.rows[0]["pieces"] == 3
 
@@ -70,11 +72,11 @@ def test_ctc_methods_keep_a_recording_whole_past_the_decoder_context(tmp_path, t
     saved = tiny_model.cfg.max_positions
     tiny_model.cfg.max_positions = 60  # room for ~3.9 s of audio + transcript per piece
     try:
-        llm = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**tight), "cpu")
+        llm = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**tight), "cpu")
         ctc = decode_cuts(tiny_model, cuts, WordTokenizer(40),
-                          DecodeOptions(**tight, method="ctc_greedy"), "cpu")
+                          DecodeConfig(**tight, method="ctc_greedy"), "cpu")
         asked = decode_cuts(tiny_model, cuts, WordTokenizer(40),
-                            DecodeOptions(**tight, method="ctc_greedy", max_segment_seconds=2.5),
+                            DecodeConfig(**tight, method="ctc_greedy", max_segment_seconds=2.5),
                             "cpu")
     finally:
         tiny_model.cfg.max_positions = saved
@@ -89,9 +91,9 @@ def test_bad_audio_named_or_skipped(tmp_path, tiny_model):
     (tmp_path / "bad.wav").unlink()
     cuts = CutSet.from_cuts([good, bad])
     with pytest.raises(BadInputError, match=r"cut bad: audio file .*bad\.wav is missing"):
-        decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+        decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**FAST), "cpu")
     res = decode_cuts(tiny_model, cuts, WordTokenizer(40),
-                      DecodeOptions(**FAST, skip_bad=True), "cpu")
+                      DecodeConfig(**FAST), "cpu", audio=AudioInput(skip_bad=True))
     assert [r["id"] for r in res.rows] == ["good"]
     assert len(res.skipped) == 1 and res.skipped[0]["id"] == "bad"
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
@@ -99,12 +101,12 @@ def test_bad_audio_named_or_skipped(tmp_path, tiny_model):
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
     with pytest.raises(BadInputError, match=r"cut junk: cannot read audio .*junk\.wav"):
         decode_cuts(tiny_model, CutSet.from_cuts([junk]), WordTokenizer(40),
-                    DecodeOptions(**FAST), "cpu")
+                    DecodeConfig(**FAST), "cpu")
 
 
 def test_other_sample_rate_resampled(tmp_path, tiny_model):
     cuts = CutSet.from_cuts([make_cut(tmp_path, "r8k", 2.0, sr=8000)])
-    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeOptions(**FAST), "cpu")
+    res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**FAST), "cpu")
     assert res.notes["resampled"] == 1 and len(res.rows) == 1
 
 
@@ -125,16 +127,16 @@ def test_stored_features_nan_and_missing(tmp_path, tiny_model):
     f[10:15] = np.nan
     np.save(path, f)
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
-                      DecodeOptions(**FAST), "cpu")
+                      DecodeConfig(**FAST), "cpu")
     assert res.notes["frames_nan_zeroed"] == 5 and res.notes["recordings_with_nan"] == 1
     assert len(res.rows) == 1
     path.unlink()
     with pytest.raises(BadInputError, match=rf"cut nanrec: cannot read its features .*{path.name}"):
         decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
-                    DecodeOptions(**FAST), "cpu")
+                    DecodeConfig(**FAST), "cpu")
 
 
-@pytest.mark.parametrize("attention", ["unique", "quest", "meanonly", "oracle"])
+@pytest.mark.parametrize("attention", [m for m in METHODS if m != "dense"])
 def test_sparse_backends_through_the_loop(tiny_model, attention):
     """Budget >= context: the sparse caches attend densely, so greedy output equals dense.
     A small budget (2 pages of ~7) runs the top-k path for every step."""
@@ -143,11 +145,12 @@ def test_sparse_backends_through_the_loop(tiny_model, attention):
     with torch.inference_mode():
         audio, alens = tiny_model.encode(feats, lens)
     dense, _ = greedy_search(tiny_model, audio, alens, 6)
-    wide, _ = greedy_search(tiny_model, audio, alens, 6, attention, budget=4096)
+    wide, _ = greedy_search(tiny_model, audio, alens, 6, SparseConfig(attention, 4096))
     assert wide == dense
-    hyps, stats = greedy_search(tiny_model, audio, alens, 6, attention, budget=16)
+    hyps, stats = greedy_search(tiny_model, audio, alens, 6, SparseConfig(attention, 16))
     assert len(hyps) == 2 and stats.steps >= 1 and all(len(h) <= 6 for h in hyps)
-    beam, _ = beam_search(tiny_model, audio, alens, 4, beam=2, attention=attention, budget=16)
+    beam, _ = beam_search(tiny_model, audio, alens, 4, beam=2,
+                          sparse=SparseConfig(attention, 16))
     assert len(beam) == 2
 
 
@@ -159,7 +162,7 @@ def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
 
     cut = make_cut(tmp_path, "c", 4.0)
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
-                      DecodeOptions(method="ctc_greedy"), "cpu")
+                      DecodeConfig(method="ctc_greedy"), "cpu")
     feats = cut_features(cut, Counter())
     with torch.inference_mode():
         _, _, logp, enc_lens = tiny_model.encode_with_ctc(feats[None], torch.tensor([len(feats)]))
@@ -168,7 +171,7 @@ def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
     assert res.rows[0]["tokens"] == len(ids) == res.speed.tokens
     assert all(i != tiny_model.cfg.ctc_blank for i in ids)
     with pytest.raises(ValueError, match="ctc_greedy"):
-        DecodeOptions(method="ctc")
+        DecodeConfig(method="ctc")
 
 
 def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model):
@@ -180,8 +183,8 @@ def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model)
 
     cut = make_cut(tmp_path, "c", 4.0)
     lm = TokenNgramLM([[1, 2, 3, 4] * 20], vocab=40, order=3)
-    opts = DecodeOptions(method="ctc_beam", beam=6, lm_weight=0.5, token_bonus=0.2, ctc_weight=0.9)
-    assert opts.ctc_weight == 0.0                                      # the decoder never runs
+    opts = DecodeConfig(method="ctc_beam", beam=6, lm_weight=0.5, token_bonus=0.2, ctc_weight=0.9)
+    assert opts.joint_ctc_weight == 0.0                                # the decoder never runs
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40), opts, "cpu", lm)
     feats = cut_features(cut, Counter())
     with torch.inference_mode():
@@ -191,4 +194,4 @@ def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model)
     assert res.rows[0]["hyp"] == WordTokenizer(40).decode(ids)
     assert res.rows[0]["tokens"] == len(ids) == res.speed.tokens
     with pytest.raises(ValueError, match="lm_weight"):
-        DecodeOptions(method="ctc_beam", lm_weight=-1)
+        DecodeConfig(method="ctc_beam", lm_weight=-1)

@@ -1,4 +1,4 @@
-"""decode.attention=unique from the command line (as run.sh stage 5/6 call it) on a random tiny
+"""decode.sparse.method=unique from the command line (as run.sh stage 5/6 call it) on a random tiny
 checkpoint: a budget above the context gives dense's transcripts; a small budget runs and its
 scoring row names the attention and the budget."""
 
@@ -34,15 +34,15 @@ def _hyps(root, tag):
 
 def test_unique_cli_equals_dense_then_small_budget_scores(recipe):
     _run("decode", recipe)
-    _run("decode", recipe, "decode.attention=unique", "decode.budget=4096")
+    _run("decode", recipe, "decode.sparse.method=unique", "decode.sparse.budget=4096")
     dense = _hyps(recipe, "greedy-ctc0.9-dense")
     assert _hyps(recipe, "greedy-ctc0.9-unique-b4096") == dense and any(dense)
-    small = ["decode.attention=unique", "decode.budget=8", "decode.sink_pages=1"]
+    small = ["decode.sparse.method=unique", "decode.sparse.budget=8", "decode.sparse.sink_pages=1"]
     _run("decode", recipe, *small)
     meta = json.loads((recipe / "exp" / "tiny" / "decode" / "last" /
                        "meta-test-greedy-ctc0.9-unique-b8.json").read_text())
     assert meta["attention"] == "unique" and meta["budget"] == 8
-    assert meta["model_cfg"]["attention_cfg"]["sink_pages"] == 1
+    assert meta["decode_cfg"]["sparse"]["sink_pages"] == 1
     res = _run("score", recipe, *small)
     assert "test greedy-ctc0.9-unique-b8: WER" in res.stdout
     row = (recipe / "RESULTS.md").read_text().splitlines()[-1]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unique_asr.models import CheckpointMismatchError, ModelConfig, build_model, load_checkpoint
-from unique_asr.models.attention import CACHE_BACKENDS, TRAIN_ATTENTION, train_attention
+from unique_asr.models.attention import TRAIN_ATTENTION, TrainAttentionConfig
 from unique_asr.models.ctc import ctc_greedy
 from unique_asr.models.encoder import ChunkedSelfAttention, chunk_window_mask, subsampled_lengths
 
@@ -168,10 +168,15 @@ def test_ctc_head_loss_and_greedy(model):
 
 
 def test_attention_registry_and_config_errors():
-    assert train_attention("dense") is TRAIN_ATTENTION["dense"]
-    assert "unique_soft" in TRAIN_ATTENTION and "dense" in CACHE_BACKENDS
-    with pytest.raises(ValueError, match="unknown"):
-        train_attention("nope")
+    assert set(TRAIN_ATTENTION) == {"dense", "unique_soft", "unique_hard"}
+    with pytest.raises(ValueError, match=r"train\.attention\.kind='nope'.*unique_soft"):
+        TrainAttentionConfig(kind="nope").validate()
+    with pytest.raises(ValueError, match=r"train\.attention\.tau"):
+        TrainAttentionConfig(tau=0.0).validate()
+    m = build_model(small_cfg())
+    assert m.train_attention == TrainAttentionConfig()
+    m.set_train_attention(TrainAttentionConfig(kind="unique_soft", budget=16))
+    assert {layer.attn.train_attention.kind for layer in m.decoder.layers} == {"unique_soft"}
     with pytest.raises(ValueError, match="dec_kv_heads"):
         ModelConfig.from_dict({"dec_heads": 4, "dec_kv_heads": 3})
     with pytest.raises(ValueError, match="unknown model config keys"):
@@ -182,8 +187,7 @@ def test_checkpoint_from_other_config_is_rejected(tmp_path):
     m = build_model(small_cfg())
     path = tmp_path / "ck.pt"
     torch.save({"model": m.state_dict(), "model_cfg": m.cfg.to_dict()}, path)
-    m2, cfg = load_checkpoint(path, model_cfg=small_cfg().to_dict(),
-                              overrides={"attention": "dense"})
+    m2, cfg = load_checkpoint(path, model_cfg=small_cfg().to_dict(), overrides={"dropout": 0.0})
     assert cfg["enc_dim"] == 32 and not m2.training
     with pytest.raises(CheckpointMismatchError) as e:
         load_checkpoint(path, model_cfg=small_cfg(enc_dim=48, dec_layers=3).to_dict())

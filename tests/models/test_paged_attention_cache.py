@@ -1,6 +1,7 @@
 """Paged UNIQUE decode caches (models/paged_attention_cache.py) against the dense cache and the
 attention library's reference: exact equivalence when the budget covers the context, the
-reference's selection and output under a small budget, beam-search reorder, all five methods."""
+reference's selection and output under a small budget, beam-search reorder, every method of
+attention.api.METHODS."""
 
 import os
 
@@ -8,17 +9,13 @@ import pytest
 import torch
 
 from unique_asr.attention import reference as R
+from unique_asr.attention.api import METHODS, SparseConfig
 from unique_asr.decoding.generate import beam_search, greedy_search
 from unique_asr.models import ModelConfig, build_model
-from unique_asr.models.attention import CACHE_BACKENDS, DenseKVCache
-from unique_asr.models.paged_attention_cache import (
-    PagedAttentionCache,
-    decode_attention_cfg,
-    select_mask,
-)
+from unique_asr.models.attention import DenseKVCache, new_decode_cache
+from unique_asr.models.paged_attention_cache import PagedAttentionCache
 
 INTERP = os.environ.get("TRITON_INTERPRET") == "1"
-METHODS = ["unique", "quest", "meanonly", "oracle", "dense"]
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +30,11 @@ def _audio(model, lens, seed=0):
     return torch.randn(len(lens), int(lens.max()), model.cfg.dec_dim, generator=g) * 2, lens
 
 
-def _teacher_forced_logits(model, backend, budget, emb, lens, tokens):
-    """Logits of prefill + one step per column of tokens [B, T] through one cache backend."""
-    if backend != "dense":
-        model.cfg.attention_cfg = {"budget": budget}
+def _teacher_forced_logits(model, sparse, emb, lens, tokens):
+    """Logits of prefill + one step per column of tokens [B, T] through one decode cache."""
     with torch.inference_mode():
         cache = model.new_cache(emb.shape[0], int(lens.max()) + 1 + tokens.shape[1],
-                                backend=backend)
+                                sparse=sparse)
         out = [model.prefill(emb, lens, cache)]
         for t in range(tokens.shape[1]):
             out.append(model.decode_step(tokens[:, t], cache))
@@ -49,16 +44,16 @@ def _teacher_forced_logits(model, backend, budget, emb, lens, tokens):
 def test_budget_above_context_equals_dense(model):
     """Greedy and beam transcripts are identical to dense, logits equal to float rounding."""
     emb, lens = _audio(model, [70, 41, 23])
-    dense, _ = greedy_search(model, emb, lens, 24, "dense", None)
-    uniq, _ = greedy_search(model, emb, lens, 24, "unique", 1024)
+    dense, _ = greedy_search(model, emb, lens, 24, SparseConfig())
+    uniq, _ = greedy_search(model, emb, lens, 24, SparseConfig("unique", 1024))
     assert uniq == dense and sum(map(len, dense)) > 0
-    bd, _ = beam_search(model, emb, lens, 12, 3, 1.0, "dense", None)
-    bu, _ = beam_search(model, emb, lens, 12, 3, 1.0, "unique", 1024)
+    bd, _ = beam_search(model, emb, lens, 12, 3, 1.0, SparseConfig())
+    bu, _ = beam_search(model, emb, lens, 12, 3, 1.0, SparseConfig("unique", 1024))
     assert bu == bd
     tokens = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(1))
-    ld = _teacher_forced_logits(model, "dense", None, emb, lens, tokens)
+    ld = _teacher_forced_logits(model, SparseConfig(), emb, lens, tokens)
     for method in ("unique", "quest", "oracle"):
-        lu = _teacher_forced_logits(model, method, 1024, emb, lens, tokens)
+        lu = _teacher_forced_logits(model, SparseConfig(method, 1024), emb, lens, tokens)
         assert (lu - ld).abs().max() <= 1e-4 * ld.abs().max()
 
 
@@ -67,13 +62,13 @@ def test_small_budget_changes_only_the_selection(model):
     every layer is listed in dense_layers."""
     emb, lens = _audio(model, [70, 41, 23])
     tokens = torch.randint(0, 40, (3, 8), generator=torch.Generator().manual_seed(2))
-    ld = _teacher_forced_logits(model, "dense", None, emb, lens, tokens)
-    lu = _teacher_forced_logits(model, "unique", 16, emb, lens, tokens)
+    ld = _teacher_forced_logits(model, SparseConfig(), emb, lens, tokens)
+    lu = _teacher_forced_logits(model, SparseConfig("unique", 16), emb, lens, tokens)
     assert torch.equal(lu[:, 0], ld[:, 0])  # prefill is dense
     assert (lu[:, 1:] - ld[:, 1:]).abs().max() > 1e-3
-    model.cfg.attention_cfg = {"budget": 16, "dense_layers": list(range(model.cfg.dec_layers))}
+    every = SparseConfig("unique", 16, dense_layers=list(range(model.cfg.dec_layers)))
     with torch.inference_mode():
-        cache = model.new_cache(3, 80, backend="unique")
+        cache = model.new_cache(3, 80, sparse=every)
         lo = [model.prefill(emb, lens, cache)]
         lo += [model.decode_step(tokens[:, t], cache) for t in range(tokens.shape[1])]
     assert (torch.stack(lo, 1) - ld).abs().max() <= 1e-4 * ld.abs().max()
@@ -82,8 +77,7 @@ def test_small_budget_changes_only_the_selection(model):
 @pytest.mark.parametrize("method", METHODS)
 def test_all_methods_decode(model, method):
     emb, lens = _audio(model, [50, 17])
-    hyps, stats = greedy_search(model, emb, lens, 10, "paged_dense" if method == "dense"
-                                else method, 16)
+    hyps, stats = greedy_search(model, emb, lens, 10, SparseConfig(method, 16))
     assert len(hyps) == 2 and stats.steps >= 1
     assert all(0 <= t < model.cfg.n_text or t == model.cfg.eos_id for h in hyps for t in h)
 
@@ -93,18 +87,22 @@ def _rand(g, *shape):
 
 
 def _ref_step(q, dense: DenseKVCache, layer, method, budget, sink):
-    """reference.topk_decode on the dense cache's K/V (which already holds the new token)."""
+    """The reference's definition (score the contiguous keys, select, attend) on the dense
+    cache's K/V, which already hold the new token: (out, selected pages or None)."""
     n = int(dense.lens.max()) + 1
-    k, v = dense.k[layer][:, :, :n], dense.v[layer][:, :, :n]
-    return R.topk_decode(q, k, v, dense.lens + 1, 8, budget, method, sink)
+    k, v, lens = dense.k[layer][:, :, :n], dense.v[layer][:, :, :n], dense.lens + 1
+    if method == "dense" or n <= budget:
+        return R.dense_attention(q, k, v, lens), None
+    sel = R.select_pages(R.score_pages(method, q, k, lens, 8), lens, 8, budget // 8, sink)
+    return R.sparse_attention(q, k, v, lens, sel, 8), sel
 
 
-BACKENDS = ["torch", "reference"] + (["triton"] if INTERP or torch.cuda.is_available() else [])
+IMPLS = ["reference"] + (["triton"] if INTERP or torch.cuda.is_available() else [])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("method", METHODS)
-def test_steps_and_reorder_match_reference(method, backend):
+def test_steps_and_reorder_match_reference(method, impl):
     """Paged cache and dense cache in lockstep on random q/k/v: prefill, steps, a beam-style
     reorder (rows duplicated and dropped, pool grown), steps, a compaction, steps. Every step's
     output equals the reference's top-k sparse attention over the same keys, and the paged
@@ -112,8 +110,8 @@ def test_steps_and_reorder_match_reference(method, backend):
     g = torch.Generator().manual_seed(3)
     L, Hkv, G, D, budget, sink = 2, 2, 4, 16, 24, 1
     lens = torch.tensor([37, 12, 20])
-    cfg = {"budget": budget, "sink_pages": sink, "backend": backend}
-    paged = PagedAttentionCache(L, 3, 80, Hkv, D, "cpu", torch.float32, cfg, method=method)
+    cfg = SparseConfig(method, budget, sink_pages=sink, impl=impl)
+    paged = PagedAttentionCache(L, 3, 80, Hkv, D, "cpu", torch.float32, cfg)
     dense = DenseKVCache(L, 3, 80, Hkv, D, "cpu", torch.float32)
     Lp = int(lens.max())
     for layer in range(L):
@@ -135,8 +133,8 @@ def test_steps_and_reorder_match_reference(method, backend):
             out = paged.step(layer, q, k, v)[:, :, 0]
             dense.step(layer, q, k, v)
             ref, sel = _ref_step(q[:, :, 0], dense, layer, method, budget, sink)
-            n_sparse += int(sel.numel() > 0)
-            assert (out - ref).abs().max() <= 1e-5 * ref.abs().max(), (method, backend)
+            n_sparse += int(sel is not None)
+            assert (out - ref).abs().max() <= 1e-5 * ref.abs().max(), (method, impl)
         paged.advance(1)
         dense.advance(1)
         assert torch.equal(paged.lens, dense.lens)
@@ -158,28 +156,14 @@ def test_steps_and_reorder_match_reference(method, backend):
             assert torch.allclose(got_s, std[b, :, :npg], atol=1e-4)
 
 
-def test_select_mask_matches_reference_select_pages():
-    g = torch.Generator().manual_seed(4)
-    for k, sink in [(1, 0), (3, 0), (3, 1), (3, 5), (6, 2)]:
-        lens = torch.tensor([1, 8, 9, 40, 77, 23])
-        scores = torch.randint(0, 4, (6, 2, 10), generator=g).float()  # many exact ties
-        ref = R.select_pages(scores, lens, 8, k, sink)
-        got = select_mask(scores, lens, 8, k, sink)
-        want = torch.zeros_like(got)
-        for b in range(6):
-            for h in range(2):
-                sel = ref[b, h][ref[b, h] >= 0]
-                want[b, h, sel] = True
-        assert torch.equal(got, want), (k, sink)
-
-
 def test_registry_and_config():
-    assert {"unique", "quest", "meanonly", "oracle", "paged_dense"} <= set(CACHE_BACKENDS)
-    cfg = decode_attention_cfg({"budget": 128, "page_size": 8, "sink_pages": 1,
-                                "attention_backend": "torch"})
-    assert cfg == {"budget": 128, "page_size": 8, "sink_pages": 1, "lam": 0.5,
-                   "backend": "torch", "dense_layers": []}
-    with pytest.raises(ValueError, match="decode.budget=4 is below one KV page"):
-        PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32, {"budget": 4})
-    with pytest.raises(ValueError, match="attention backend 'fast' unknown"):
-        PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32, {"backend": "fast"})
+    """One cache per api.METHODS entry: dense is the contiguous cache, the rest are paged."""
+    for method in METHODS:
+        cache = new_decode_cache(1, 1, 16, 1, 8, "cpu", torch.float32, SparseConfig(method, 8))
+        assert isinstance(cache, DenseKVCache if method == "dense" else PagedAttentionCache)
+    assert isinstance(new_decode_cache(1, 1, 16, 1, 8, "cpu", torch.float32), DenseKVCache)
+    with pytest.raises(ValueError, match=r"decode\.sparse\.budget=4"):
+        PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32, SparseConfig("unique", 4))
+    with pytest.raises(ValueError, match=r"decode\.sparse\.impl='fast'"):
+        PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32,
+                            SparseConfig("unique", 8, impl="fast"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from tests.models.test_model import small_cfg
-from unique_asr.models import build_model
+from unique_asr.models import SpeechLLM
+from unique_asr.models.attention import TrainAttentionConfig
 
 
 def _batch():
@@ -17,11 +18,10 @@ def _batch():
     return feats, feat_lens, tokens, token_lens
 
 
-def _loss(attention: str, budget: int, mode_cfg: dict | None = None):
+def _loss(kind: str, budget: int):
     torch.manual_seed(0)
-    cfg = small_cfg(attention=attention, attention_cfg={"budget": budget, "page_size": 8,
-                                                        "tau": 0.5, **(mode_cfg or {})})
-    model = build_model(cfg).train()
+    ta = TrainAttentionConfig(kind=kind, budget=budget, page_size=8, tau=0.5)
+    model = SpeechLLM(small_cfg(), ta).train()
     out = model(*_batch())
     out["loss"].backward()
     grads = [p.grad for p in model.decoder.parameters() if p.grad is not None]

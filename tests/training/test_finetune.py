@@ -14,7 +14,7 @@ from unique_asr.training.loop import train
 
 # page 4, budget 8 tokens: windows of 0.5-2 s (~6-25 audio tokens) see more than 2 pages, so
 # the soft mask really gates (the reference backend runs it on CPU)
-SOFT = {"attention": "unique_soft", "attention_cfg": {"page_size": 4, "budget": 8, "tau": 0.5}}
+SOFT = {"attention": {"kind": "unique_soft", "page_size": 4, "budget": 8, "tau": 0.5}}
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +30,19 @@ def test_init_from_dense_then_soft_and_hard_steps(data, tmp_path):
     dense = tmp_path / "dense"
     train(tiny_model_cfg(), train_cfg(max_steps=4), dense, data, None, CharTokenizer(), seed=1)
     ft = tmp_path / "soft"
-    train(tiny_model_cfg(**SOFT), train_cfg(max_steps=4, init_from=str(dense / "last.pt"),
-                                            hard_steps=2, lr=1e-9, warmup_steps=0),
+    train(tiny_model_cfg(), train_cfg(max_steps=4, init_from=str(dense / "last.pt"),
+                                        hard_steps=2, lr=1e-9, warmup_steps=0, **SOFT),
           ft, data, None, CharTokenizer(), seed=1)
     # same seed, same first batch: with a near-zero lr the soft run starts from the dense weights
     # (loss close to the dense model's on that batch, far from a fresh model's)
     fresh = tmp_path / "fresh"
-    train(tiny_model_cfg(**SOFT), train_cfg(max_steps=1, lr=1e-9, warmup_steps=0), fresh, data,
+    train(tiny_model_cfg(), train_cfg(max_steps=1, lr=1e-9, warmup_steps=0, **SOFT), fresh, data,
           None, CharTokenizer(), seed=1)
     ck = torch.load(dense / "last.pt", weights_only=False)
     ft_ck = torch.load(ft / "last.pt", weights_only=False)
     for k, v in ck["model"].items():  # lr 1e-9: the weights barely moved from the dense ones
         if v.is_floating_point():
             torch.testing.assert_close(ft_ck["model"][k], v, rtol=1e-4, atol=1e-5)
-    assert ft_ck["model_cfg"]["attention"] == "unique_soft"
     rows = _log(ft)
     assert [r.get("hard", False) for r in rows if "loss" in r] == [False, False, True, True]
     assert abs(rows[0]["loss"] - _log(fresh)[0]["loss"]) > 1e-3  # not a fresh start
@@ -53,9 +52,9 @@ def test_init_from_refuses_another_model_and_missing_file(data, tmp_path):
     dense = tmp_path / "dense"
     train(tiny_model_cfg(), train_cfg(max_steps=1), dense, data, None, CharTokenizer(), seed=1)
     with pytest.raises(CheckpointMismatchError, match="dec_layers"):
-        train(tiny_model_cfg(dec_layers=2, **SOFT),
-              train_cfg(max_steps=1, init_from=str(dense / "last.pt")), tmp_path / "x", data,
+        train(tiny_model_cfg(dec_layers=2),
+              train_cfg(max_steps=1, init_from=str(dense / "last.pt"), **SOFT), tmp_path / "x", data,
               None, CharTokenizer(), seed=1)
     with pytest.raises(FileNotFoundError, match="train.init_from"):
-        train(tiny_model_cfg(**SOFT), train_cfg(max_steps=1, init_from=str(dense / "nope.pt")),
+        train(tiny_model_cfg(), train_cfg(max_steps=1, init_from=str(dense / "nope.pt"), **SOFT),
               tmp_path / "y", data, None, CharTokenizer(), seed=1)

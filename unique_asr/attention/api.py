@@ -3,21 +3,24 @@
 Interface for a decoder layer (the generation loop owns one PagedKVCache for all layers):
 
     from unique_asr.attention.paged_cache import PagedKVCache
-    from unique_asr.attention.api import unique_decode
+    from unique_asr.attention.api import SparseConfig, unique_decode
 
+    sc = SparseConfig(method="unique", budget=512)
     cache = PagedKVCache(num_layers, num_kv_heads, head_dim, num_pages, max_seqs,
-                         page_size=8, dtype=torch.bfloat16, device="cuda",
-                         quest=(method == "quest"))
+                         page_size=sc.page_size, dtype=torch.bfloat16, device="cuda",
+                         quest=(sc.method == "quest"))
     # prefill (dense): cache.reserve([s], T); in each layer cache.write(layer, k, v) with
     # post-RoPE k, v [T, Hkv, D], and attend densely as usual.
     # each decode step: cache.reserve(seqs, 1); then in layer i:
     cache.write(i, k_new, v_new)                     # [B, Hkv, D] post-RoPE, B = len(seqs)
-    out = unique_decode(q, cache, i, budget=512, method="unique", seqs=seqs)   # q [B, H, D]
+    out = decode(q, cache, i, sc, seqs=seqs)          # q [B, H, D]
+    # or, argument by argument: unique_decode(q, cache, i, budget=512, method="unique", ...)
 
-method is one of unique | quest | meanonly | oracle | dense (METHOD.md); budget is in tokens
+METHODS is the one list of decode attention methods (METHOD.md); every other part of the
+package (the model's KV cache registry, the decode config) derives from it. budget is in tokens
 (k = budget // page_size pages; a sequence with <= k pages is attended densely). The newest
 page is always kept and counts toward the budget; `sink_pages` first pages are kept too.
-Backend "auto" runs the Triton kernels when q is on CUDA and the reference (reference.py, slow,
+impl "auto" runs the Triton kernels when q is on CUDA and the reference (reference.decode_step,
 float64-capable) otherwise; "triton" forces the kernels (on CPU only under TRITON_INTERPRET=1),
 "reference" forces the reference. Returns [B, H, D] in q's dtype (rows follow `seqs`).
 
@@ -30,25 +33,68 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from . import reference
 from .paged_cache import PagedKVCache
 
-METHODS = ("unique", "quest", "meanonly", "oracle", "dense")
-BACKENDS = ("auto", "triton", "reference")
+METHODS = ("dense", "unique", "quest", "meanonly", "oracle")
+IMPLS = ("auto", "triton", "reference")
 
 
-def _backend(q: torch.Tensor, backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"api: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
+@dataclass
+class SparseConfig:
+    """How the decoder attends over its KV cache while generating (`decode.sparse.*`).
+
+    Prefill is always dense; decode steps use `method` (METHODS) within `budget` tokens.
+    """
+
+    method: str = "dense"   # dense | unique | quest | meanonly | oracle
+    budget: int = 512       # tokens attended per step (budget // page_size pages)
+    page_size: int = 8      # tokens per KV page
+    lam: float = 0.5        # unique: weight of the std term in the page score
+    sink_pages: int = 0     # first pages always kept (besides the newest page)
+    impl: str = "auto"      # auto (triton on CUDA tensors, reference otherwise) | triton | reference
+    dense_layers: list[int] = field(default_factory=list)  # decoder layers that attend densely
+
+    def validate(self) -> SparseConfig:
+        """Raise a ValueError naming `decode.sparse.<field>` and its valid values; returns self."""
+        def bad(name, why):
+            raise ValueError(f"decode.sparse.{name}={getattr(self, name)!r}: {why}")
+
+        if self.method not in METHODS:
+            bad("method", f"use one of {', '.join(METHODS)}")
+        if self.impl not in IMPLS:
+            bad("impl", f"use one of {', '.join(IMPLS)}")
+        if not isinstance(self.page_size, int) or self.page_size < 1:
+            bad("page_size", "use a positive int (tokens per KV page)")
+        if not isinstance(self.budget, int) or self.budget < 1:
+            bad("budget", "use a positive int (tokens)")
+        if self.method != "dense" and (self.budget < self.page_size
+                                       or self.budget % self.page_size):
+            bad("budget", f"use a multiple of decode.sparse.page_size={self.page_size} "
+                          "(at least one page)")
+        if not isinstance(self.sink_pages, int) or self.sink_pages < 0:
+            bad("sink_pages", "use an int >= 0")
+        if float(self.lam) < 0:
+            bad("lam", "use a weight >= 0")
+        if any(not isinstance(x, int) or x < 0 for x in self.dense_layers):
+            bad("dense_layers", "use a list of decoder layer indices (ints >= 0)")
+        return self
+
+
+def resolve_impl(q: torch.Tensor, impl: str) -> str:
+    """triton or reference for `impl` (auto: triton on CUDA tensors, reference otherwise)."""
+    if impl not in IMPLS:
+        raise ValueError(f"api: impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
         return "triton" if q.is_cuda else "reference"
-    if backend == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("api: backend='triton' on CPU needs TRITON_INTERPRET=1; "
-                         "use backend='reference' or a CUDA tensor")
-    return backend
+    if impl == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("api: impl='triton' on CPU needs TRITON_INTERPRET=1; "
+                         "use impl='reference' or a CUDA tensor")
+    return impl
 
 
 def _seq_list(cache: PagedKVCache, seqs) -> list[int]:
@@ -95,17 +141,11 @@ def check_inputs(
 
 
 def _oracle_scores(q, cache, layer, pt, lens, P, sink_pages):
-    """True max of q.k per page (torch ops on the paged cache), forced pages applied."""
-    B, H, D = q.shape
-    Hkv, S = cache.num_kv_heads, cache.page_size
-    pages = pt[:, :P].long().clamp_min(0)
-    k = cache.k[layer][pages].float()  # [B, P, Hkv, S, D]
-    qg = q.float().view(B, Hkv, H // Hkv, D)
-    dots = torch.einsum("bhgd,bphsd->bhgps", qg, k)
-    pos = torch.arange(P * S, device=q.device).view(P, S)
-    valid = pos[None] < lens.long()[:, None, None]  # [B, P, S]
-    dots = dots.masked_fill(~valid[:, None, None], float("-inf"))
-    sc = dots.amax(-1).amax(2)  # [B, Hkv, P]
+    """True max of q.k per page (reference.paged_page_scores; no kernel), with the newest page
+    +inf and the sink pages forced as the score kernels force them."""
+    S = cache.page_size
+    sc = reference.paged_page_scores(q, cache, layer, pt[:, :P].long().clamp_min(0), lens,
+                                     "oracle").float()
     idx = torch.arange(P, device=q.device)
     n = (lens.long() + S - 1) // S
     sc = torch.where(idx[None, None] < sink_pages, torch.finfo(torch.float32).max, sc)
@@ -154,8 +194,6 @@ def attend(q, cache, layer, pages=None, seqs=None, scale=None, batch=None, num_s
 
 
 _STREAMS: dict = {}
-# scores + top-k in one launch (triton/score_topk.py) for unique/meanonly; the bench times both
-FUSED_TOPK = False
 
 
 def _side_streams(device, n):
@@ -166,26 +204,19 @@ def _side_streams(device, n):
     return _STREAMS[key]
 
 
-def _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam, sink_pages, fused,
-                      pages_out=None, rows=None):
-    """Page scores then top-k pages; for unique/meanonly with fused=True in one launch."""
-    from .triton import score_topk
+def _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam, sink_pages,
+                      pages_out=None):
+    """Page scores, then the top-k physical pages."""
     from .triton.topk import topk_pages
 
     pt, lens = batch
     S = cache.page_size
-    if fused and method in ("unique", "meanonly") and score_topk.fits(max_pages):
-        _sc, pages = score_topk.unique_scores_topk(
-            q, cache.mean[layer], cache.std[layer], pt, lens, S, budget // S,
-            lam=lam if method == "unique" else 0.0, sink_pages=sink_pages, max_pages=max_pages,
-            out=pages_out, counters_ws=None if rows is None else rows)
-        return pages
     scores = page_scores(q, cache, layer, method, None, lam, sink_pages, batch, max_pages)
     return topk_pages(scores, lens, S, budget // S, page_table=pt, out=pages_out)
 
 
 def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
-                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1, fused=None):
+                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1):
     """Scores, top-k pages and sparse attention for a prepared batch (page_table, lengths):
     exactly the Triton work unique_decode does per step. No host synchronisation, so the call
     can be captured in a CUDA graph (the decode-step bench times it so).
@@ -193,28 +224,20 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
     streams > 1 (CUDA only): the batch is cut into that many row chunks, each run on its own
     side stream (forked from and joined back to the current stream by events), so one chunk's
     latency-bound top-k overlaps another's bandwidth-bound score/attention. Rows are
-    independent, so the output is bitwise the same as streams=1 (tested). fused (default the
-    module switch FUSED_TOPK): scores and top-k in one launch (triton/score_topk.py; same
-    output). Returns (out, pages).
+    independent, so the output is bitwise the same as streams=1 (tested). Returns (out, pages).
     """
-    fused = FUSED_TOPK if fused is None else fused
     B = q.shape[0]
     pt, lens = batch
     n = min(int(streams), B) if q.is_cuda else 1
     if n <= 1:
         pages = _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam,
-                                  sink_pages, fused)
+                                  sink_pages)
         return attend(q, cache, layer, pages, None, scale, batch), pages
     out = torch.empty_like(q)
     pages = torch.empty(B, cache.num_kv_heads, budget // cache.page_size, dtype=torch.int32,
                         device=q.device)
     cur = torch.cuda.current_stream(q.device)
     bounds = [B * i // n for i in range(n + 1)]
-    Hkv = cache.num_kv_heads
-    cnt = None
-    if fused:  # concurrent chunks take disjoint slices of the fused kernel's row counters
-        from .triton.score_topk import counters
-        cnt = counters(q.device, B * Hkv)
     side = _side_streams(q.device, n)
     for i, st in enumerate(side):
         a, b = bounds[i], bounds[i + 1]
@@ -222,8 +245,7 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
         with torch.cuda.stream(st):
             chunk = (pt[a:b], lens[a:b])
             _scores_and_pages(q[a:b], cache, layer, budget, chunk, max_pages, method, lam,
-                              sink_pages, fused, pages_out=pages[a:b],
-                              rows=None if cnt is None else cnt[a * Hkv:b * Hkv])
+                              sink_pages, pages_out=pages[a:b])
             attend(q[a:b], cache, layer, pages[a:b], None, scale, chunk, out=out[a:b])
     for st in side:
         cur.wait_stream(st)
@@ -240,7 +262,7 @@ def unique_decode(
     lam: float = reference.LAMBDA,
     sink_pages: int = 0,
     scale: float | None = None,
-    backend: str = "auto",
+    impl: str = "auto",
     return_pages: bool = False,
     streams: int = 1,
 ):
@@ -252,25 +274,32 @@ def unique_decode(
     """
     seqs = _seq_list(cache, seqs)
     check_inputs(q, cache, layer, seqs, budget, method)
-    be = _backend(q, backend)
     S = cache.page_size
-    kp = budget // S
     max_n = -(-max(cache.seq_length(s) for s in seqs) // S)
-    if be == "reference":
-        k, v, lens = cache.contiguous(layer, seqs)
-        meth = "dense" if max_n <= kp else method
-        out, sel = reference.topk_decode(q, k, v, lens, S, budget, meth, sink_pages, lam, scale)
+    if resolve_impl(q, impl) == "reference":
+        out, sel = reference.decode_step(q, cache, layer, seqs, budget, method, sink_pages, lam,
+                                         scale)
         out = out.to(q.dtype)
-        return (out, sel if meth != "dense" else None) if return_pages else out
+        return (out, sel) if return_pages else out
     if q.dtype == torch.float64:
-        raise ValueError("unique_decode: float64 runs on backend='reference' only")
+        raise ValueError("unique_decode: float64 runs on impl='reference' only")
     batch = cache.batch(seqs)
     q_in = q
     q = q.to(cache.dtype).contiguous()
-    if method == "dense" or max_n <= kp:
+    if method == "dense" or max_n <= budget // S:
         out = attend(q, cache, layer, None, seqs, scale, batch).to(q_in.dtype)
         return (out, None) if return_pages else out
     out, pages = sparse_step(q, cache, layer, budget, batch, max_n, method, lam, sink_pages,
                              scale, streams)
     out = out.to(q_in.dtype)
     return (out, pages) if return_pages else out
+
+
+def decode(q: torch.Tensor, cache: PagedKVCache, layer: int, cfg: SparseConfig,
+           seqs: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """unique_decode with the options of a SparseConfig (layers in cfg.dense_layers attend
+    densely)."""
+    method = "dense" if layer in cfg.dense_layers else cfg.method
+    budget = max(cfg.budget, cache.page_size)  # dense attends to every page whatever the budget
+    return unique_decode(q, cache, layer, budget, method, seqs, cfg.lam, cfg.sink_pages,
+                         impl=cfg.impl)

@@ -1,6 +1,10 @@
-"""Plain-PyTorch reference of UNIQUE page statistics and page scores (METHOD.md).
+"""Plain-PyTorch reference of UNIQUE page statistics, page scores, selection and decoding
+(METHOD.md).
 
-Slow and obviously right: every Triton kernel is tested against the functions here. Shapes use
+Plainly written and obviously right: every Triton kernel is tested against the functions here.
+decode_step() is the whole reference decoding step on a PagedKVCache (api.unique_decode with
+impl="reference", and so CPU decoding); it is vectorised over sequences and heads and reads only
+the selected pages, so its cost follows the budget. Shapes use
 B = batch, H = query heads, Hkv = KV heads, G = H // Hkv (GQA group), L = tokens, D = head dim,
 P = pages, S = page size.
 """
@@ -137,27 +141,24 @@ def select_pages(
     (int64), sorted ascending, -1 in unused slots.
 
     A sequence with <= k pages keeps all of them (dense). Otherwise the newest page (the one
-    holding the last token) is always kept, then the first `sink_pages` pages, then the
-    highest scores; ties go to the lower page index. Scores past a sequence's pages are ignored.
+    holding the last token) is always kept, then the first `sink_pages` pages (the forced pages
+    truncated to k, newest first), then the highest scores; ties go to the lower page index (a
+    stable sort). Scores past a sequence's pages are ignored.
     """
-    B, Hkv, _P = scores.shape
-    n = num_pages(lengths, page_size).tolist()
-    out = torch.full((B, Hkv, k), -1, dtype=torch.long, device=scores.device)
-    for b in range(B):
-        nb = n[b]
-        if nb <= k:
-            out[b, :, :nb] = torch.arange(nb, device=scores.device)
-            continue
-        forced = [nb - 1] + list(range(min(sink_pages, nb - 1)))
-        forced = forced[:k]
-        for h in range(Hkv):
-            s = scores[b, h, :nb].double().clone()
-            s[forced] = float("-inf")
-            # stable sort: equal scores keep ascending index order, so the lower index wins
-            order = torch.sort(-s, stable=True).indices[: k - len(forced)]
-            chosen = torch.tensor(forced, device=scores.device, dtype=torch.long)
-            out[b, h] = torch.cat([chosen, order]).sort().values
-    return out
+    P = scores.shape[2]
+    dev = scores.device
+    n = num_pages(lengths, page_size).to(dev)[:, None, None]  # [B, 1, 1]
+    idx = torch.arange(P, device=dev)[None, None, :]
+    key = scores.double().masked_fill(idx >= n, float("-inf"))
+    key = torch.where(idx < torch.clamp(n - 1, max=sink_pages), torch.finfo(torch.float64).max,
+                      key)
+    key = torch.where(idx == n - 1, float("inf"), key)
+    kk = min(k, P)
+    order = torch.sort(-key, dim=-1, stable=True).indices[..., :kk]
+    order = torch.where(torch.arange(kk, device=dev) < n, order, P)  # P marks an unused slot
+    order = order.sort(-1).values
+    order = torch.nn.functional.pad(order, (0, k - kk), value=P)
+    return order.masked_fill(order == P, -1)
 
 
 def sparse_attention(
@@ -228,30 +229,79 @@ def score_pages(
                      "quest or oracle")
 
 
-def topk_decode(
+def paged_page_scores(
+    q: torch.Tensor, cache, layer: int, pages: torch.Tensor, lengths: torch.Tensor, method: str,
+    lam: float = LAMBDA,
+) -> torch.Tensor:
+    """Page scores [B, Hkv, P] of the physical `pages` [B, P] of a PagedKVCache (its page
+    statistics; oracle: its keys), with the formulas above. Pages past a sequence's end hold
+    garbage scores (select_pages ignores them)."""
+    if method in ("unique", "meanonly"):
+        mean = cache.mean[layer][pages].transpose(1, 2)  # [B, Hkv, P, D]
+        std = cache.std[layer][pages].transpose(1, 2)
+        return unique_page_scores(q, mean, std, lam if method == "unique" else 0.0)
+    if method == "quest":
+        return quest_page_scores(q, cache.kmin[layer][pages].transpose(1, 2),
+                                 cache.kmax[layer][pages].transpose(1, 2))
+    if method == "oracle":
+        B, H, D = q.shape
+        Hkv, S = cache.num_kv_heads, cache.page_size
+        dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        k = cache.k[layer][pages].to(dt)  # [B, P, Hkv, S, D]
+        dots = torch.einsum("bhgd,bphsd->bhgps", q.to(dt).view(B, Hkv, H // Hkv, D), k)
+        pos = torch.arange(pages.shape[1] * S, device=q.device).view(-1, S)
+        valid = pos[None] < lengths.long()[:, None, None]  # [B, P, S]
+        return dots.masked_fill(~valid[:, None, None], float("-inf")).amax(-1).amax(2)
+    raise ValueError(f"reference.paged_page_scores: unknown method {method!r}; use unique, "
+                     "meanonly, quest or oracle")
+
+
+def decode_step(
     q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    lengths: torch.Tensor,
-    page_size: int,
+    cache,
+    layer: int,
+    seqs: list[int],
     budget: int,
     method: str = "unique",
     sink_pages: int = 0,
     lam: float = LAMBDA,
     scale: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One whole decoding step of the reference: scores, selection, sparse attention.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One decoding step of one layer on a PagedKVCache: page scores from the cache's page
+    statistics, select_pages, softmax attention over the selected pages' tokens only.
 
-    budget is in tokens (k = budget // page_size pages); method 'dense' attends to everything.
-    Returns (out [B, H, D], selected logical pages [B, Hkv, k]).
+    q: [B, H, D], one query per sequence slot in `seqs`; budget in tokens (k = budget //
+    page_size pages); method 'dense', or a sequence batch with <= k pages, attends to every
+    page. Reads only the selected pages' K/V, so its cost follows the budget. Math in float64
+    when q is float64, else float32. Returns (out [B, H, D], the selected logical pages
+    [B, Hkv, k], or None when every page was attended).
     """
-    if budget < page_size:
-        raise ValueError(f"reference.topk_decode: budget {budget} is below one page "
-                         f"({page_size} tokens); raise the budget")
-    if method == "dense":
-        out = dense_attention(q, k, v, lengths, scale)
-        return out, torch.empty(0, dtype=torch.long)
-    kp = budget // page_size
-    scores = score_pages(method, q, k, lengths, page_size, lam)
-    sel = select_pages(scores, lengths, page_size, kp, sink_pages)
-    return sparse_attention(q, k, v, lengths, sel, page_size, scale), sel
+    if budget < cache.page_size:
+        raise ValueError(f"reference.decode_step: budget {budget} is below one page "
+                         f"({cache.page_size} tokens); raise the budget")
+    pt, lens = cache.batch(seqs)
+    B, H, D = q.shape
+    Hkv, S, kp = cache.num_kv_heads, cache.page_size, budget // cache.page_size
+    lens = lens.long()
+    P = int(num_pages(lens, S).max())
+    phys_all = pt[:, :P].long().clamp_min(0)  # [B, P]
+    sel = None
+    if method == "dense" or P <= kp:
+        logical = torch.arange(P, device=q.device).expand(B, Hkv, P)
+    else:
+        scores = paged_page_scores(q, cache, layer, phys_all, lens, method, lam)
+        logical = sel = select_pages(scores, lens, S, kp, sink_pages)  # [B, Hkv, kp]
+    k_sel = logical.shape[2]
+    phys = phys_all.gather(1, logical.clamp_min(0).reshape(B, -1)).view(B, Hkv, k_sel)
+    heads = torch.arange(Hkv, device=q.device)[None, :, None]
+    kk, vv = cache.k[layer][phys, heads], cache.v[layer][phys, heads]  # [B, Hkv, k, S, D]
+    pos = logical[..., None] * S + torch.arange(S, device=q.device)  # [B, Hkv, k, S]
+    valid = (logical[..., None] >= 0) & (pos < lens[:, None, None, None])
+    dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+    scale = D**-0.5 if scale is None else scale
+    qg = q.to(dt).view(B, Hkv, H // Hkv, D)
+    logits = torch.einsum("bhgd,bhksd->bhgks", qg, kk.to(dt)) * scale
+    logits = logits.masked_fill(~valid[:, :, None], float("-inf")).flatten(3)
+    p = torch.softmax(logits, dim=-1)
+    out = torch.einsum("bhgt,bhtd->bhgd", p, vv.to(dt).flatten(2, 3)).reshape(B, H, D)
+    return out, sel

@@ -12,6 +12,20 @@ CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("unique_asr")
 
 
+def register_schemas() -> None:
+    """Give hydra the typed decode config as the node `decode/schema`, which
+    conf/decode/default.yaml extends: every decode key exists with its one default
+    (unique_asr/decoding/config.py), so `decode.<key>=...` overrides need no `+`."""
+    from hydra.core.config_store import ConfigStore
+
+    from unique_asr.decoding.config import DecodeConfig
+
+    ConfigStore.instance().store(group="decode", name="schema", node=DecodeConfig)
+
+
+register_schemas()
+
+
 def start(cfg: DictConfig, name: str) -> None:
     """Log what runs and where; the resolved config sits in hydra's run dir (.hydra/)."""
     from hydra.core.hydra_config import HydraConfig

@@ -2,7 +2,7 @@
 
     python -m unique_asr.bin.decode recipe_dir=egs/synth_longform decode.sets=[test]
     python -m unique_asr.bin.decode decode=beam decode.beam=8
-    python -m unique_asr.bin.decode decode.attention=unique decode.budget=256
+    python -m unique_asr.bin.decode decode.sparse.method=unique decode.sparse.budget=256
 
 Then score with the same overrides: python -m unique_asr.bin.score <same overrides>.
 """
@@ -37,10 +37,10 @@ def _tokenizer(ck_bpe, dcfg, cfg):
 
     from unique_asr.data.paths import RecipeData
 
-    path = dcfg.get("bpe_model") or ck_bpe
+    path = dcfg.bpe_model or ck_bpe
     if path:
         if not Path(path).is_file():
-            where = "decode.bpe_model" if dcfg.get("bpe_model") else "the checkpoint (trained elsewhere?)"
+            where = "decode.bpe_model" if dcfg.bpe_model else "the checkpoint (trained elsewhere?)"
             raise FileNotFoundError(f"tokenizer model {path} (from {where}) not found; pass "
                                     "decode.bpe_model=<data_dir>/lang_<type>/bpe.model")
         return spm.SentencePieceProcessor(model_file=str(path)), Path(path)
@@ -50,53 +50,54 @@ def _tokenizer(ck_bpe, dcfg, cfg):
                                                                             lang.model_type)
 
 
-def run(cfg: DictConfig) -> list[dict]:
-    from unique_asr.data.paths import RecipeData
-    from unique_asr.decoding.backends import check_attention
-    from unique_asr.decoding.layout import find_checkpoint, method_name, run_out_dir, run_tag
-    from unique_asr.decoding.ngram_lm import lm_for_decoding
-    from unique_asr.decoding.runner import DecodeOptions, decode_cuts
+def _load_model(dcfg, cfg, ck_path: Path, device: torch.device):
+    """(model on `device` in decode.dtype, its config dict, tokenizer, tokenizer model path)."""
     from unique_asr.models import load_checkpoint
-    from unique_asr.scoring.hyps import hyps_path, meta_path, write_hyps, write_meta
-    from unique_asr.scoring.results import git_hash
 
-    dcfg = to_dict(cfg.decode)
-    check_attention(dcfg["attention"], dcfg.get("budget"))  # before any slow work
-    ck_path = find_checkpoint(dcfg["model_dir"], dcfg.get("checkpoint"))
-    out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
-    device = _device(str(dcfg["device"]))
-    overrides = {"attention": dcfg["attention"]}
-    if dcfg["attention"] != "dense":  # budget, page_size, sink_pages, ... of the paged cache
-        from unique_asr.models.paged_attention_cache import decode_attention_cfg
-
-        overrides["attention_cfg"] = decode_attention_cfg(dcfg)
-    model, mcfg = load_checkpoint(ck_path, map_location="cpu", overrides=overrides)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg["dtype"]]
+    model, mcfg = load_checkpoint(ck_path, map_location="cpu")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg.dtype]
     model = model.to(device=device, dtype=dtype)
     ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
     sp, bpe_path = _tokenizer(ck_bpe, dcfg, cfg)
     if sp.get_piece_size() != model.cfg.n_text:
         raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces but the model was trained "
                          f"with n_text={model.cfg.n_text}; set decode.bpe_model to its bpe.model")
-    opts = DecodeOptions.from_cfg({
-        **dcfg, "skip_bad": bool(cfg.data.get("skip_bad", False)),
-        "sample_rate": int(cfg.data.sample_rate), "num_mel_bins": int(cfg.data.fbank.num_mel_bins),
-    })
+    return model, mcfg, sp, bpe_path
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    from dataclasses import asdict
+
+    from unique_asr.data.paths import RecipeData
+    from unique_asr.decoding.config import DecodeConfig
+    from unique_asr.decoding.layout import find_checkpoint, method_name, run_out_dir, run_tag
+    from unique_asr.decoding.ngram_lm import lm_for_decoding
+    from unique_asr.decoding.runner import AudioInput, decode_cuts
+    from unique_asr.scoring.hyps import hyps_path, meta_path, write_hyps, write_meta
+    from unique_asr.scoring.results import git_hash
+
+    dcfg = DecodeConfig.from_dict(to_dict(cfg.decode))  # validated before any slow work
+    ck_path = find_checkpoint(dcfg.model_dir, dcfg.checkpoint)
+    out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
+    device = _device(dcfg.device)
+    model, mcfg, sp, bpe_path = _load_model(dcfg, cfg, ck_path, device)
+    audio = AudioInput(int(cfg.data.sample_rate), int(cfg.data.fbank.num_mel_bins),
+                       bool(cfg.data.get("skip_bad", False)))
     lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []
-    for test_set in dcfg["sets"]:
-        res = decode_cuts(model, rd.load_cuts(test_set), sp, opts, device, lm, lexicon)
+    for test_set in dcfg.sets:
+        res = decode_cuts(model, rd.load_cuts(test_set), sp, dcfg, device, lm, lexicon, audio)
         write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
         meta = {
             "model": f"{cfg.model.get('name', 'model')} ({ck_path.name})",
-            "checkpoint": str(ck_path), "attention": dcfg["attention"],
-            "budget": dcfg.get("budget"), "method": method_name(dcfg),
-            "device": str(device), "dtype": dcfg["dtype"], "torch": torch.__version__,
+            "checkpoint": str(ck_path), "attention": dcfg.sparse.method,
+            "budget": dcfg.sparse.budget, "method": method_name(dcfg),
+            "device": str(device), "dtype": dcfg.dtype, "torch": torch.__version__,
             "speed": res.speed.to_dict(), "skipped": res.skipped, "notes": dict(res.notes),
             "recordings": len(res.rows), "git": git_hash(), "command": command,
-            "decode_cfg": dcfg, "model_cfg": mcfg,
+            "decode_cfg": asdict(dcfg), "model_cfg": mcfg,
         }
         write_meta(meta_path(out_dir, test_set, tag), meta)
         sp_ = res.speed

@@ -38,9 +38,6 @@ def main(cfg: DictConfig) -> None:
     vocab, vocab_type = int(cfg.data.lang.vocab_size), str(cfg.data.lang.model_type)
     sp = rd.load_bpe(vocab, vocab_type)
     mdict = to_dict(cfg.model)
-    att = to_dict(cfg.attention) if "attention" in cfg else {}
-    mdict["attention"] = att.pop("name", "dense")
-    mdict["attention_cfg"] = att
     mdict["n_text"] = sp.get_piece_size()
     model_cfg = ModelConfig.from_dict(mdict)
     skip_bad = bool(cfg.data.get("skip_bad", False))

@@ -2,9 +2,10 @@
 
 Works on a batch of sequences of different lengths: the model's KV cache keeps each sequence's
 length, prefill returns each sequence's next-token logits, and every decode step appends one
-token per sequence. The model contract is in /work/notes/interface_model.md:
-`new_cache`, `prefill(audio_emb, audio_lens, cache)`, `decode_step(tokens, cache)`,
-`cache.reorder(index)` (batch compaction and beam search), and `cfg.eos_id` / `cfg.task_id`.
+token per sequence. The model contract: `new_cache(batch, max_len, device, sparse=SparseConfig)` (the decode
+attention: dense, or a paged sparse method; models/attention.py), `prefill(audio_emb, audio_lens,
+cache)`, `decode_step(tokens, cache)`, `cache.reorder(index)` (batch compaction and beam
+search), and `cfg.eos_id` / `cfg.task_id`.
 
 Token limits are per sequence (`max_new`). Greedy search drops finished sequences from the batch
 (cache.reorder to the live rows), so a short recording in a batch of long ones costs nothing once
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from unique_asr.decoding.backends import new_cache
+from unique_asr.attention.api import SparseConfig
 from unique_asr.decoding.ctc_prefix import CTCPrefixScorer, candidate_tokens, joint_increment
 
 
@@ -89,14 +90,14 @@ def _steps(n_max: int):
                 disable=n_max < 512)
 
 
-def _prefill(model, audio_emb, audio_lens, max_new, attention, budget):
+def _prefill(model, audio_emb, audio_lens, max_new, sparse):
     """Limits, a cache big enough for the longest run, and the first logits (timed)."""
     B, dev = audio_emb.shape[0], audio_emb.device
     lim = _as_limits(max_new, B).to(dev)
     n_max = int(lim.max()) if B else 0
     stats = GenStats()
     t0 = time.perf_counter()
-    cache = new_cache(model, B, int(audio_lens.max()) + 1 + n_max, dev, attention, budget)
+    cache = model.new_cache(B, int(audio_lens.max()) + 1 + n_max, dev, sparse=sparse)
     logits = model.prefill(audio_emb, audio_lens, cache)
     sync(dev)
     stats.prefill_seconds = time.perf_counter() - t0
@@ -109,17 +110,16 @@ def greedy_search(
     audio_emb: torch.Tensor,
     audio_lens: torch.Tensor,
     max_new,
-    attention: str = "dense",
-    budget: int | None = None,
+    sparse: SparseConfig | None = None,
     ctc: JointCTC | None = None,
 ) -> tuple[list[list[int]], GenStats]:
     """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped).
+    sparse: the decode attention (default dense).
 
     With `ctc`, each step takes the best joint CTC/attention candidate instead of the argmax."""
     B, dev = audio_emb.shape[0], audio_emb.device
     eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
-    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new,
-                                                attention, budget)
+    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
     t1 = time.perf_counter()
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
@@ -171,8 +171,7 @@ def beam_search(
     max_new,
     beam: int = 4,
     length_penalty: float = 1.0,
-    attention: str = "dense",
-    budget: int | None = None,
+    sparse: SparseConfig | None = None,
     ctc: JointCTC | None = None,
 ) -> tuple[list[list[int]], GenStats]:
     """Batched beam search: `beam` hypotheses per sequence share one KV cache of B*beam rows.
@@ -187,8 +186,7 @@ def beam_search(
     if K < 1:
         raise ValueError(f"decode.beam must be >= 1, got {K}")
     eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
-    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new,
-                                                attention, budget)
+    lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
     logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
     t1 = time.perf_counter()
     V = logp.shape[-1]

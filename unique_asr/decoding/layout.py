@@ -5,13 +5,15 @@ Both entry points take the same hydra config, so `bin.score` with the overrides 
   checkpoint  decode.checkpoint, else the newest <model_dir>/avg-*.pt, else <model_dir>/last.pt
               (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
   out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
-  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<attention>[-b<budget>]
+  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<sparse.method>[-b<sparse.budget>]
               (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from unique_asr.decoding.config import DecodeConfig
 
 
 def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Path:
@@ -32,39 +34,39 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
     )
 
 
-DEFAULT_CTC_CANDIDATES = 32  # conf/decode/default.yaml's ctc_candidates: left out of tags
-
-
-def method_name(dcfg) -> str:
+def method_name(cfg: DecodeConfig) -> str:
     """greedy, ctc_greedy, beam<width> or ctc_beam<width>; -ctc<w> added for joint CTC/attention
     decoding (then c<n> when decode.ctc_candidates is not the default), -lm<order>w<weight>
     [b<bonus>] for ctc_beam with an LM, -oov<penalty> with a lexicon."""
-    m = str(dcfg["method"])
-    name = f"{m}{int(dcfg['beam'])}" if m in ("beam", "ctc_beam") else m
+    m = cfg.method
+    name = f"{m}{int(cfg.beam)}" if m in ("beam", "ctc_beam") else m
     if m == "ctc_beam":
-        w = float(dcfg.get("lm_weight") or 0.0)
+        w = float(cfg.lm_weight)
         if w > 0:
-            name += f"-lm{int(dcfg.get('lm_order') or 9)}w{w:g}"
-            b = float(dcfg.get("token_bonus") or 0.0)
+            name += f"-lm{int(cfg.lm_order)}w{w:g}"
+            b = float(cfg.token_bonus)
             name += f"b{b:g}" if b else ""
-        oov = float(dcfg.get("oov_penalty") or 0.0)
+        oov = float(cfg.oov_penalty)
         return f"{name}-oov{-oov:g}" if oov else name
-    w = float(dcfg.get("ctc_weight") or 0.0)
-    if w <= 0 or m == "ctc_greedy":
+    w = cfg.joint_ctc_weight
+    if w <= 0:
         return name
-    c = int(dcfg.get("ctc_candidates") or DEFAULT_CTC_CANDIDATES)
-    return f"{name}-ctc{w:g}" + (f"c{c}" if c != DEFAULT_CTC_CANDIDATES else "")
+    c = int(cfg.ctc_candidates)
+    return f"{name}-ctc{w:g}" + (f"c{c}" if c != DecodeConfig.ctc_candidates else "")
 
 
-def run_tag(dcfg) -> str:
-    if dcfg.get("tag"):
-        return str(dcfg["tag"])
-    tag = f"{method_name(dcfg)}-{dcfg['attention']}"
-    return tag if dcfg["attention"] == "dense" else f"{tag}-b{int(dcfg['budget'])}"
+def run_tag(cfg: DecodeConfig) -> str:
+    if cfg.tag:
+        return str(cfg.tag)
+    sp = cfg.sparse
+    tag = f"{method_name(cfg)}-{sp.method}"
+    return tag if sp.method == "dense" else f"{tag}-b{int(sp.budget)}"
 
 
-def run_out_dir(dcfg, checkpoint: Path | None = None) -> Path:
-    if dcfg.get("out_dir"):
-        return Path(dcfg["out_dir"])
-    ck = checkpoint or find_checkpoint(dcfg["model_dir"], dcfg.get("checkpoint"))
-    return Path(dcfg["model_dir"]) / "decode" / ck.stem
+def run_out_dir(cfg: DecodeConfig, checkpoint: Path | None = None) -> Path:
+    if cfg.out_dir:
+        return Path(cfg.out_dir)
+    if not cfg.model_dir:
+        raise ValueError("decode.model_dir is not set; pass decode.model_dir=<training run dir>")
+    ck = checkpoint or find_checkpoint(cfg.model_dir, cfg.checkpoint)
+    return Path(cfg.model_dir) / "decode" / ck.stem

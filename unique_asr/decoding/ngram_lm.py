@@ -148,21 +148,21 @@ def lexicon_from_text_file(path, sp) -> Lexicon:
     return Lexicon(words, [sp.id_to_piece(i) for i in range(sp.get_piece_size())])
 
 
-def lm_for_decoding(dcfg, sp, bpe_path) -> tuple[TokenNgramLM | None, Lexicon | None]:
-    """(token n-gram, lexicon) of decode.method=ctc_beam, each None when its weight
-    (decode.lm_weight, decode.oov_penalty) is 0: built from decode.lm_text, by default the
-    lang dir's lm_text.txt beside the tokenizer's model `bpe_path` (stage 3)."""
-    want_lm = float(dcfg.get("lm_weight") or 0.0) != 0.0
-    want_lex = float(dcfg.get("oov_penalty") or 0.0) != 0.0
-    if dcfg["method"] != "ctc_beam" or not (want_lm or want_lex):
+def lm_for_decoding(cfg, sp, bpe_path) -> tuple[TokenNgramLM | None, Lexicon | None]:
+    """(token n-gram, lexicon) of decode.method=ctc_beam for a DecodeConfig `cfg`, each None
+    when its weight (decode.lm_weight, decode.oov_penalty) is 0: built from decode.lm_text, by
+    default the lang dir's lm_text.txt beside the tokenizer's model `bpe_path` (stage 3)."""
+    want_lm = float(cfg.lm_weight) != 0.0
+    want_lex = float(cfg.oov_penalty) != 0.0
+    if cfg.method != "ctc_beam" or not (want_lm or want_lex):
         return None, None
-    path = Path(dcfg.get("lm_text") or Path(bpe_path).parent / "lm_text.txt")
+    path = Path(cfg.lm_text or Path(bpe_path).parent / "lm_text.txt")
     if not path.is_file():
         raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
                                 "--stop-stage 3 --force true) or set decode.lm_text=FILE "
                                 "(one sentence per line), or decode.lm_weight=0 "
                                 "decode.oov_penalty=0")
-    lm = lm_from_text_file(path, sp, int(dcfg["lm_order"])) if want_lm else None
+    lm = lm_from_text_file(path, sp, int(cfg.lm_order)) if want_lm else None
     lexicon = lexicon_from_text_file(path, sp) if want_lex else None
     log.info("LM: %s, lexicon: %s, from %s", f"{lm.order}-gram over {lm.vocab} tokens" if lm else
              "none", f"{len(lexicon.words)} words" if lexicon else "none", path)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.features import BadInputError, cut_features, pad_short
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
@@ -34,55 +35,14 @@ from unique_asr.scoring.speed import Speed
 log = logging.getLogger(__name__)
 
 
-METHODS = ("greedy", "beam", "ctc_greedy", "ctc_beam")
-CTC_ONLY = ("ctc_greedy", "ctc_beam")  # methods that never run the decoder
-
-
 @dataclass
-class DecodeOptions:
-    method: str = "greedy"  # greedy | beam | ctc_greedy | ctc_beam (the encoder's CTC head alone)
-    beam: int = 4           # beam (decoder) and ctc_beam (CTC prefix beam search) width
-    length_penalty: float = 1.0
-    ctc_weight: float = 0.0  # joint CTC/attention decoding (greedy, beam); 0: decoder alone
-    ctc_candidates: int = 32  # decoder candidates per hypothesis and step scored with CTC
-    ctc_window: int = 256  # encoder frames (40 ms) per hypothesis and step (0: all); falls back
-    lm_weight: float = 0.0  # ctc_beam: weight of the token n-gram LM (0: no LM)
-    lm_order: int = 9        # as conf/decode/default.yaml (the LM itself is built by bin/decode)
-    token_bonus: float = 0.0  # ctc_beam: added per emitted token (balances the LM's cost)
-    oov_penalty: float = 0.0  # ctc_beam: added per finished word the LM text does not have (<= 0)
-    attention: str = "dense"
-    budget: int | None = None
-    batch_size: int = 8
-    max_batch_seconds: float = 3600.0
-    max_tokens_per_second: float = 30.0  # as conf/decode/default.yaml
-    min_new_tokens: int = 16
-    max_segment_seconds: float | None = None
-    split_at: str = "energy"
-    page_size: int = 8  # audio tokens per KV page: shorter recordings are padded to one page
+class AudioInput:
+    """How test recordings are read (the data config: data.sample_rate,
+    data.fbank.num_mel_bins, data.skip_bad)."""
+
     sample_rate: int = 16000
     num_mel_bins: int = 80
-    skip_bad: bool = False
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"decode.method={self.method!r}: use one of {', '.join(METHODS)}")
-        if not 0.0 <= float(self.ctc_weight) <= 1.0:
-            raise ValueError(f"decode.ctc_weight={self.ctc_weight}: use a weight in [0, 1]")
-        if self.method in CTC_ONLY:  # the CTC head alone: the joint weight (default 0.9)
-            self.ctc_weight = 0.0   # does not apply, so `method=ctc_greedy` just works
-        if self.lm_weight < 0 or self.lm_order < 1 or self.beam < 1 or self.oov_penalty > 0:
-            raise ValueError(f"decode.lm_weight={self.lm_weight} (>= 0), decode.lm_order="
-                             f"{self.lm_order} (>= 1), decode.beam={self.beam} (>= 1), "
-                             f"decode.oov_penalty={self.oov_penalty} (<= 0)")
-        if int(self.ctc_candidates) < 1:
-            raise ValueError(f"decode.ctc_candidates={self.ctc_candidates}: must be >= 1")
-        if self.split_at not in ("energy", "supervisions"):
-            raise ValueError(f"decode.split_at={self.split_at!r}: use energy or supervisions")
-
-    @classmethod
-    def from_cfg(cls, d: dict) -> DecodeOptions:
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in names})
+    skip_bad: bool = False  # skip recordings that cannot be read instead of failing
 
 
 @dataclass
@@ -130,14 +90,14 @@ class TestRecording:
     gaps: list[tuple[float, float]] = field(default_factory=list)  # supervision gaps (s)
 
 
-def load_recordings(cuts, opts: DecodeOptions, notes: Counter, skipped: list[dict]):
+def load_recordings(cuts, audio: AudioInput, notes: Counter, skipped: list[dict]):
     """Features and references of every cut, sorted by id; bad ones raise or are skipped."""
     out = []
     for cut in tqdm(sorted(cuts, key=lambda c: c.id), desc="features", leave=False):
         try:
-            feats = cut_features(cut, notes, opts.sample_rate, opts.num_mel_bins)
+            feats = cut_features(cut, notes, audio.sample_rate, audio.num_mel_bins)
         except BadInputError as e:
-            if not opts.skip_bad:
+            if not audio.skip_bad:
                 raise
             log.warning("skipping: %s", e)
             skipped.append({"id": cut.id, "error": str(e)})
@@ -149,13 +109,13 @@ def load_recordings(cuts, opts: DecodeOptions, notes: Counter, skipped: list[dic
     return out
 
 
-def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device, lm=None,
-                lexicon=None) -> DecodeResult:
+def decode_cuts(model, cuts, tokenizer, opts: DecodeConfig, device, lm=None, lexicon=None,
+                audio: AudioInput | None = None) -> DecodeResult:
     """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
     notes: Counter = Counter()
     skipped: list[dict] = []
     t0 = time.perf_counter()
-    recordings = load_recordings(cuts, opts, notes, skipped)
+    recordings = load_recordings(cuts, audio or AudioInput(), notes, skipped)
     t_load = time.perf_counter() - t0
     res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm, lexicon)
     res.skipped = skipped
@@ -163,7 +123,34 @@ def decode_cuts(model, cuts, tokenizer, opts: DecodeOptions, device, lm=None,
     return res
 
 
-def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: DecodeOptions,
+def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexicon):
+    """One batch's search by decode.method: (hyps, GenStats, the JointCTC or None).
+    ctc: the pieces' (CTC log-probs, lengths), or None when no method needs them."""
+    joint = None
+    if opts.joint_ctc_weight > 0:
+        # the window is given in 40 ms frames; an upsampling CTC head has more per second
+        window = int(opts.ctc_window) * model.ctc.upsample
+        joint = JointCTC(*ctc, model.cfg.ctc_blank, opts.joint_ctc_weight,
+                         int(opts.ctc_candidates), window)
+    if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
+        hyps = ctc_greedy(*ctc, model.cfg.ctc_blank)
+        return hyps, GenStats(tokens=sum(len(h) for h in hyps)), joint
+    if opts.method == "ctc_beam":
+        t1 = time.perf_counter()
+        logp = ctc[0].float().cpu().numpy()
+        hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
+                                       opts.lm_weight, opts.token_bonus, lexicon=lexicon,
+                                       oov_penalty=opts.oov_penalty)
+                for b, n in enumerate(ctc[1].tolist())]
+        st = GenStats(step_seconds=time.perf_counter() - t1, tokens=sum(len(h) for h in hyps))
+        return hyps, st, joint
+    if opts.method == "greedy":
+        return (*greedy_search(model, audio, audio_lens, limits, opts.sparse, ctc=joint), joint)
+    return (*beam_search(model, audio, audio_lens, limits, opts.beam, opts.length_penalty,
+                         opts.sparse, ctc=joint), joint)
+
+
+def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: DecodeConfig,
                       device, notes: Counter | None = None, lm=None,
                       lexicon=None) -> DecodeResult:
     """Split (if needed), batch across recordings, generate, join pieces per recording.
@@ -179,7 +166,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
             model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
             opts.max_segment_seconds,
         )
-    min_frames = opts.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > one page after 8x
+    min_frames = opts.sparse.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > 1 page after 8x
     recs, pieces = [], []
     t_split = time.perf_counter()
     for rec in recordings:
@@ -194,14 +181,14 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     speed = Speed(wall_seconds=time.perf_counter() - t_split)
 
     batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds * 100))
-    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.attention}"):
+    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}"):
         t0 = time.perf_counter()
         lens = torch.tensor([p.feats.shape[0] for p in batch])
         feats = torch.nn.utils.rnn.pad_sequence([p.feats for p in batch], batch_first=True)
         feats, lens = feats.to(device), lens.to(device)
         dtype = next(model.parameters()).dtype
         # each piece (split at pauses) is encoded on its own, so it gets its own CTC log-probs
-        need_ctc = opts.method in CTC_ONLY or opts.ctc_weight > 0
+        need_ctc = opts.method in CTC_ONLY or opts.joint_ctc_weight > 0
         with torch.inference_mode():
             if need_ctc:
                 audio, audio_lens, ctc_logp, ctc_lens = model.encode_with_ctc(feats.to(dtype), lens)
@@ -211,29 +198,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         t_enc = time.perf_counter() - t0
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
                   for n in audio_lens.tolist()]
-        joint = None
-        if opts.ctc_weight > 0 and opts.method not in CTC_ONLY:
-            # the window is given in 40 ms frames; an upsampling CTC head has more per second
-            window = int(opts.ctc_window) * model.ctc.upsample
-            joint = JointCTC(ctc_logp, ctc_lens, model.cfg.ctc_blank, float(opts.ctc_weight),
-                             int(opts.ctc_candidates), window)
-        if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
-            hyps = ctc_greedy(ctc_logp, ctc_lens, model.cfg.ctc_blank)
-            st = GenStats(tokens=sum(len(h) for h in hyps))
-        elif opts.method == "ctc_beam":
-            t1 = time.perf_counter()
-            logp = ctc_logp.float().cpu().numpy()
-            hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
-                                           opts.lm_weight, opts.token_bonus, lexicon=lexicon,
-                                           oov_penalty=opts.oov_penalty)
-                    for b, n in enumerate(ctc_lens.tolist())]
-            st = GenStats(step_seconds=time.perf_counter() - t1, tokens=sum(len(h) for h in hyps))
-        elif opts.method == "greedy":
-            hyps, st = greedy_search(model, audio, audio_lens, limits, opts.attention,
-                                     opts.budget, ctc=joint)
-        else:
-            hyps, st = beam_search(model, audio, audio_lens, limits, opts.beam,
-                                   opts.length_penalty, opts.attention, opts.budget, ctc=joint)
+        hyps, st, joint = _search(model, opts, audio, audio_lens, limits,
+                                  (ctc_logp, ctc_lens) if need_ctc else None, lm, lexicon)
         if joint is not None:
             notes["ctc_seconds"] += round(st.ctc_seconds, 3)
             notes["ctc_full_window_calls"] += st.ctc_full_steps

@@ -32,6 +32,8 @@ def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 # keys that may differ between training and decoding (or a fine-tune, train.init_from) without
 # invalidating the weights: runtime choices, and training-only losses, noise and initialisation
+# (attention/attention_cfg: held by the stored configs of some checkpoints, see
+# config.IGNORED_KEYS)
 RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl", "enc_zero_init", "dec_zero_init",
                 "text_input_noise", "inter_ctc_layers", "inter_ctc_weight", "ctc_weight",
                 "ce_weight", "ctc_max_s"} | {
@@ -68,7 +70,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", model_cfg: dict | None
     """Load (model, cfg dict) from a checkpoint written by training (or averaging).
 
     model_cfg: if given, it must match the stored config (CheckpointMismatchError otherwise).
-    overrides: runtime keys to change for decoding, e.g. {"attention": "unique"}.
+    overrides: runtime keys to change for decoding, e.g. {"dropout": 0.0}.
     """
     path = Path(path)
     if not path.is_file():

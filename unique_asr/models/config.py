@@ -10,6 +10,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# keys a config may carry that configure nothing here: `name` (the preset's name), and
+# attention/attention_cfg, which stored configs of some checkpoints hold: the decoder's attention
+# is chosen at run time (models/attention.TrainAttentionConfig, attention/api.SparseConfig)
+IGNORED_KEYS = {"name", "attention", "attention_cfg"}
+
 
 @dataclass
 class ModelConfig:
@@ -83,9 +88,6 @@ class ModelConfig:
     align_heads: int = 1
     align_width: float = 4.0
     align_queries: int = 256     # text tokens scored per sequence (evenly spaced)
-    # attention backend of the decoder (training/prefill and decoding)
-    attention: str = "dense"
-    attention_cfg: dict = field(default_factory=dict)
 
     @property
     def align_layer_index(self) -> int:
@@ -113,15 +115,13 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"name"})
+        unknown = sorted(set(d) - names - IGNORED_KEYS)
         if unknown:
             raise ValueError(
                 f"unknown model config keys {unknown}; valid keys: {sorted(names)} "
                 "(fix conf/model/*.yaml or the model.* override)"
             )
         kw = {k: v for k, v in d.items() if k in names}
-        if "attention_cfg" in kw and kw["attention_cfg"] is not None:
-            kw["attention_cfg"] = dict(kw["attention_cfg"])
         cfg = cls(**kw)
         cfg.validate()
         return cfg

@@ -1,7 +1,8 @@
 """LLaMA-style decoder: RMSNorm, RoPE, SwiGLU, GQA, tied input/output embeddings.
 
-Attention goes through attention.py so the backend (dense, UNIQUE soft-mask training, paged sparse
-decoding) is a config choice and this module stays the same.
+Attention goes through attention.py: training attention from a TrainAttentionConfig (dense or
+the UNIQUE soft/hard page mask), decoding through the KV cache it is given (dense or paged
+sparse), so this module stays the same whatever is chosen.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unique_asr.models.attention import train_attention
+from unique_asr.models.attention import TRAIN_ATTENTION, TrainAttentionConfig
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.rope import apply_rope, rope_angles
 
@@ -40,7 +41,7 @@ class SwiGLU(nn.Module):
 
 
 class DecoderAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig, layer: int, train_attention: TrainAttentionConfig):
         super().__init__()
         self.layer = layer
         self.h, self.hkv = cfg.dec_heads, cfg.dec_kv_heads
@@ -49,8 +50,7 @@ class DecoderAttention(nn.Module):
         self.kv = nn.Linear(cfg.dec_dim, 2 * self.hkv * self.dh, bias=False)
         self.o = nn.Linear(self.h * self.dh, cfg.dec_dim, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.backend = cfg.attention
-        self.backend_cfg = dict(cfg.attention_cfg)
+        self.train_attention = train_attention
         self.capture = False  # training: keep (q, k) for the alignment guide (align_guide.py)
         self.captured = None
 
@@ -69,7 +69,7 @@ class DecoderAttention(nn.Module):
         if mode == "train" and self.capture:
             self.captured = (q, k)
         if mode == "train":
-            y = train_attention(self.backend)(q, k, v, self.backend_cfg)
+            y = TRAIN_ATTENTION[self.train_attention.kind](q, k, v, self.train_attention)
         elif mode == "prefill":
             y = cache.prefill(self.layer, q, k, v, lens)
         else:
@@ -78,10 +78,10 @@ class DecoderAttention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig, layer: int, train_attention: TrainAttentionConfig):
         super().__init__()
         self.norm1 = RMSNorm(cfg.dec_dim)
-        self.attn = DecoderAttention(cfg, layer)
+        self.attn = DecoderAttention(cfg, layer, train_attention)
         self.norm2 = RMSNorm(cfg.dec_dim)
         self.mlp = SwiGLU(cfg.dec_dim, cfg.dec_ff, cfg.dropout)
 
@@ -91,18 +91,31 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Decoder-only LM over embeddings; positions are given explicitly ([B, L] or [L])."""
+    """Decoder-only LM over embeddings; positions are given explicitly ([B, L] or [L]).
 
-    def __init__(self, cfg: ModelConfig):
+    train_attention: how every layer attends in training (default dense); change it later
+    with set_train_attention (fine-tuning, the hard-mask finish)."""
+
+    def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dec_dim)
         nn.init.normal_(self.embed.weight, std=cfg.dec_dim ** -0.5)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.dec_layers))
+        ta = train_attention or TrainAttentionConfig()
+        ta.validate()
+        self.train_attention = ta
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, ta) for i in range(cfg.dec_layers))
         self.norm = RMSNorm(cfg.dec_dim)
         self.head_dim = cfg.dec_dim // cfg.dec_heads
         if cfg.dec_zero_init:
             self.zero_init_branches()
+
+    def set_train_attention(self, cfg: TrainAttentionConfig) -> None:
+        """Every layer attends with `cfg` in training from now on."""
+        cfg.validate()
+        self.train_attention = cfg
+        for layer in self.layers:
+            layer.attn.train_attention = cfg
 
     def zero_init_branches(self) -> None:
         """Zero each layer's attention output and SwiGLU down-projection, so every layer starts

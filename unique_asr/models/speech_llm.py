@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unique_asr.attention.api import SparseConfig
 from unique_asr.models.align_guide import alignment_loss
-from unique_asr.models.attention import CACHE_BACKENDS
+from unique_asr.models.attention import TrainAttentionConfig, new_decode_cache
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
@@ -25,7 +26,11 @@ ENC_FRAMES_PER_S = 25       # encoder frames per second (4x subsampling of 10 ms
 
 
 class SpeechLLM(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    """Encoder -> projector -> decoder LLM. train_attention: the decoder's training attention
+    (default dense; set_train_attention changes it); decoding picks its attention per cache
+    (new_cache's SparseConfig)."""
+
+    def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)
@@ -37,7 +42,16 @@ class SpeechLLM(nn.Module):
         self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
                            cfg.ctc_upsample)
         self.projector = Projector(cfg)
-        self.decoder = Decoder(cfg)
+        self.decoder = Decoder(cfg, train_attention)
+
+    @property
+    def train_attention(self) -> TrainAttentionConfig:
+        return self.decoder.train_attention
+
+    def set_train_attention(self, cfg: TrainAttentionConfig) -> None:
+        """The decoder attends with `cfg` in training from now on (e.g. a dense checkpoint
+        fine-tuned with unique_soft, finished with unique_hard)."""
+        self.decoder.set_train_attention(cfg)
 
     # ---------------------------------------------------------------- encoder side
     def smooth(self, feats: torch.Tensor) -> torch.Tensor:
@@ -188,17 +202,14 @@ class SpeechLLM(nn.Module):
         }
 
     # ---------------------------------------------------------------- decoding
-    def new_cache(self, batch: int, max_len: int, device=None, dtype=None, backend=None):
-        backend = backend or self.cfg.attention
-        if backend not in CACHE_BACKENDS:
-            raise ValueError(f"no decoding cache for attention={backend!r}; "
-                             f"available: {sorted(CACHE_BACKENDS)}")
+    def new_cache(self, batch: int, max_len: int, device=None, dtype=None,
+                  sparse: SparseConfig | None = None):
+        """A decoding KV cache for `batch` sequences of up to `max_len` tokens; `sparse` picks
+        the decode attention (default dense)."""
         p = next(self.parameters())
-        return CACHE_BACKENDS[backend](
-            self.cfg.dec_layers, batch, max_len, self.cfg.dec_kv_heads,
-            self.cfg.dec_dim // self.cfg.dec_heads, device or p.device, dtype or p.dtype,
-            dict(self.cfg.attention_cfg),
-        )
+        return new_decode_cache(self.cfg.dec_layers, batch, max_len, self.cfg.dec_kv_heads,
+                                self.cfg.dec_dim // self.cfg.dec_heads, device or p.device,
+                                dtype or p.dtype, sparse)
 
     def prefill(self, audio_emb, audio_lens, cache) -> torch.Tensor:
         """Dense prefill of [audio][task]; returns next-token logits [B, vocab] (float32)."""

@@ -3,9 +3,9 @@
 Sparsity-aware training (METHOD.md) fine-tunes a dense checkpoint with the decoder attention
 switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
 
-    python -m unique_asr.bin.train model=small train=gpu attention=unique_soft \
-        attention.tau=0.5 attention.budget=512 train.init_from=exp/small/avg-3.pt \
-        train.hard_steps=100 train.tag=small_soft
+    python -m unique_asr.bin.train model=small train=gpu +train.attention.kind=unique_soft \
+        +train.attention.tau=0.5 +train.attention.budget=512 \
+        train.init_from=exp/small/avg-3.pt train.hard_steps=100 train.tag=small_soft
 
 `train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
 fresh); a new exp dir (train.tag) keeps the dense run intact. `train.resume=true` in the new dir
@@ -14,6 +14,7 @@ takes precedence once it has a last.pt, so a killed fine-tune continues from its
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: Model
     """Copy the weights of checkpoint `path` (training or averaged) into `model`.
 
     The model config must match apart from runtime keys (attention backend, dropout, ...), so
-    a dense checkpoint fine-tunes under `attention=unique_soft`. Returns the checkpoint's step.
+    a dense checkpoint fine-tunes under `train.attention.kind=unique_soft`. Returns the
+    checkpoint's step.
     """
     path = Path(path)
     if not path.is_file():
@@ -43,19 +45,16 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: Model
     check_config(ck["model_cfg"], model_cfg.to_dict(), path)
     load_state_strict(model, ck["model"], path)
     step = int(ck.get("step", 0))
-    log.info("initialised the model from %s (step %d, attention %s -> %s)", path, step,
-             ck["model_cfg"].get("attention", "dense"), model_cfg.attention)
+    log.info("initialised the model from %s (step %d, training attention %s)", path, step,
+             model.train_attention.kind)
     return step
 
 
-def set_train_attention(model: torch.nn.Module, name: str) -> int:
-    """Switch every decoder attention layer's training backend to `name`; returns the count."""
-    n = 0
-    for m in model.modules():
-        if hasattr(m, "backend") and hasattr(m, "backend_cfg"):
-            m.backend = name
-            n += 1
-    return n
+def set_train_attention(model: torch.nn.Module, kind: str) -> int:
+    """Switch the decoder's training attention to `kind` (same budget, tau, page size, lam);
+    returns the number of decoder layers."""
+    model.set_train_attention(dataclasses.replace(model.train_attention, kind=kind))
+    return len(model.decoder.layers)
 
 
 def hard_phase(pos: float, tcfg: dict) -> bool:

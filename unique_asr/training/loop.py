@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unique_asr.models.attention import TrainAttentionConfig
 from unique_asr.models.checkpoint import build_model, check_config, load_state_strict
 from unique_asr.models.config import ModelConfig
 from unique_asr.training import distributed as D
@@ -133,6 +134,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
     if not recs:
         raise ValueError(f"no usable training recordings ({bad.summary()})")
     model = build_model(model_cfg)
+    model.set_train_attention(TrainAttentionConfig(**(tcfg.get("attention") or {})))
     model.cmvn.set_stats(*cmvn_stats(feats, model.smooth))
     model.to(device)
     opt = make_optimizer(model, tcfg["lr"], tcfg["weight_decay"], tcfg.get("betas", (0.9, 0.98)))
@@ -235,7 +237,7 @@ def train(model_cfg: ModelConfig, tcfg: dict, exp_dir, train_data, dev_data, sp,
             group.append(batcher(cuts))
             if len(group) < tcfg["accum_grad"]:
                 continue
-            if (not hard_on and model_cfg.attention == "unique_soft"
+            if (not hard_on and model.train_attention.kind == "unique_soft"
                     and hard_phase(sched.pos, tcfg)):  # train.hard_steps: finish with top-k
                 hard_on = set_train_attention(model, "unique_hard") > 0
                 if rank == 0:

@@ -1,0 +1,122 @@
+"""The typed decode config (`decode.*`): every key and its one default.
+
+bin/decode.py and bin/score.py turn the hydra group `decode` into a plain dict
+(OmegaConf.to_container(resolve=True)) and call DecodeConfig.from_dict; everything below them
+takes a DecodeConfig. conf/decode/default.yaml holds only what differs from the defaults here
+and the interpolations (model_dir, results_md). The decoder's attention while generating is
+`decode.sparse.*` (attention/api.SparseConfig: method, budget, page_size, lam, sink_pages,
+impl, dense_layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from unique_asr.attention.api import SparseConfig
+
+SEARCH_METHODS = ("greedy", "beam", "ctc_greedy", "ctc_beam")
+CTC_ONLY = ("ctc_greedy", "ctc_beam")  # search methods that never run the decoder
+DEVICES = "auto | cpu | cuda | cuda:N"
+DTYPES = ("float32", "bfloat16")
+SPLIT_AT = ("energy", "supervisions")
+
+
+@dataclass
+class DecodeConfig:
+    # search: greedy | beam (the speech LLM, joint with its CTC head: ctc_weight) | ctc_greedy
+    # (the CTC head's best path) | ctc_beam (the CTC head, prefix beam search with the n-gram LM)
+    method: str = "greedy"
+    beam: int = 4                 # beam width (beam, ctc_beam)
+    length_penalty: float = 1.0   # beam: best = log p / len^length_penalty
+    # joint CTC/attention (greedy, beam): (1-w) log p_dec + w log CTC prefix score; 0 = the
+    # decoder alone, 1 = CTC alone. 0.9 was the best weight on dev for the tiny recipe model.
+    ctc_weight: float = 0.9
+    ctc_candidates: int = 32      # decoder top-k tokens per hypothesis and step scored with CTC
+    ctc_window: int = 256         # CTC frames per hypothesis and step (0: all; same scores)
+    # ctc_beam: token n-gram LM built at decode time from lm_text (None: the lang dir's
+    # lm_text.txt); weight, order and per-token bonus tuned on dev
+    lm_weight: float = 1.0
+    lm_order: int = 9
+    token_bonus: float = 1.0
+    oov_penalty: float = 0.0      # ctc_beam: per finished word not in lm_text (<= 0; 0: none)
+    lm_text: str | None = None
+    model_dir: str | None = None   # the training run to decode (conf: ${exp_dir}/${train.tag})
+    checkpoint: str | None = None  # None: newest <model_dir>/avg-*.pt, else last.pt
+    bpe_model: str | None = None   # None: the checkpoint's, else the recipe's lang dir
+    sets: list[str] = field(default_factory=lambda: ["test"])  # splits to decode
+    out_dir: str | None = None     # None: <model_dir>/decode/<checkpoint stem>
+    tag: str | None = None         # None: layout.run_tag
+    device: str = "auto"              # auto (cuda if present) | cpu | cuda | cuda:N
+    dtype: str = "float32"            # float32 | bfloat16 (GPU)
+    batch_size: int = 8               # pieces (recordings) per batch
+    max_batch_seconds: float = 3600.0  # audio per batch, counted at the longest piece's length
+    max_tokens_per_second: float = 30.0  # transcript token limit per audio second
+    min_new_tokens: int = 16          # added to every piece's limit
+    max_segment_seconds: float | None = None  # split longer pieces too (None: context decides)
+    split_at: str = "energy"          # energy | supervisions (where long recordings are cut)
+    results_md: str | None = None  # stage 6 appends one row per scored run (None: none)
+    sparse: SparseConfig = field(default_factory=SparseConfig)  # decoder attention (dense prefill)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def joint_ctc_weight(self) -> float:
+        """ctc_weight where it applies (greedy, beam); 0 for the CTC-only methods."""
+        return 0.0 if self.method in CTC_ONLY else float(self.ctc_weight)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecodeConfig:
+        """Build and validate from a plain dict (nested for `sparse`); an unknown key is a
+        ValueError naming it and the valid keys."""
+        d = dict(d)
+        _check_keys(d, cls, "decode")
+        sparse = d.pop("sparse", None) or {}
+        if not isinstance(sparse, SparseConfig):
+            sparse = dict(sparse)
+            _check_keys(sparse, SparseConfig, "decode.sparse")
+            if "dense_layers" in sparse:
+                sparse["dense_layers"] = list(sparse["dense_layers"] or [])
+            sparse = SparseConfig(**sparse)
+        if "sets" in d:
+            d["sets"] = list(d["sets"])
+        return cls(**d, sparse=sparse)  # __post_init__ validates
+
+    def validate(self) -> DecodeConfig:
+        """Raise a ValueError naming the `decode.<key>` that is out of range; returns self."""
+        def bad(key, want):
+            raise ValueError(f"decode.{key}={getattr(self, key)!r}: {want}")
+
+        if self.method not in SEARCH_METHODS:
+            bad("method", f"use one of {', '.join(SEARCH_METHODS)}")
+        if not 0.0 <= float(self.ctc_weight) <= 1.0:
+            bad("ctc_weight", "use a weight in [0, 1]")
+        for key in ("beam", "lm_order", "ctc_candidates", "batch_size"):
+            if int(getattr(self, key)) < 1:
+                bad(key, "must be >= 1")
+        for key in ("lm_weight", "ctc_window", "min_new_tokens"):
+            if getattr(self, key) < 0:
+                bad(key, "must be >= 0")
+        if self.oov_penalty > 0:
+            bad("oov_penalty", "must be <= 0")
+        if self.max_tokens_per_second <= 0 or self.max_batch_seconds <= 0:
+            bad("max_tokens_per_second" if self.max_tokens_per_second <= 0
+                else "max_batch_seconds", "must be > 0")
+        if self.split_at not in SPLIT_AT:
+            bad("split_at", f"use one of {', '.join(SPLIT_AT)}")
+        if self.dtype not in DTYPES:
+            bad("dtype", f"use one of {', '.join(DTYPES)}")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            bad("device", f"use one of {DEVICES}")
+        self.sparse.validate()
+        return self
+
+
+def _check_keys(d: dict, cls, prefix: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key {', '.join(f'{prefix}.{k}' for k in unknown)}; valid "
+                         f"{prefix} keys: {', '.join(names)}")
