@@ -15,9 +15,34 @@ Adding a backend is one registry line, e.g.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class TrainAttentionConfig:
+    """The decoder's training attention (`train.attention.*`): dense, or the UNIQUE page mask,
+    soft (sparsity-aware training) or hard (top-k pages)."""
+
+    kind: str = "dense"      # dense | unique_soft | unique_hard
+    budget: int = 512        # tokens kept per query (budget // page_size pages)
+    tau: float = 1.0         # temperature of the soft page mask
+    page_size: int = 8       # tokens per page
+    lam: float = 0.5         # weight of the std term of the page score
+
+    def validate(self) -> None:
+        kinds = ("dense", "unique_soft", "unique_hard")
+        if self.kind not in kinds:
+            raise ValueError(f"train.attention.kind={self.kind!r}: use one of {', '.join(kinds)}")
+        for name in ("budget", "page_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"train.attention.{name}={getattr(self, name)}: must be >= 1")
+        if float(self.tau) <= 0:
+            raise ValueError(f"train.attention.tau={self.tau}: must be > 0")
+        if float(self.lam) < 0:
+            raise ValueError(f"train.attention.lam={self.lam}: must be >= 0")
 
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cfg: dict) -> torch.Tensor:

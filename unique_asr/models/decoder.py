@@ -51,8 +51,6 @@ class DecoderAttention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.backend = cfg.attention
         self.backend_cfg = dict(cfg.attention_cfg)
-        self.capture = False  # training: keep (q, k) for the alignment guide (align_guide.py)
-        self.captured = None
 
     def _qkv(self, x, cos, sin):
         B, L, _ = x.shape
@@ -66,8 +64,6 @@ class DecoderAttention(nn.Module):
 
     def forward(self, x, cos, sin, cache=None, mode: str = "train", lens=None):
         q, k, v = self._qkv(x, cos, sin)
-        if mode == "train" and self.capture:
-            self.captured = (q, k)
         if mode == "train":
             y = train_attention(self.backend)(q, k, v, self.backend_cfg)
         elif mode == "prefill":
