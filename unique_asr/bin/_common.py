@@ -12,6 +12,19 @@ CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("unique_asr")
 
 
+def register_schemas() -> None:
+    """Typed hydra groups: conf/train/*.yaml extend `schema`, the TrainConfig dataclass, so every
+    train.* key has its type and default from training/config.py and can be overridden."""
+    from hydra.core.config_store import ConfigStore
+
+    from unique_asr.training.config import TrainConfig
+
+    ConfigStore.instance().store(group="train", name="schema", node=TrainConfig)
+
+
+register_schemas()
+
+
 def start(cfg: DictConfig, name: str) -> None:
     """Log what runs and where; the resolved config sits in hydra's run dir (.hydra/)."""
     from hydra.core.hydra_config import HydraConfig

@@ -3,8 +3,8 @@
 Sparsity-aware training (METHOD.md) fine-tunes a dense checkpoint with the decoder attention
 switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
 
-    python -m unique_asr.bin.train model=small train=gpu attention=unique_soft \
-        attention.tau=0.5 attention.budget=512 train.init_from=exp/small/avg-3.pt \
+    python -m unique_asr.bin.train model=small train=gpu train.attention.kind=unique_soft \
+        train.attention.tau=0.5 train.attention.budget=512 train.init_from=exp/small/avg-3.pt \
         train.hard_steps=100 train.tag=small_soft
 
 `train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
@@ -29,7 +29,7 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: Model
     """Copy the weights of checkpoint `path` (training or averaged) into `model`.
 
     The model config must match apart from runtime keys (attention backend, dropout, ...), so
-    a dense checkpoint fine-tunes under `attention=unique_soft`. Returns the checkpoint's step.
+    a dense checkpoint fine-tunes under `train.attention.kind=unique_soft`. Returns the checkpoint's step.
     """
     path = Path(path)
     if not path.is_file():
@@ -57,13 +57,3 @@ def set_train_attention(model: torch.nn.Module, name: str) -> int:
             n += 1
     return n
 
-
-def hard_phase(pos: float, tcfg: dict) -> bool:
-    """True once the schedule position reaches the last `train.hard_steps` steps.
-
-    The position is the scheduler's (steps, or the wall-clock fraction times max_steps when
-    train.max_minutes is set), so with a time budget the hard phase is the last
-    hard_steps / max_steps of the time.
-    """
-    hs = int(tcfg.get("hard_steps") or 0)
-    return hs > 0 and pos >= float(tcfg["max_steps"]) - hs
