@@ -1,6 +1,6 @@
 """Stage 4: train the speech LLM (hydra; one process, or torchrun for DDP).
 
-    python -m unique_asr.bin.train recipe_dir=egs/synth_longform model=tiny train=tiny
+    python -m unique_asr.bin.train recipe_dir=egs/synth_longform model=tiny
     python -m unique_asr.bin.train train.resume=true            # continue exactly from last.pt
     python -m unique_asr.bin.train train.attention.kind=unique_soft train.attention.budget=256
     torchrun --nproc_per_node 8 -m unique_asr.bin.train model=small train=gpu
