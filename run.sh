@@ -55,7 +55,7 @@ stage_keys_2="corpus seed data.splits data.fbank data.sample_rate"
 stage_2_features() { "$py" -m unique_asr.bin.features "${hydra_args[@]}"; }
 stage_keys_3="corpus seed data.lang"
 stage_3_bpe() { "$py" -m unique_asr.bin.bpe "${hydra_args[@]}"; }
-stage_keys_4="corpus seed data model train attention"
+stage_keys_4="corpus seed data model train"
 stage_4_train() { "$py" -m unique_asr.bin.train "${hydra_args[@]}"; }    # exp/<train.tag>/
 stage_keys_5="corpus seed data model train decode"
 stage_5_decode() {    # whole recordings; then the --decode-also setting, if any

@@ -115,9 +115,9 @@ common=("recipe_dir=$recipe" "data_dir=$data_dir" "exp_dir=$out/exp"
         "data.lang.model_type=$vocab_type")
 train_run() {  # tag attention minutes [more overrides]
   local tag=$1 att=$2 mins=$3; shift 3
-  log "train $tag: attention=$att, $mins min, from $ckpt"
-  "$python" -m unique_asr.bin.train "${common[@]}" "train=$train" "+train.attention.kind=$att" \
-    "+train.attention.budget=$budget" "train.init_from=$ckpt" "train.tag=$tag" \
+  log "train $tag: train.attention.kind=$att, $mins min, from $ckpt"
+  "$python" -m unique_asr.bin.train "${common[@]}" "train=$train" "train.attention.kind=$att" \
+    "train.attention.budget=$budget" "train.init_from=$ckpt" "train.tag=$tag" \
     "train.max_minutes=$mins" "train.lr=$lr" "train.warmup_steps=$warmup" \
     "train.curriculum.start_max_s=$start_max_s" "train.ctc_warmup_steps=0" "$@" \
     "${extra[@]+"${extra[@]}"}" > "$out/train_$tag.log" 2>&1 \
@@ -151,7 +151,7 @@ if [ "$stage" -le 1 ]; then
   # 1. step-time reference: dense from the same weights, same seed -> the same first batches
   train_run dense_timing dense "$minutes" "train.halt_after_steps=$timing_steps"
   for tau in $taus; do
-    train_run "soft_tau$tau" unique_soft "$minutes" "+train.attention.tau=$tau" \
+    train_run "soft_tau$tau" unique_soft "$minutes" "train.attention.tau=$tau" \
       "train.hard_steps=$hard_steps"
   done
   if [ "$dense_minutes" != 0 ]; then train_run dense_ft dense "$dense_minutes"; fi

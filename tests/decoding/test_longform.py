@@ -13,15 +13,48 @@ from unique_asr.decoding.longform import (
 
 
 def test_context_arithmetic():
-    # 100 s = 1250 audio tokens; 8 tokens/s -> 800 + 16 transcript tokens
-    assert max_new_tokens(1250, 8.0, 16) == 816
-    frames = max_piece_frames(65536, 8.0, 16)
+    # 100 s = 1250 audio tokens of 8 frames; 8 tokens/s -> 800 + 16 transcript tokens
+    assert max_new_tokens(1250, 8.0, 16, frames_per_token=8) == 816
+    frames = max_piece_frames(65536, 8.0, 16, frames_per_token=8)
     tokens = frames // 8
-    assert tokens + 1 + max_new_tokens(tokens, 8.0, 16) <= 65536
-    assert (tokens + 8) + 1 + max_new_tokens(tokens + 8, 8.0, 16) > 65536  # tight
-    assert max_piece_frames(65536, 8.0, 16, max_seconds=30) == 3000
+    assert tokens + 1 + max_new_tokens(tokens, 8.0, 16, frames_per_token=8) <= 65536
+    assert (tokens + 8) + 1 + max_new_tokens(tokens + 8, 8.0, 16, frames_per_token=8) > 65536
+    assert max_piece_frames(65536, 8.0, 16, max_seconds=30, frames_per_token=8) == 3000
     with pytest.raises(ValueError, match="max_tokens_per_second"):
-        max_piece_frames(30, 8.0, 16)
+        max_piece_frames(30, 8.0, 16, frames_per_token=8)
+
+
+def test_audio_token_geometry_follows_the_projector_stack(tmp_path):
+    """model.stack sets the frames per audio token, and with it the shortest recording training
+    keeps (one page of audio tokens) and the longest piece long-form decoding makes."""
+    import sys
+    from pathlib import Path
+
+    from unique_asr.models import build_model
+    from unique_asr.training.data import load_recordings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from synth import make_cuts, tiny_model_cfg
+
+    cuts = make_cuts(tmp_path, n_recs=1, n_sents=2, sentence_words=(1, 1))  # 103 frames
+    kept = {}
+    for stack in (2, 4):
+        cfg = tiny_model_cfg(stack=stack)
+        model = build_model(cfg)
+        assert model.frames_per_token == 4 * stack
+        assert model.audio_token_seconds == pytest.approx(0.04 * stack)
+        feats = torch.zeros(1, 400, 80)
+        with torch.inference_mode():
+            _, alens = model.encode(feats, torch.tensor([400]))
+        assert int(alens[0]) == model.audio_tokens(400)  # the formula is the model's own
+        _, recs, stats = load_recordings(cuts, cfg)
+        kept[stack] = (len(recs), stats.counts["too_short"])
+        frames = max_piece_frames(4096, 8.0, 16, frames_per_token=model.frames_per_token)
+        assert frames % model.frames_per_token == 0
+        kept[stack] += (frames,)
+    assert next(iter(cuts)).num_frames == 103  # 12 audio tokens at stack 2, 6 at stack 4:
+    assert kept[2][:2] == (1, 0) and kept[4][:2] == (0, 1)  # one page (8) fits only the first
+    assert kept[4][2] > kept[2][2]  # fewer context positions per second: longer pieces
 
 
 def _loud_with_silences(T, silences):

@@ -6,8 +6,8 @@ from conftest import WordTokenizer, make_cut
 from lhotse import CutSet
 
 from unique_asr.attention.api import METHODS, SparseConfig
+from unique_asr.data.features import BadInputError, load_features
 from unique_asr.decoding.config import DecodeConfig
-from unique_asr.decoding.features import BadInputError
 from unique_asr.decoding.generate import beam_search, greedy_search
 from unique_asr.decoding.runner import AudioInput, decode_cuts
 
@@ -126,10 +126,12 @@ def test_stored_features_nan_and_missing(tmp_path, tiny_model):
     f = np.load(path)
     f[10:15] = np.nan
     np.save(path, f)
+    with pytest.raises(BadInputError, match=rf"cut nanrec: 5 of .* NaN/inf .*{path.name}"):
+        decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
+                    DecodeConfig(**FAST), "cpu")
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
-                      DecodeConfig(**FAST), "cpu")
-    assert res.notes["frames_nan_zeroed"] == 5 and res.notes["recordings_with_nan"] == 1
-    assert len(res.rows) == 1
+                      DecodeConfig(**FAST), "cpu", audio=AudioInput(skip_bad=True))
+    assert not res.rows and res.skipped[0]["id"] == "nanrec"
     path.unlink()
     with pytest.raises(BadInputError, match=rf"cut nanrec: cannot read its features .*{path.name}"):
         decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
@@ -155,15 +157,13 @@ def test_sparse_backends_through_the_loop(tiny_model, attention):
 
 
 def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
-    from collections import Counter
-
-    from unique_asr.decoding.features import cut_features
+    from unique_asr.data.features import load_features
     from unique_asr.models.ctc import ctc_greedy
 
     cut = make_cut(tmp_path, "c", 4.0)
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40),
                       DecodeConfig(method="ctc_greedy"), "cpu")
-    feats = cut_features(cut, Counter())
+    feats = load_features(cut)
     with torch.inference_mode():
         _, _, logp, enc_lens = tiny_model.encode_with_ctc(feats[None], torch.tensor([len(feats)]))
     ids = ctc_greedy(logp, enc_lens, tiny_model.cfg.ctc_blank)[0]
@@ -175,10 +175,8 @@ def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
 
 
 def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model):
-    from collections import Counter
-
+    from unique_asr.data.features import load_features
     from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
-    from unique_asr.decoding.features import cut_features
     from unique_asr.decoding.ngram_lm import TokenNgramLM
 
     cut = make_cut(tmp_path, "c", 4.0)
@@ -186,7 +184,7 @@ def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model)
     opts = DecodeConfig(method="ctc_beam", beam=6, lm_weight=0.5, token_bonus=0.2, ctc_weight=0.9)
     assert opts.joint_ctc_weight == 0.0                                # the decoder never runs
     res = decode_cuts(tiny_model, CutSet.from_cuts([cut]), WordTokenizer(40), opts, "cpu", lm)
-    feats = cut_features(cut, Counter())
+    feats = load_features(cut)
     with torch.inference_mode():
         _, _, logp, enc_lens = tiny_model.encode_with_ctc(feats[None], torch.tensor([len(feats)]))
     ids = ctc_prefix_beam_search(logp[0, :int(enc_lens[0])].numpy(), tiny_model.cfg.ctc_blank,

@@ -14,8 +14,8 @@ from synth import CharTokenizer, make_cuts, tiny_model_cfg, train_cfg
 from unique_asr.models import build_model
 from unique_asr.training import distributed as D
 from unique_asr.training.data import collate, load_recordings
-from unique_asr.training.loop import train, train_step
 from unique_asr.training.schedule import warmup_cosine
+from unique_asr.training.trainer import train, train_step
 
 
 def global_batches():
@@ -51,7 +51,7 @@ def main(out_dir: str) -> None:
         idx = list(range(rank * per, (rank + 1) * per))
         # accumulation over 2 micro-batches of this rank's share
         group = [collate([xs[i]], [toks[i]], [str(i)]) for i in idx]
-        train_step(ddp, model, group, opt, tcfg, device, world,
+        train_step(ddp, model, group, opt, tcfg.grad_clip, device, world,
                    lambda: torch.autocast("cpu", enabled=False))
         sched.step()
     if rank == 0:
@@ -60,7 +60,7 @@ def main(out_dir: str) -> None:
     # each process writes its own copy (the data is seeded, so the copies are equal): ranks that
     # share one directory rewrite each other's feature files while reading them (EOFError, CI)
     cuts = make_cuts(out / f"data_world{world}_rank{rank}", n_recs=4, n_sents=4)
-    data = load_recordings(cuts)
+    data = load_recordings(cuts, tiny_model_cfg())
     summary = train(tiny_model_cfg(), train_cfg(max_steps=3, save_every=3), out / f"exp{world}",
                     data, None, CharTokenizer(), seed=1)
     if rank == 0:

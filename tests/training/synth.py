@@ -115,7 +115,11 @@ def tiny_model_cfg(**kw):
     return ModelConfig(**base)
 
 
-def train_cfg(**kw) -> dict:
+def train_cfg(**kw):
+    """A TrainConfig for tiny CPU runs: steps only (no wall-clock budget), no CTC warm-up and
+    no curriculum restart unless asked."""
+    from unique_asr.training.config import TrainConfig
+
     base = {
         "device": "cpu",
         "num_threads": 1,
@@ -137,7 +141,10 @@ def train_cfg(**kw) -> dict:
             "ramp_epochs": 2,
             "whole_prob": 0.3,
             "valid_max_s": 2.0,
+            "restart_after_ctc_warmup": False,
         },
+        "max_minutes": 0,
+        "ctc_warmup_steps": 0,
         "save_every": 2,
         "keep_last": 2,
         "average_last": 2,
@@ -150,4 +157,4 @@ def train_cfg(**kw) -> dict:
         "halt_after_steps": 0,
     }
     base.update(kw)
-    return base
+    return TrainConfig.from_dict(base)

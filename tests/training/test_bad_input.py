@@ -1,5 +1,6 @@
-"""Bad training input: unreadable files, empty transcripts, too-short recordings, other sample
-rates and NaN features are reported or skipped and counted, never a crash mid-epoch."""
+"""Bad training input: unreadable files and NaN features raise naming the cut and file (or are
+skipped and counted with skip_bad); empty transcripts and too-short recordings are skipped and
+counted; other sample rates are resampled. Never a crash mid-epoch."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from lhotse.utils import fastcopy
-from synth import make_cuts
+from synth import make_cuts, tiny_model_cfg
 
-from unique_asr.training.bad_input import BadInputError
+from unique_asr.data.features import BadInputError
 from unique_asr.training.data import load_recordings
+
+CFG = tiny_model_cfg()
 
 
 @pytest.fixture
@@ -25,9 +28,9 @@ def test_unreadable_features_name_cut_and_path(cuts, tmp_path):
     missing = fastcopy(broken, features=fastcopy(broken.features, storage_key="nope.npy"))
     bad = CutSet.from_cuts([cuts[0], missing, cuts[2]])
     with pytest.raises(BadInputError) as e:
-        load_recordings(bad)
+        load_recordings(bad, CFG)
     assert broken.id in str(e.value) and str(path) in str(e.value) and "skip_bad" in str(e.value)
-    _feats, recs, stats = load_recordings(bad, skip_bad=True)
+    _feats, recs, stats = load_recordings(bad, CFG, skip_bad=True)
     assert sorted(recs) == [cuts[0].id, cuts[2].id] and stats.counts["unreadable"] == 1
 
 
@@ -39,8 +42,8 @@ def test_unreadable_audio_names_cut_and_path(tmp_path):
     cut = MonoCut("c1", 0, 1.0, 0, recording=rec,
                   supervisions=[SupervisionSegment("s", rec.id, 0, 1.0, text="ab")])
     with pytest.raises(BadInputError, match=r"cut c1: cannot read .*a\.wav"):
-        load_recordings([cut])
-    _, recs, stats = load_recordings([cut], skip_bad=True)
+        load_recordings([cut], CFG)
+    _, recs, stats = load_recordings([cut], CFG, skip_bad=True)
     assert not recs and stats.counts["unreadable"] == 1
 
 
@@ -55,11 +58,13 @@ def test_empty_transcripts_short_recordings_nan_features(cuts):
     arr = nan_cut.load_features()
     arr[5, 3] = np.nan
     np.save(nan_cut.features.storage_path + "/" + nan_cut.features.storage_key, arr)
-    _feats, recs, stats = load_recordings([c0, short, nan_cut])
+    with pytest.raises(BadInputError, match=rf"cut {nan_cut.id}: 1 of .* NaN/inf .*skip_bad"):
+        load_recordings([c0, short, nan_cut], CFG)
+    _feats, recs, stats = load_recordings([c0, short, nan_cut], CFG, skip_bad=True)
     assert list(recs) == [c0.id]
     segs, _, breaks = recs[c0.id]
     assert len(segs) == 2 and breaks == frozenset({1})  # no window spans the untranscribed one
-    assert stats.counts == {"empty_transcript": 1, "too_short": 1, "nan_features": 1}
+    assert stats.counts == {"empty_transcript": 1, "too_short": 1, "non_finite": 1}
 
 
 def test_other_sample_rate_is_resampled(tmp_path):
@@ -69,7 +74,7 @@ def test_other_sample_rate_is_resampled(tmp_path):
     rec = Recording.from_file(tmp_path / "b.wav")
     cut = MonoCut("c8k", 0, 3.0, 0, recording=rec,
                   supervisions=[SupervisionSegment("s", rec.id, 0.5, 2.0, text="ab cd")])
-    feats, _recs, stats = load_recordings([cut])
+    feats, _recs, stats = load_recordings([cut], CFG)
     assert stats.counts["resampled"] == 1
     f = feats["c8k"]
     assert abs(f.shape[0] - 300) <= 2 and f.shape[1] == 80  # 10 ms frames of 16 kHz audio

@@ -11,13 +11,14 @@ import torch
 from synth import CharTokenizer, make_cuts, tiny_model_cfg, train_cfg
 
 from unique_asr.training.data import load_recordings, make_sampler, windows_to_cuts
-from unique_asr.training.loop import train
+from unique_asr.training.trainer import train
 from unique_asr.training.windows import epoch_windows
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return load_recordings(make_cuts(tmp_path_factory.mktemp("synth_ctcw"), n_recs=3, n_sents=4))
+    return load_recordings(make_cuts(tmp_path_factory.mktemp("synth_ctcw"), n_recs=3, n_sents=4),
+                           tiny_model_cfg())
 
 
 def _decoder_weights(path):
@@ -56,28 +57,13 @@ def test_sampler_with_fewer_windows_than_buckets(data):
     assert sum(len(b) for b in batches) == 2
 
 
-def test_alignment_guide_trains_after_the_warmup(data, tmp_path):
-    """model.align_weight > 0: the batcher adds token times, the guide joins with the CE (not in
-    the CTC warm-up), its loss is logged, and the total loss includes it."""
-    cfg = tiny_model_cfg()
-    cfg.align_weight = 0.5
-    train(cfg, train_cfg(max_steps=4, ctc_warmup_steps=2, warmup_steps=0, average_last=0), tmp_path,
-          data, None, CharTokenizer(), seed=5)
-    r = {x["step"]: x for x in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines())
-         if "loss" in x}
-    assert "align" not in r[1] and "align" not in r[2]
-    assert r[3]["align"] > 0 and r[4]["align"] > 0
-    assert r[4]["loss"] == pytest.approx(cfg.ce_weight * r[4]["ce"] + cfg.ctc_weight * r[4]["ctc"]
-                                         + 0.5 * r[4]["align"], rel=1e-5)
-
-
 def test_curriculum_restarts_when_the_decoder_starts(data, tmp_path):
     """train.curriculum.restart_after_ctc_warmup: the window cap grows through the CTC warm-up,
     then the first step with the decoder's CE opens a new epoch whose cap is start_max_s again;
     the epoch it restarted at is checkpointed (resume continues the same ramp)."""
     cfg = train_cfg(max_steps=10, ctc_warmup_steps=7, warmup_steps=0, average_last=0,
                     save_every=10)
-    cfg["curriculum"] = {**cfg["curriculum"], "restart_after_ctc_warmup": True}
+    cfg.curriculum.restart_after_ctc_warmup = True
     train(tiny_model_cfg(), cfg, tmp_path, data, None, CharTokenizer(), seed=5)
     r = [x for x in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines())
          if "loss" in x]

@@ -12,13 +12,13 @@ from synth import CharTokenizer, make_cuts, tiny_model_cfg, train_cfg
 from unique_asr.models import CheckpointMismatchError, load_checkpoint
 from unique_asr.models.speech_llm import SpeechLLM
 from unique_asr.training.data import load_recordings
-from unique_asr.training.loop import NonFiniteLossError, train
+from unique_asr.training.trainer import NonFiniteLossError, train
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     cuts = make_cuts(tmp_path_factory.mktemp("synth"), n_recs=4, n_sents=6)
-    return load_recordings(cuts)
+    return load_recordings(cuts, tiny_model_cfg())
 
 
 def _losses(exp):

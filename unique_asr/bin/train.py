@@ -1,7 +1,8 @@
 """Stage 4: train the speech LLM (hydra; one process, or torchrun for DDP).
 
-    python -m unique_asr.bin.train recipe_dir=egs/synth_longform model=tiny train=tiny
+    python -m unique_asr.bin.train recipe_dir=egs/synth_longform model=tiny
     python -m unique_asr.bin.train train.resume=true            # continue exactly from last.pt
+    python -m unique_asr.bin.train train.attention.kind=unique_soft train.attention.budget=256
     torchrun --nproc_per_node 8 -m unique_asr.bin.train model=small train=gpu
 
 Writes to ${exp_dir}: checkpoint-<step>.pt (last train.keep_last), last.pt, avg-<N>.pt,
@@ -14,7 +15,7 @@ import logging
 import os
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unique_asr.bin._common import CONFIG_PATH, start, to_dict
 
@@ -27,13 +28,14 @@ def main(cfg: DictConfig) -> None:
 
     from unique_asr.data.paths import RecipeData
     from unique_asr.models.config import ModelConfig
+    from unique_asr.training.config import TrainConfig
     from unique_asr.training.data import load_recordings
-    from unique_asr.training.loop import train
+    from unique_asr.training.trainer import train
 
     start(cfg, "train")
-    tcfg = to_dict(cfg.train)
-    if tcfg.get("num_threads"):
-        torch.set_num_threads(int(tcfg["num_threads"]))
+    tcfg = TrainConfig.from_dict(OmegaConf.to_container(cfg.train, resolve=True))
+    if tcfg.num_threads:
+        torch.set_num_threads(int(tcfg.num_threads))
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
     vocab, vocab_type = int(cfg.data.lang.vocab_size), str(cfg.data.lang.model_type)
     sp = rd.load_bpe(vocab, vocab_type)
@@ -42,16 +44,14 @@ def main(cfg: DictConfig) -> None:
     model_cfg = ModelConfig.from_dict(mdict)
     skip_bad = bool(cfg.data.get("skip_bad", False))
     n_mels = int(cfg.data.fbank.num_mel_bins)
-    train_data = load_recordings(rd.load_cuts(tcfg.get("train_split", "train")), skip_bad, n_mels,
+    train_data = load_recordings(rd.load_cuts(tcfg.train_split), model_cfg, skip_bad, n_mels,
                                  desc="load train")
     dev_data = None
-    if tcfg.get("valid_split"):
-        dev_data = load_recordings(rd.load_cuts(tcfg["valid_split"]), skip_bad, n_mels,
+    if tcfg.valid_split:
+        dev_data = load_recordings(rd.load_cuts(tcfg.valid_split), model_cfg, skip_bad, n_mels,
                                    desc="load dev")
-    exp_dir = os.path.join(cfg.exp_dir, tcfg.get("tag") or "")
+    exp_dir = os.path.join(cfg.exp_dir, tcfg.tag or "")
     if int(os.environ.get("RANK", "0")) == 0:
-        from omegaconf import OmegaConf
-
         os.makedirs(exp_dir, exist_ok=True)
         OmegaConf.save(cfg, os.path.join(exp_dir, "config.yaml"), resolve=True)
     log.info("model: %s", model_cfg.to_dict())

@@ -9,39 +9,65 @@ at a joint unless the pause was a word):
   quietest points (mean log-mel energy, smoothed over 0.3 s) in the last half of the allowed span;
 - split_at=supervisions: the cut goes in the middle of the longest gap between the recording's
   supervisions in that span (segment times only, no text), falling back to energy if none.
-Frames are 10 ms fbank frames; one audio token is 8 frames (80 ms).
+Frames are 10 ms fbank frames; how many make one audio token is the model's
+(SpeechLLM.frames_per_token: encoder subsampling x projector stack, 8 by default).
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
+import numpy as np
 import torch
 
-FRAMES_PER_TOKEN = 8
 SMOOTH_FRAMES = 30  # 0.3 s
 
 
-def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int) -> int:
-    """Transcript token limit for a piece with `audio_tokens` (80 ms each) of audio."""
-    seconds = audio_tokens * FRAMES_PER_TOKEN / 100.0
+def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int, *,
+                   frames_per_token: int) -> int:
+    """Transcript token limit for a piece with `audio_tokens` audio tokens."""
+    seconds = audio_tokens * frames_per_token / 100.0
     return math.ceil(tokens_per_second * seconds) + int(min_new)
 
 
 def max_piece_frames(max_positions: int, tokens_per_second: float, min_new: int,
-                     max_seconds: float | None = None) -> int:
+                     max_seconds: float | None = None, *, frames_per_token: int) -> int:
     """Most fbank frames one piece may have so that audio + task + transcript fit the context."""
-    per_token = 1.0 + tokens_per_second * FRAMES_PER_TOKEN / 100.0  # context per audio token
+    per_token = 1.0 + tokens_per_second * frames_per_token / 100.0  # context per audio token
     tokens = int((max_positions - 1 - min_new - 1) // per_token)
-    frames = tokens * FRAMES_PER_TOKEN
+    frames = tokens * frames_per_token
     if max_seconds:
         frames = min(frames, int(max_seconds * 100))
-    if frames < 10 * FRAMES_PER_TOKEN:
+    if frames < 10 * frames_per_token:
         raise ValueError(
             f"the context ({max_positions} positions) leaves only {frames} frames of audio per "
             "piece; lower decode.max_tokens_per_second or raise model.max_positions"
         )
     return frames
+
+
+def min_frames(page_size: int, frames_per_token: int) -> int:
+    """Fewest fbank frames a recording is padded to: more than one page of audio tokens."""
+    return (page_size + 1) * frames_per_token
+
+
+def pad_short(feats: torch.Tensor, min_frames: int, notes: Counter) -> torch.Tensor:
+    """Pad a recording shorter than `min_frames` with copies of its quietest frame.
+
+    One page of audio tokens is the least the decoder's paged cache and the encoder's
+    subsampling are built for; a shorter recording is extended with near-silence rather than
+    refused, and counted.
+    """
+    T = feats.shape[0]
+    if T >= min_frames:
+        return feats
+    notes["padded_short"] += 1
+    if T == 0:
+        fill = torch.full((1, feats.shape[1]), float(np.log(1e-10)), dtype=feats.dtype)
+    else:
+        fill = feats[feats.mean(-1).argmin()][None]
+    return torch.cat([feats, fill.expand(min_frames - T, -1)], 0)
 
 
 def _smoothed_energy(feats: torch.Tensor) -> torch.Tensor:

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from unique_asr.data.features import BadInputError, load_features
 from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
-from unique_asr.decoding.features import BadInputError, cut_features, pad_short
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
-    FRAMES_PER_TOKEN,
     max_new_tokens,
     max_piece_frames,
+    min_frames,
+    pad_short,
     split_points,
     supervision_gaps,
 )
@@ -95,7 +96,7 @@ def load_recordings(cuts, audio: AudioInput, notes: Counter, skipped: list[dict]
     out = []
     for cut in tqdm(sorted(cuts, key=lambda c: c.id), desc="features", leave=False):
         try:
-            feats = cut_features(cut, notes, audio.sample_rate, audio.num_mel_bins)
+            feats = load_features(cut, audio.num_mel_bins, audio.sample_rate, notes)
         except BadInputError as e:
             if not audio.skip_bad:
                 raise
@@ -164,13 +165,13 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     else:
         max_frames = max_piece_frames(
             model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
-            opts.max_segment_seconds,
+            opts.max_segment_seconds, frames_per_token=model.frames_per_token,
         )
-    min_frames = opts.sparse.page_size * FRAMES_PER_TOKEN + FRAMES_PER_TOKEN  # > 1 page after 8x
+    shortest = min_frames(opts.sparse.page_size, model.frames_per_token)
     recs, pieces = [], []
     t_split = time.perf_counter()
     for rec in recordings:
-        feats = pad_short(rec.feats, min_frames, notes)
+        feats = pad_short(rec.feats, shortest, notes)
         spans = split_points(feats, max_frames, opts.split_at, rec.gaps)
         if len(spans) > 1:
             notes["split_recordings"] += 1
@@ -196,7 +197,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                 audio, audio_lens = model.encode(feats.to(dtype), lens)
         sync(device)
         t_enc = time.perf_counter() - t0
-        limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens)
+        limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens,
+                                 frames_per_token=model.frames_per_token)
                   for n in audio_lens.tolist()]
         hyps, st, joint = _search(model, opts, audio, audio_lens, limits,
                                   (ctc_logp, ctc_lens) if need_ctc else None, lm, lexicon)

@@ -10,10 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# keys a config may carry that configure nothing here: `name` (the preset's name), and
-# attention/attention_cfg, which stored configs of some checkpoints hold: the decoder's attention
-# is chosen at run time (models/attention.TrainAttentionConfig, attention/api.SparseConfig)
-IGNORED_KEYS = {"name", "attention", "attention_cfg"}
+# keys a config may carry that configure nothing here: `name` (the preset's name), and keys that
+# stored configs of older checkpoints hold: attention/attention_cfg (the decoder's attention is
+# chosen at run time: models/attention.TrainAttentionConfig, attention/api.SparseConfig) and
+# align_* (a training loss this model does not have)
+IGNORED_KEYS = {"name", "attention", "attention_cfg", "align_weight", "align_layer",
+                "align_heads", "align_width", "align_queries"}
 
 
 @dataclass
@@ -80,18 +82,6 @@ class ModelConfig:
     dropout: float = 0.1
     text_input_noise: float = 0.0  # training: share of the decoder's input text tokens replaced
                                    # by random ones (speech_llm._pack), so it must use the audio
-    # alignment guide (training only, models/align_guide.py): weight per text token of the loss
-    # that teaches `align_heads` heads of decoder layer `align_layer` (-1: dec_layers // 2) to
-    # look at the audio within `align_width` audio tokens of the next token's coarse position
-    align_weight: float = 0.0
-    align_layer: int = -1
-    align_heads: int = 1
-    align_width: float = 4.0
-    align_queries: int = 256     # text tokens scored per sequence (evenly spaced)
-
-    @property
-    def align_layer_index(self) -> int:
-        return self.dec_layers // 2 if self.align_layer < 0 else self.align_layer
 
     @property
     def task_id(self) -> int:
@@ -136,6 +126,3 @@ class ModelConfig:
             raise ValueError("model.dec_dim/enc_dim must be divisible by the number of heads")
         if (self.dec_dim // self.dec_heads) % 2 or (self.enc_dim // self.enc_heads) % 2:
             raise ValueError("head dims must be even for RoPE")
-        if self.align_weight > 0 and not 0 <= self.align_layer_index < self.dec_layers:
-            raise ValueError(f"model.align_layer={self.align_layer} is not a decoder layer "
-                             f"(0..{self.dec_layers - 1}, or -1 for the middle one)")

@@ -51,8 +51,6 @@ class DecoderAttention(nn.Module):
         self.o = nn.Linear(self.h * self.dh, cfg.dec_dim, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.train_attention = train_attention
-        self.capture = False  # training: keep (q, k) for the alignment guide (align_guide.py)
-        self.captured = None
 
     def _qkv(self, x, cos, sin):
         B, L, _ = x.shape
@@ -66,8 +64,6 @@ class DecoderAttention(nn.Module):
 
     def forward(self, x, cos, sin, cache=None, mode: str = "train", lens=None):
         q, k, v = self._qkv(x, cos, sin)
-        if mode == "train" and self.capture:
-            self.captured = (q, k)
         if mode == "train":
             y = TRAIN_ATTENTION[self.train_attention.kind](q, k, v, self.train_attention)
         elif mode == "prefill":

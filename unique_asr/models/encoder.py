@@ -15,9 +15,11 @@ from torch import nn
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.rope import apply_rope, rope_angles
 
+SUBSAMPLING = 4  # fbank frames per encoder frame (ConvSubsampling: two stride-2 convs)
+
 
 def subsampled_lengths(lens: torch.Tensor) -> torch.Tensor:
-    """Frames after two 3x3 stride-2 convs (no padding)."""
+    """Frames after two 3x3 stride-2 convs (no padding); ints work too."""
     return ((lens - 1) // 2 - 1) // 2
 
 

@@ -12,17 +12,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from unique_asr.attention.api import SparseConfig
-from unique_asr.models.align_guide import alignment_loss
 from unique_asr.models.attention import TrainAttentionConfig, new_decode_cache
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
-from unique_asr.models.encoder import ConformerEncoder
+from unique_asr.models.encoder import SUBSAMPLING, ConformerEncoder
 from unique_asr.models.frontend import GlobalCMVN, SpecAugment, cepstral_smoother, sliding_cmn
-from unique_asr.models.projector import Projector
+from unique_asr.models.projector import (
+    Projector,
+    audio_token_count,
+    audio_token_seconds,
+    frames_per_token,
+)
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
-ENC_FRAMES_PER_S = 25       # encoder frames per second (4x subsampling of 10 ms fbank frames)
+ENC_FRAMES_PER_S = 100 // SUBSAMPLING  # encoder frames per second (of 10 ms fbank frames)
 
 
 class SpeechLLM(nn.Module):
@@ -52,6 +56,20 @@ class SpeechLLM(nn.Module):
         """The decoder attends with `cfg` in training from now on (e.g. a dense checkpoint
         fine-tuned with unique_soft, finished with unique_hard)."""
         self.decoder.set_train_attention(cfg)
+
+    # ---------------------------------------------------------------- audio-token geometry
+    @property
+    def frames_per_token(self) -> int:
+        """Fbank frames (10 ms) per audio token of the decoder."""
+        return frames_per_token(self.cfg)
+
+    @property
+    def audio_token_seconds(self) -> float:
+        return audio_token_seconds(self.cfg)
+
+    def audio_tokens(self, num_frames: int) -> int:
+        """Audio tokens this model makes from `num_frames` fbank frames."""
+        return audio_token_count(self.cfg, num_frames)
 
     # ---------------------------------------------------------------- encoder side
     def smooth(self, feats: torch.Tensor) -> torch.Tensor:
@@ -144,14 +162,12 @@ class SpeechLLM(nn.Module):
         return x, tgt
 
     def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None,
-                align: torch.Tensor | None = None, ctc_segments: dict | None = None) -> dict:
+                ctc_segments: dict | None = None) -> dict:
         """Returns loss (per target token of this batch) and the sums a trainer can normalise
-        globally: ce_sum, ctc_sum, align_sum, ntokens (text + eos tokens). ce_weight overrides
-        the config's (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero
-        gradient). align [B, U]: audio-token position of each text token; with
-        model.align_weight > 0 it trains the alignment guide (models/align_guide.py) whenever
-        the decoder trains. ctc_segments: per-sentence CTC targets (model.ctc_segments; without
-        them the CTC scores whole windows)."""
+        globally: ce_sum, ctc_sum, ntokens (text + eos tokens). ce_weight overrides the config's
+        (the trainer's CTC warm-up passes 0: the decoder stays in the graph with zero gradient).
+        ctc_segments: per-sentence CTC targets (model.ctc_segments; without them the CTC scores
+        whole windows)."""
         taps = tuple(self.cfg.inter_ctc_layers) if self.training and self.cfg.ctc_weight > 0 else ()
         tapped: list[torch.Tensor] = []
         enc, enc_lens = self._encode(feats, feat_lens, taps, tapped)
@@ -171,32 +187,15 @@ class SpeechLLM(nn.Module):
         audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
         ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
-        guide = (self.training and align is not None and self.cfg.align_weight > 0 and ce_w > 0)
-        attn = self.decoder.layers[self.cfg.align_layer_index].attn if guide else None
-        if attn is not None:
-            attn.capture = True
-        try:
-            h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
-        finally:
-            if attn is not None:
-                attn.capture = False
+        h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
         sel = tgt >= 0
         logits = self.decoder.logits(h[sel]).float()
         ce_sum = F.cross_entropy(logits, tgt[sel], reduction="sum")
         ntokens = sel.sum()
         total = ce_w * ce_sum + self.cfg.ctc_weight * ctc_sum
-        align_sum = ce_sum.new_zeros(())
-        if attn is not None:
-            q, k = attn.captured
-            attn.captured = None
-            a_loss, _n = alignment_loss(q, k, audio_lens, token_lens, align.to(q.device),
-                                        self.cfg.align_width, self.cfg.align_heads,
-                                        self.cfg.align_queries)
-            align_sum = a_loss * ntokens  # per text token, like the other sums
-            total = total + self.cfg.align_weight * align_sum
         return {
             "loss": total / ntokens.clamp_min(1), "loss_sum": total, "ce_sum": ce_sum.detach(),
-            "ctc_sum": ctc_final.detach(), "align_sum": align_sum.detach(), "ntokens": ntokens,
+            "ctc_sum": ctc_final.detach(), "ntokens": ntokens,
             "ce_loss": (ce_sum / ntokens.clamp_min(1)).detach(),
             "ctc_loss": (ctc_final / ntokens.clamp_min(1)).detach(),
         }

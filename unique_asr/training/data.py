@@ -1,101 +1,94 @@
 """Training data: load features of whole recordings once, check them, cut windows, batch them.
 
 Features of all training recordings are held in memory (2 h of 80-dim fbank is ~250 MB), so a
-window is a slice, not a file read. Audio without precomputed features is read and turned into
-fbank here (resampled to 16 kHz when needed). Bad input is handled by bad_input.BadInputStats.
+window is a slice, not a file read. Features are read (or computed from the audio) by
+data.features.load_features, whose BadInputError policy decoding shares: unusable input raises
+naming the cut and the file, or is skipped and counted with data.skip_bad=true. Everything is
+checked while the data is loaded up front, so a bad file never stops an epoch half-way; the
+counts are logged and written next to the checkpoints.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import torch
 from tqdm import tqdm
 
-from unique_asr.training.bad_input import BadInputError, BadInputStats
+from unique_asr.data.features import BadInputError, BadInputStats, load_features
+from unique_asr.models.config import ModelConfig
+from unique_asr.models.projector import FRAME_SHIFT_S, audio_token_count
 from unique_asr.training.windows import Segment, Window
 
 log = logging.getLogger(__name__)
 
-FRAME_SHIFT = 0.01
-AUDIO_TOKEN_S = 0.08  # one audio token of the decoder (4x subsampling, then 2 frames stacked)
+FRAME_SHIFT = FRAME_SHIFT_S
 SAMPLE_RATE = 16000
 MIN_AUDIO_TOKENS = 8  # one page of audio tokens (UNIQUE page size); shorter audio is skipped
 
 
-def audio_tokens(num_frames: int) -> int:
-    """Audio tokens (80 ms) the model makes from num_frames fbank frames."""
-    return max(0, ((num_frames - 1) // 2 - 1) // 2) // 2
+def _read(cut, model_cfg: ModelConfig, num_mel_bins: int, skip_bad: bool,
+          stats: BadInputStats) -> torch.Tensor | None:
+    """The cut's features, or None (counted) when they are unusable and skip_bad is set."""
+    notes: Counter = Counter()
+    try:
+        f = load_features(cut, num_mel_bins, SAMPLE_RATE, notes)
+    except BadInputError as e:
+        if not skip_bad:
+            raise
+        stats.add(e.kind, str(e))
+        return None
+    for kind in notes:
+        stats.add(kind, cut.id)
+    if audio_token_count(model_cfg, f.shape[0]) < MIN_AUDIO_TOKENS:
+        stats.add("too_short", f"{cut.id} ({cut.duration:.2f} s)")
+        return None
+    return f
 
 
-def _source_paths(cut) -> str:
-    paths = []
-    if cut.has_features:
-        paths.append(f"{cut.features.storage_path}/{cut.features.storage_key}")
-    if cut.has_recording:
-        paths += [str(s.source) for s in cut.recording.sources]
-    return ", ".join(paths) or "<no source>"
+def _segments(cut, dur: float, stats: BadInputStats):
+    """The cut's transcribed sentences, and the indices no window may span (untranscribed
+    speech lies there)."""
+    segs, breaks = [], set()
+    for s in sorted(cut.supervisions, key=lambda s: s.start):
+        text = (s.text or "").strip()
+        if not text:
+            stats.add("empty_transcript", f"{cut.id}/{s.id}")
+            breaks.add(len(segs))
+            continue
+        start, end = max(0.0, s.start), min(dur, s.end)
+        if end - start <= 0:
+            stats.add("supervision_outside_audio", f"{cut.id}/{s.id}")
+            continue
+        segs.append(Segment(start, end, text))
+    return segs, frozenset(breaks)
 
 
-def _load_feats(cut, num_mel_bins: int, stats: BadInputStats) -> torch.Tensor:
-    if cut.has_features:
-        return torch.from_numpy(cut.load_features()).float()
-    from lhotse import Fbank, FbankConfig
-
-    if cut.sampling_rate != SAMPLE_RATE:
-        stats.add("resampled", f"{cut.id} ({cut.sampling_rate} Hz)")
-        cut = cut.resample(SAMPLE_RATE)
-    audio = cut.load_audio()
-    fb = Fbank(FbankConfig(num_mel_bins=num_mel_bins))
-    return torch.from_numpy(fb.extract(audio, SAMPLE_RATE)).float()
-
-
-def load_recordings(cuts, skip_bad: bool = False, num_mel_bins: int = 80,
-                    stats: BadInputStats | None = None, desc: str = "load"):
-    """Load and check every cut (one cut = one recording).
+def load_recordings(cuts, model_cfg: ModelConfig, skip_bad: bool = False,
+                    num_mel_bins: int | None = None, stats: BadInputStats | None = None,
+                    desc: str = "load"):
+    """Load and check every cut (one cut = one recording) for training `model_cfg`.
 
     Returns (feats: rec_id -> FloatTensor[T, n_mels], recordings: rec_id -> (segments, duration,
-    breaks), stats). Unreadable input raises BadInputError naming cut and path unless skip_bad;
-    empty transcripts, too-short recordings and non-finite features are skipped and counted.
+    breaks), stats). Unusable input raises BadInputError naming cut and file unless skip_bad;
+    recordings shorter than one page of the model's audio tokens and empty transcripts are
+    skipped and counted.
     """
     stats = stats or BadInputStats()
+    n_mels = num_mel_bins or model_cfg.n_mels
     feats, recs = {}, {}
     for cut in tqdm(list(cuts), desc=desc, leave=False):
-        try:
-            f = _load_feats(cut, num_mel_bins, stats)
-        except Exception as e:
-            msg = f"cut {cut.id}: cannot read {_source_paths(cut)}: {type(e).__name__}: {e}"
-            if not skip_bad:
-                raise BadInputError(msg + "  (set data.skip_bad=true to skip such cuts)") from e
-            stats.add("unreadable", msg)
-            continue
-        if f.dim() != 2 or f.shape[1] != num_mel_bins:
-            raise BadInputError(f"cut {cut.id}: features of shape {tuple(f.shape)}, expected "
-                                f"[T, {num_mel_bins}] ({_source_paths(cut)})")
-        if not torch.isfinite(f).all():
-            stats.add("nan_features", cut.id)
-            continue
-        if audio_tokens(f.shape[0]) < MIN_AUDIO_TOKENS:
-            stats.add("too_short", f"{cut.id} ({cut.duration:.2f} s)")
+        f = _read(cut, model_cfg, n_mels, skip_bad, stats)
+        if f is None:
             continue
         dur = f.shape[0] * FRAME_SHIFT
-        segs, breaks = [], set()
-        for s in sorted(cut.supervisions, key=lambda s: s.start):
-            text = (s.text or "").strip()
-            if not text:
-                stats.add("empty_transcript", f"{cut.id}/{s.id}")
-                breaks.add(len(segs))  # no window may contain this untranscribed speech
-                continue
-            start, end = max(0.0, s.start), min(dur, s.end)
-            if end - start <= 0:
-                stats.add("supervision_outside_audio", f"{cut.id}/{s.id}")
-                continue
-            segs.append(Segment(start, end, text))
+        segs, breaks = _segments(cut, dur, stats)
         if not segs:
             stats.add("no_transcribed_speech", cut.id)
             continue
         feats[cut.id] = f
-        recs[cut.id] = (segs, dur, frozenset(breaks))
+        recs[cut.id] = (segs, dur, breaks)
     if stats.counts:
         log.warning("%s: bad input handled: %s", desc, stats.summary())
     return feats, recs, stats
@@ -115,29 +108,25 @@ def windows_to_cuts(windows: list[Window]):
 
 
 class WindowBatcher:
-    """Turns a CutSet batch of windows into padded tensors (feats, feat_lens, tokens, token_lens)."""
+    """Turns a CutSet batch of windows into padded tensors (feats, feat_lens, tokens, token_lens),
+    with per-sentence CTC targets when `with_segments` (model.ctc_segments)."""
 
-    def __init__(self, feats: dict, sp, with_align: bool = False, with_segments: bool = False):
+    def __init__(self, feats: dict, sp, with_segments: bool = False):
         self.feats = feats
         self.sp = sp
-        self.with_align = with_align  # coarse token times for the alignment guide (align_weight)
-        self.with_segments = with_segments  # per-sentence CTC targets (model.ctc_segments)
+        self.with_segments = with_segments
 
     def __call__(self, cuts) -> dict:
-        xs, toks, aligns, segs = [], [], [], []
+        xs, toks, segs = [], [], []
         for i, c in enumerate(cuts):
             f = self.feats[c.custom["rec"]]
             a = round(c.start / FRAME_SHIFT)
             xs.append(f[a: a + round(c.duration / FRAME_SHIFT)])
-            ids = self.sp.encode(c.custom["text"])
-            toks.append(torch.tensor(ids, dtype=torch.long))
-            if self.with_align:
-                aligns.append(token_audio_index(piece_lengths(self.sp, ids),
-                                                c.custom.get("spans")))
+            toks.append(torch.tensor(self.sp.encode(c.custom["text"]), dtype=torch.long))
             if self.with_segments:
                 segs += [(i, t0, t1, self.sp.encode(text)) for t0, t1, text
                          in sentence_spans(c.custom["text"], c.custom.get("spans"))]
-        out = collate(xs, toks, [c.id for c in cuts], aligns if self.with_align else None)
+        out = collate(xs, toks, [c.id for c in cuts])
         if self.with_segments:
             out["ctc_segments"] = collate_segments(segs)
         return out
@@ -166,37 +155,7 @@ def collate_segments(segs: list[tuple[int, float, float, list[int]]]) -> dict:
             "tokens": tokens, "token_lens": lens}
 
 
-def piece_lengths(sp, ids: list[int]) -> list[int]:
-    """Characters each sentencepiece token stands for (the word-boundary mark counts as a space);
-    one each for a tokenizer without pieces."""
-    piece = getattr(sp, "id_to_piece", None)
-    return [max(1, len(piece(i))) for i in ids] if piece else [1] * len(ids)
-
-
-def token_audio_index(piece_lens: list[int], spans) -> torch.Tensor:
-    """Coarse audio-token position (80 ms units, float) of every text token of a window.
-
-    The window's sentences have known times (spans: (start, end, characters) each); inside a
-    sentence characters are spread evenly over its duration. Good to a few hundred ms: enough
-    to tell the decoder's guided head where to look (model.align_weight). -1 when unknown."""
-    n = len(piece_lens)
-    if not spans or n == 0:
-        return torch.full((n,), -1.0)
-    lens = torch.tensor(piece_lens, dtype=torch.float64)
-    sent = torch.tensor([float(x[2]) for x in spans], dtype=torch.float64).clamp_min(1)
-    start = torch.tensor([float(x[0]) for x in spans], dtype=torch.float64)
-    end = torch.tensor([float(x[1]) for x in spans], dtype=torch.float64)
-    off = torch.cumsum(sent + 1, 0) - (sent + 1)  # first character of each sentence
-    text_len = float(off[-1] + sent[-1])
-    mid = (torch.cumsum(lens, 0) - lens / 2) * (text_len / float(lens.sum()))  # token centres
-    k = (torch.searchsorted(off, mid, right=True) - 1).clamp(0, len(spans) - 1)
-    frac = ((mid - off[k]) / sent[k]).clamp(0, 1)
-    t = start[k] + frac * (end[k] - start[k])
-    return (t / AUDIO_TOKEN_S).float()
-
-
-def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str],
-            aligns: list[torch.Tensor] | None = None) -> dict:
+def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str]) -> dict:
     B = len(xs)
     feat_lens = torch.tensor([len(x) for x in xs])
     token_lens = torch.tensor([len(t) for t in toks])
@@ -205,14 +164,8 @@ def collate(xs: list[torch.Tensor], toks: list[torch.Tensor], ids: list[str],
     for i, (x, t) in enumerate(zip(xs, toks)):
         feats[i, : len(x)] = x
         tokens[i, : len(t)] = t
-    out = {"feats": feats, "feat_lens": feat_lens, "tokens": tokens, "token_lens": token_lens,
-           "ids": ids}
-    if aligns is not None:  # audio-token position of every text token (-1: padding/unknown)
-        align = torch.full(tokens.shape, -1.0)
-        for i, a in enumerate(aligns):
-            align[i, : len(a)] = a
-        out["align"] = align
-    return out
+    return {"feats": feats, "feat_lens": feat_lens, "tokens": tokens, "token_lens": token_lens,
+            "ids": ids}
 
 
 def make_sampler(window_cuts, max_duration: float, num_buckets: int, seed: int, epoch: int,

@@ -3,9 +3,9 @@
 Sparsity-aware training (METHOD.md) fine-tunes a dense checkpoint with the decoder attention
 switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
 
-    python -m unique_asr.bin.train model=small train=gpu +train.attention.kind=unique_soft \
-        +train.attention.tau=0.5 +train.attention.budget=512 \
-        train.init_from=exp/small/avg-3.pt train.hard_steps=100 train.tag=small_soft
+    python -m unique_asr.bin.train model=small train=gpu train.attention.kind=unique_soft \
+        train.attention.tau=0.5 train.attention.budget=512 train.init_from=exp/small/avg-3.pt \
+        train.hard_steps=100 train.tag=small_soft
 
 `train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
 fresh); a new exp dir (train.tag) keeps the dense run intact. `train.resume=true` in the new dir
@@ -56,13 +56,3 @@ def set_train_attention(model: torch.nn.Module, kind: str) -> int:
     model.set_train_attention(dataclasses.replace(model.train_attention, kind=kind))
     return len(model.decoder.layers)
 
-
-def hard_phase(pos: float, tcfg: dict) -> bool:
-    """True once the schedule position reaches the last `train.hard_steps` steps.
-
-    The position is the scheduler's (steps, or the wall-clock fraction times max_steps when
-    train.max_minutes is set), so with a time budget the hard phase is the last
-    hard_steps / max_steps of the time.
-    """
-    hs = int(tcfg.get("hard_steps") or 0)
-    return hs > 0 and pos >= float(tcfg["max_steps"]) - hs

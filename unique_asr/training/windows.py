@@ -30,8 +30,8 @@ class Window:
     end: float
     text: str
     # (start, end, characters) of each sentence, times relative to the window start, in the
-    # order of `text` (sentences joined by one space): a coarse time for every character, used
-    # by the decoder's alignment guide (model.align_weight)
+    # order of `text` (sentences joined by one space): the per-sentence CTC targets
+    # (model.ctc_segments, data.sentence_spans)
     spans: tuple[tuple[float, float, int], ...] = ()
 
     @property
