@@ -53,7 +53,7 @@ class DecoderAttention(nn.Module):
         self.dh = cfg.head_dim
         self.q = nn.Linear(cfg.hidden, self.h * self.dh, bias=cfg.qkv_bias)
         self.kv = nn.Linear(cfg.hidden, 2 * self.hkv * self.dh, bias=cfg.qkv_bias)
-        self.o = nn.Linear(self.h * self.dh, cfg.hidden, bias=False)
+        self.o = nn.Linear(self.h * self.dh, cfg.hidden, bias=cfg.out_bias)
         # Qwen3: RMSNorm over each head's q and k, before RoPE
         self.q_norm = RMSNorm(self.dh, cfg.eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(self.dh, cfg.eps) if cfg.qk_norm else None

@@ -24,6 +24,7 @@ class LLMConfig:
     eps: float = 1e-6            # RMSNorm epsilon (all norms, including q/k norms)
     tie_embeddings: bool = True  # output head shares the input embedding matrix
     qkv_bias: bool = False       # Qwen2: bias on the q, k and v projections
+    out_bias: bool = False       # attention_bias=True (LLaMA, Qwen3): output projection bias too
     qk_norm: bool = False        # Qwen3: RMSNorm over each head's q and k before RoPE
     dropout: float = 0.0
     attention: str = "dense"     # backend name in models/attention.py
