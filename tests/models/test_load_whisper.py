@@ -13,7 +13,7 @@ from unique_asr.models.loaders.packaged import whisper_tiny_en_ct2_dir
 from unique_asr.models.loaders.whisper_ct2 import load_ct2_whisper_encoder
 from unique_asr.models.loaders.whisper_hf import load_hf_whisper_encoder
 from unique_asr.models.loaders.whisper_openai import load_openai_whisper_encoder
-from unique_asr.models.whisper import WINDOW_SAMPLES, log_mel
+from unique_asr.models.whisper import WINDOW_SAMPLES, log_mel, mel_filters
 
 transformers = pytest.importorskip("transformers")
 
@@ -54,7 +54,13 @@ def test_log_mel_matches_feature_extractor():
     want = _features(7.3)
     got = log_mel(_audio(7.3))[None]
     assert got.shape == want.shape == (1, 80, 3000)
-    assert (got - want).abs().max().item() < 1e-3
+    assert (got - want).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_mel_filters_match_whisper(n_mels):
+    ref = transformers.WhisperFeatureExtractor(feature_size=n_mels).mel_filters  # [freqs, mels]
+    assert (mel_filters(n_mels) - torch.from_numpy(ref).T.float()).abs().max().item() < 1e-6
 
 
 def test_hf_encoder_matches_transformers(hf_whisper):
