@@ -66,7 +66,7 @@ def time_step(cfg: dict, attention: str, args, device) -> tuple[float, float, fl
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
         losses.append(float(out["loss"].detach()))
-    assert all(map(lambda x: x == x and abs(x) < 1e4, losses)), f"bad losses {losses}"
+    assert all(x == x and abs(x) < 1e4 for x in losses), f"bad losses {losses}"
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
     return statistics.median(times) * 1e3, losses[0], peak
 

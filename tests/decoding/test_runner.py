@@ -157,7 +157,6 @@ def test_sparse_backends_through_the_loop(tiny_model, attention):
 
 
 def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
-    from unique_asr.data.features import load_features
     from unique_asr.models.ctc import ctc_greedy
 
     cut = make_cut(tmp_path, "c", 4.0)
@@ -175,7 +174,6 @@ def test_ctc_greedy_method_decodes_the_encoder_alone(tmp_path, tiny_model):
 
 
 def test_ctc_beam_method_searches_the_ctc_head_with_the_lm(tmp_path, tiny_model):
-    from unique_asr.data.features import load_features
     from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
     from unique_asr.decoding.ngram_lm import TokenNgramLM
 

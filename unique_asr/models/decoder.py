@@ -1,4 +1,9 @@
-"""LLaMA-style decoder: RMSNorm, RoPE, SwiGLU, GQA, tied input/output embeddings.
+"""LLaMA-style decoder: RMSNorm, RoPE, SwiGLU, GQA, tied (or untied) input/output embeddings.
+
+Built from the speech LLM's ModelConfig (from scratch) or from an LLMConfig (llm_config.py), which
+also covers pretrained LLaMA / Qwen2 (q/k/v bias) / Qwen3 (per-head q/k RMSNorm) checkpoints
+(loaders in models/loaders/). RoPE rotates interleaved pairs (rope.py); loaders convert weights
+stored for the half-split layout.
 
 Attention goes through attention.py: training attention from a TrainAttentionConfig (dense or
 the UNIQUE soft/hard page mask), decoding through the KV cache it is given (dense or paged
@@ -13,6 +18,7 @@ from torch import nn
 
 from unique_asr.models.attention import TRAIN_ATTENTION, TrainAttentionConfig
 from unique_asr.models.config import ModelConfig
+from unique_asr.models.llm_config import LLMConfig
 from unique_asr.models.rope import apply_rope, rope_angles
 
 
@@ -41,14 +47,17 @@ class SwiGLU(nn.Module):
 
 
 class DecoderAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, train_attention: TrainAttentionConfig):
+    def __init__(self, cfg: LLMConfig, layer: int, train_attention: TrainAttentionConfig):
         super().__init__()
         self.layer = layer
-        self.h, self.hkv = cfg.dec_heads, cfg.dec_kv_heads
-        self.dh = cfg.dec_dim // cfg.dec_heads
-        self.q = nn.Linear(cfg.dec_dim, self.h * self.dh, bias=False)
-        self.kv = nn.Linear(cfg.dec_dim, 2 * self.hkv * self.dh, bias=False)
-        self.o = nn.Linear(self.h * self.dh, cfg.dec_dim, bias=False)
+        self.h, self.hkv = cfg.heads, cfg.kv_heads
+        self.dh = cfg.head_dim
+        self.q = nn.Linear(cfg.hidden, self.h * self.dh, bias=cfg.qkv_bias)
+        self.kv = nn.Linear(cfg.hidden, 2 * self.hkv * self.dh, bias=cfg.qkv_bias)
+        self.o = nn.Linear(self.h * self.dh, cfg.hidden, bias=cfg.out_bias)
+        # Qwen3: RMSNorm over each head's q and k, before RoPE
+        self.q_norm = RMSNorm(self.dh, cfg.eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(self.dh, cfg.eps) if cfg.qk_norm else None
         self.drop = nn.Dropout(cfg.dropout)
         self.train_attention = train_attention
 
@@ -56,6 +65,8 @@ class DecoderAttention(nn.Module):
         B, L, _ = x.shape
         q = self.q(x).view(B, L, self.h, self.dh).transpose(1, 2)
         k, v = self.kv(x).view(B, L, 2, self.hkv, self.dh).permute(2, 0, 3, 1, 4)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def _out(self, y):
@@ -74,12 +85,12 @@ class DecoderAttention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, train_attention: TrainAttentionConfig):
+    def __init__(self, cfg: LLMConfig, layer: int, train_attention: TrainAttentionConfig):
         super().__init__()
-        self.norm1 = RMSNorm(cfg.dec_dim)
+        self.norm1 = RMSNorm(cfg.hidden, cfg.eps)
         self.attn = DecoderAttention(cfg, layer, train_attention)
-        self.norm2 = RMSNorm(cfg.dec_dim)
-        self.mlp = SwiGLU(cfg.dec_dim, cfg.dec_ff, cfg.dropout)
+        self.norm2 = RMSNorm(cfg.hidden, cfg.eps)
+        self.mlp = SwiGLU(cfg.hidden, cfg.ffn, cfg.dropout)
 
     def forward(self, x, cos, sin, cache=None, mode="train", lens=None):
         x = x + self.attn(self.norm1(x), cos, sin, cache, mode, lens)
@@ -89,21 +100,28 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
     """Decoder-only LM over embeddings; positions are given explicitly ([B, L] or [L]).
 
+    `cfg` is the speech LLM's ModelConfig or an LLMConfig; `self.llm` is the LLMConfig either way.
     train_attention: how every layer attends in training (default dense); change it later
-    with set_train_attention (fine-tuning, the hard-mask finish)."""
+    with set_train_attention (fine-tuning, the hard-mask finish).
+    """
 
-    def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
+    def __init__(self, cfg: ModelConfig | LLMConfig,
+                 train_attention: TrainAttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.dec_dim)
-        nn.init.normal_(self.embed.weight, std=cfg.dec_dim ** -0.5)
+        llm = cfg if isinstance(cfg, LLMConfig) else LLMConfig.from_model_config(cfg)
+        self.llm = llm
+        self.embed = nn.Embedding(llm.vocab, llm.hidden)
+        nn.init.normal_(self.embed.weight, std=llm.hidden ** -0.5)
         ta = train_attention or TrainAttentionConfig()
         ta.validate()
         self.train_attention = ta
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i, ta) for i in range(cfg.dec_layers))
-        self.norm = RMSNorm(cfg.dec_dim)
-        self.head_dim = cfg.dec_dim // cfg.dec_heads
-        if cfg.dec_zero_init:
+        self.layers = nn.ModuleList(DecoderLayer(llm, i, ta) for i in range(llm.layers))
+        self.norm = RMSNorm(llm.hidden, llm.eps)
+        self.head_dim = llm.head_dim
+        # untied output head (most pretrained LLMs above ~1B); tied ones reuse self.embed
+        self.lm_head = None if llm.tie_embeddings else nn.Linear(llm.hidden, llm.vocab, bias=False)
+        if getattr(cfg, "dec_zero_init", False):
             self.zero_init_branches()
 
     def set_train_attention(self, cfg: TrainAttentionConfig) -> None:
@@ -124,7 +142,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(layer.mlp.w2.weight)
 
     def hidden(self, x, positions, cache=None, mode="train", lens=None):
-        cos, sin = rope_angles(positions, self.head_dim, self.cfg.rope_base)
+        cos, sin = rope_angles(positions, self.head_dim, self.llm.rope_theta)
         if cos.dim() == 3:  # per-sequence positions [B, L, D/2] -> broadcast over heads
             cos, sin = cos[:, None], sin[:, None]
         for layer in self.layers:
@@ -132,4 +150,5 @@ class Decoder(nn.Module):
         return self.norm(x)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(h, self.embed.weight)  # tied embeddings
+        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(h, weight)

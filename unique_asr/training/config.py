@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unique_asr.models.attention import TrainAttentionConfig
-from unique_asr.models.config import ModelConfig
 
 
 @dataclass
