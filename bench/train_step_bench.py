@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -66,7 +67,7 @@ def time_step(cfg: dict, attention: str, args, device) -> tuple[float, float, fl
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
         losses.append(float(out["loss"].detach()))
-    assert all(x == x and abs(x) < 1e4 for x in losses), f"bad losses {losses}"
+    assert all(math.isfinite(x) and abs(x) < 1e4 for x in losses), f"bad losses {losses}"
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
     return statistics.median(times) * 1e3, losses[0], peak
 
