@@ -15,32 +15,27 @@ import math
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
-import yaml
 
 from unique_asr.models import build_model
+from unique_asr.models.attention import TrainAttentionConfig
 
 
-def load_model_cfg(path: str) -> dict:
-    """A conf/model/*.yaml with its `defaults: [tiny]` chain resolved (no hydra needed)."""
-    p = Path(path)
-    cfg = yaml.safe_load(p.read_text())
-    merged: dict = {}
-    for d in cfg.pop("defaults", []):
-        if d != "_self_":
-            merged.update(load_model_cfg(str(p.parent / f"{d}.yaml")))
-    merged.update(cfg)
-    merged.pop("name", None)
-    return merged
+def load_model_cfg(preset: str) -> dict:
+    """The model config of preset conf/model/<preset>.yaml, as the recipe composes it."""
+    from omegaconf import OmegaConf
+
+    from unique_asr.config import compose
+
+    return OmegaConf.to_container(compose([f"model={preset}"]).model, resolve=True)
 
 
 def time_step(cfg: dict, attention: str, args, device) -> tuple[float, float, float]:
     torch.manual_seed(0)
-    cfg = {**cfg, "attention": attention, "dropout": 0.0, "n_text": 500,
-           "attention_cfg": {"page_size": 8, "budget": args.budget, "tau": args.tau}}
-    model = build_model(cfg).to(device).train()
+    model = build_model({**cfg, "dropout": 0.0, "n_text": 500})
+    model.set_train_attention(TrainAttentionConfig(attention, budget=args.budget, tau=args.tau))
+    model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     T = int(args.seconds * 100)
     g = torch.Generator().manual_seed(1)
@@ -74,7 +69,7 @@ def time_step(cfg: dict, attention: str, args, device) -> tuple[float, float, fl
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="conf/model/small.yaml")
+    ap.add_argument("--model", default="small", help="a preset of conf/model/")
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--budget", type=int, default=512)

@@ -69,8 +69,8 @@ def test_ctc_methods_keep_a_recording_whole_past_the_decoder_context(tmp_path, t
     so a recording stays whole (no split, no token-limit note) unless max_segment_seconds asks."""
     cuts = CutSet.from_cuts([make_cut(tmp_path, "long", 6.0)])
     tight = {"max_tokens_per_second": 2.0, "min_new_tokens": 2}
-    saved = tiny_model.cfg.max_positions
-    tiny_model.cfg.max_positions = 60  # room for ~3.9 s of audio + transcript per piece
+    saved = tiny_model.cfg.llm.max_positions
+    tiny_model.cfg.llm.max_positions = 60  # room for ~3.9 s of audio + transcript per piece
     try:
         llm = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**tight), "cpu")
         ctc = decode_cuts(tiny_model, cuts, WordTokenizer(40),
@@ -79,7 +79,7 @@ def test_ctc_methods_keep_a_recording_whole_past_the_decoder_context(tmp_path, t
                             DecodeConfig(**tight, method="ctc_greedy", max_segment_seconds=2.5),
                             "cpu")
     finally:
-        tiny_model.cfg.max_positions = saved
+        tiny_model.cfg.llm.max_positions = saved
     assert llm.rows[0]["pieces"] > 1 and llm.notes["split_recordings"] == 1
     assert ctc.rows[0]["pieces"] == 1 and not ctc.notes["split_recordings"]
     assert not ctc.notes["pieces_hit_token_limit"] and ctc.rows[0]["tokens"] > 2 * 6 + 2

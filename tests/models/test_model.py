@@ -13,18 +13,20 @@ from unique_asr.models.ctc import ctc_greedy
 from unique_asr.models.encoder import ChunkedSelfAttention, chunk_window_mask, subsampled_lengths
 
 
-def small_cfg(**kw) -> ModelConfig:
-    base = {"enc_dim": 32, "enc_layers": 2, "enc_heads": 2, "enc_chunk": 4, "enc_left_chunks": 2,
-            "subsample_channels": 8, "dec_dim": 64, "dec_layers": 2, "dec_heads": 4,
-            "dec_kv_heads": 1, "dec_ff": 96, "n_text": 30, "dropout": 0.0}
-    base.update(kw)
-    return ModelConfig(**base)
+def small_cfg(encoder: dict | None = None, llm: dict | None = None, **kw) -> ModelConfig:
+    """A small model; `encoder` / `llm` override keys of model.encoder / model.llm."""
+    enc = {"dim": 32, "layers": 2, "heads": 2, "chunk": 4, "left_chunks": 2, "subsample": "conv2d",
+           "subsample_channels": 8, "zero_init": False, **(encoder or {})}
+    dec = {"dim": 64, "layers": 2, "heads": 4, "kv_heads": 1, "ff": 96, **(llm or {})}
+    base = {"n_text": 30, "dropout": 0.0, "cmn_window": 0, "ctc_weight": 0.3, "ctc_max_s": 0.0,
+            "ctc_upsample": 1, "ctc_segments": False, **kw}
+    return ModelConfig.from_dict({**base, "encoder": enc, "llm": dec})
 
 
 @pytest.fixture(params=["conv2d", "conv1d"])
 def model(request):
     torch.manual_seed(0)
-    return build_model(small_cfg(subsample=request.param)).eval()
+    return build_model(small_cfg(encoder={"subsample": request.param})).eval()
 
 
 def test_encode_shapes_and_lengths(model):
@@ -58,7 +60,7 @@ def test_sliced_subsampling_is_exact(model):
 
 def test_chunked_attention_matches_explicit_mask():
     torch.manual_seed(1)
-    cfg = small_cfg(enc_chunk=3, enc_left_chunks=1)
+    cfg = small_cfg(encoder={"chunk": 3, "left_chunks": 1})
     att = ChunkedSelfAttention(cfg).eval()
     T, lens = 11, torch.tensor([11, 7])
     x = torch.randn(2, T, 32)
@@ -134,13 +136,13 @@ def test_beam_reorder_and_cache_limits(model):
 def test_gqa_rope_and_tied_embeddings():
     cfg = ModelConfig(n_text=100)  # defaults = tiny sizes
     m = build_model(cfg)
-    assert cfg.dec_heads // cfg.dec_kv_heads == 4
+    assert cfg.llm.heads // cfg.llm.kv_heads == 4
     att = m.decoder.layers[0].attn
-    dh = cfg.dec_dim // cfg.dec_heads
-    assert att.kv.out_features == 2 * cfg.dec_kv_heads * dh
+    dh = cfg.llm.dim // cfg.llm.heads
+    assert att.kv.out_features == 2 * cfg.llm.kv_heads * dh
     # slowest RoPE frequency turns less than one revolution over 64K positions
-    assert 65536 * cfg.rope_base ** (-(dh - 2) / dh) < 2 * math.pi
-    h = torch.randn(1, 3, cfg.dec_dim)
+    assert 65536 * cfg.llm.rope_base ** (-(dh - 2) / dh) < 2 * math.pi
+    h = torch.randn(1, 3, cfg.llm.dim)
     torch.testing.assert_close(m.decoder.logits(h), h @ m.decoder.embed.weight.T)
     assert cfg.vocab_size == 102 and cfg.task_id == 100 and cfg.eos_id == 101
 
@@ -177,9 +179,9 @@ def test_attention_registry_and_config_errors():
     assert m.train_attention == TrainAttentionConfig()
     m.set_train_attention(TrainAttentionConfig(kind="unique_soft", budget=16))
     assert {layer.attn.train_attention.kind for layer in m.decoder.layers} == {"unique_soft"}
-    with pytest.raises(ValueError, match="dec_kv_heads"):
-        ModelConfig.from_dict({"dec_heads": 4, "dec_kv_heads": 3})
-    with pytest.raises(ValueError, match="unknown model config keys"):
+    with pytest.raises(ValueError, match=r"model.llm.heads=4 must be a multiple of model.llm.kv"):
+        ModelConfig.from_dict({"llm": {"heads": 4, "kv_heads": 3}})
+    with pytest.raises(ValueError, match=r"unknown config keys \['model.enc_dimm'\]"):
         ModelConfig.from_dict({"enc_dimm": 3})
 
 
@@ -188,11 +190,11 @@ def test_checkpoint_from_other_config_is_rejected(tmp_path):
     path = tmp_path / "ck.pt"
     torch.save({"model": m.state_dict(), "model_cfg": m.cfg.to_dict()}, path)
     m2, cfg = load_checkpoint(path, model_cfg=small_cfg().to_dict(), overrides={"dropout": 0.0})
-    assert cfg["enc_dim"] == 32 and not m2.training
+    assert cfg["encoder"]["dim"] == 32 and not m2.training
     with pytest.raises(CheckpointMismatchError) as e:
-        load_checkpoint(path, model_cfg=small_cfg(enc_dim=48, dec_layers=3).to_dict())
-    assert "enc_dim" in str(e.value) and "dec_layers" in str(e.value)
-    bad = small_cfg(dec_layers=3)
+        load_checkpoint(path, model_cfg=small_cfg(encoder={"dim": 48}, llm={"layers": 3}).to_dict())
+    assert "encoder.dim: checkpoint=32 config=48" in str(e.value) and "llm.layers" in str(e.value)
+    bad = small_cfg(llm={"layers": 3})
     torch.save({"model": m.state_dict(), "model_cfg": bad.to_dict()}, path)
     with pytest.raises(CheckpointMismatchError, match="missing"):
         load_checkpoint(path)
@@ -206,7 +208,7 @@ def test_ctc_upsample_emits_more_frames_and_trains():
     """model.ctc_upsample=2: two CTC frames per encoder frame, with lengths and a finite loss
     whose gradient reaches the head."""
     torch.manual_seed(0)
-    m = build_model(small_cfg(ctc_upsample=2, subsample="conv1d"))
+    m = build_model(small_cfg(ctc_upsample=2, encoder={"subsample": "conv1d"}))
     feats, lens = torch.randn(2, 203, 80), torch.tensor([203, 150])
     enc_lens = ((lens - 1) // 2 - 1) // 2
     m.eval()
@@ -227,8 +229,8 @@ def test_intermediate_ctc_mixes_the_loss_but_logs_the_final_ctc():
     """model.inter_ctc_layers: the training loss adds CTC on block outputs; the logged ctc_sum
     stays the final layer's (equal to a model without taps and the same weights)."""
     torch.manual_seed(0)
-    plain = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0))
-    tapped = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0,
+    plain = build_model(small_cfg(encoder={"subsample": "conv1d"}, ctc_weight=1.0, ce_weight=0.0))
+    tapped = build_model(small_cfg(encoder={"subsample": "conv1d"}, ctc_weight=1.0, ce_weight=0.0,
                                    inter_ctc_layers=[1], inter_ctc_weight=0.5))
     tapped.load_state_dict(plain.state_dict())
     for mod in (plain, tapped):
@@ -248,7 +250,7 @@ def test_encoder_zero_init_blocks_start_as_layernorm():
     """model.enc_zero_init: every residual branch's last layer is zero, so a block maps x to its
     output LayerNorm of x; training moves them (the branch weights get gradients)."""
     torch.manual_seed(0)
-    m = build_model(small_cfg(enc_zero_init=True, subsample="conv1d"))
+    m = build_model(small_cfg(encoder={"zero_init": True, "subsample": "conv1d"}))
     blk = m.encoder.blocks[0]
     x = torch.randn(2, 12, 32)
     valid = torch.ones(2, 12, 1)
@@ -265,7 +267,7 @@ def test_text_input_noise_changes_inputs_not_targets():
     """model.text_input_noise: in training a share of the decoder's input text tokens is random
     (the targets and the audio are untouched); in eval mode inputs are the text."""
     torch.manual_seed(0)
-    m = build_model(small_cfg(text_input_noise=0.5, subsample="conv1d"))
+    m = build_model(small_cfg(text_input_noise=0.5, encoder={"subsample": "conv1d"}))
     audio, alens = torch.randn(2, 7, 64), torch.tensor([7, 5])
     tokens, tlens = torch.randint(0, 30, (2, 40)), torch.tensor([40, 33])
     m.eval()
@@ -287,7 +289,7 @@ def test_training_only_keys_do_not_invalidate_a_checkpoint():
     an architecture key (ctc_upsample) still does."""
     from unique_asr.models.checkpoint import check_config
 
-    cur = small_cfg(enc_zero_init=True, text_input_noise=0.3, inter_ctc_layers=[1]).to_dict()
+    cur = small_cfg(encoder={"zero_init": True}, text_input_noise=0.3, inter_ctc_layers=[1]).to_dict()
     old = {k: v for k, v in cur.items()
            if k not in ("enc_zero_init", "text_input_noise", "inter_ctc_layers")}
     check_config(old, cur, "old.pt")
@@ -299,7 +301,7 @@ def test_decoder_zero_init_layers_start_as_identity():
     """model.dec_zero_init: each decoder layer maps x to x at initialisation (attention output
     and SwiGLU down-projection are zero), and those weights get gradients."""
     torch.manual_seed(0)
-    m = build_model(small_cfg(dec_zero_init=True, subsample="conv1d"))
+    m = build_model(small_cfg(llm={"zero_init": True}, encoder={"subsample": "conv1d"}))
     x = torch.randn(2, 9, 64)
     pos = torch.arange(9)
     torch.testing.assert_close(m.decoder.hidden(x, pos), m.decoder.norm(x))
@@ -362,7 +364,7 @@ def test_sliding_cmn_matches_a_loop_and_removes_a_channel_offset():
 
 
 def test_sliding_cmn_is_applied_in_training_and_decoding():
-    cfg = ModelConfig(n_text=30, cmn_window=40, enc_layers=1, dec_layers=1)
+    cfg = small_cfg(cmn_window=40, encoder={"layers": 1}, llm={"layers": 1})
     m = build_model(cfg).eval()
     feats = torch.randn(1, 120, 80)
     offset = torch.linspace(-4, 4, 80)                                  # the same speech, another tilt
@@ -376,50 +378,13 @@ def test_sliding_cmn_is_applied_in_training_and_decoding():
     assert not torch.allclose(a, c, atol=1e-2)
 
 
-def test_cepstral_smoother_keeps_the_envelope_and_drops_harmonics():
-    from unique_asr.models.frontend import cepstral_smoother
-
-    P = cepstral_smoother(80, 20)
-    torch.testing.assert_close(P, P.T)                                  # an orthogonal projection
-    torch.testing.assert_close(P @ P, P, atol=1e-5, rtol=0)
-    assert abs(float(P.trace()) - 20) < 1e-4                            # of rank 20
-    torch.testing.assert_close(cepstral_smoother(80, 80), torch.eye(80), atol=1e-5, rtol=0)
-    j = torch.arange(80.0)
-    envelope = 3 * torch.exp(-((j - 25) / 12) ** 2) - j / 40           # a formant on a tilt
-    harmonics = torch.cos(torch.pi * j * 0.7)                           # fine structure
-    y = (envelope + harmonics) @ P
-    assert float((y - envelope).norm()) < 0.1 * float(envelope.norm())
-    assert float((harmonics @ P).norm()) < 0.1 * float(harmonics.norm())
-    with pytest.raises(ValueError, match="cep_keep"):
-        cepstral_smoother(80, 81)
-
-
-def test_cepstral_smoothing_is_applied_in_encoding_and_not_saved(tmp_path):
-    torch.manual_seed(0)
-    cfg = ModelConfig(n_text=30, cep_keep=12, enc_layers=1, dec_layers=1)
-    m = build_model(cfg).eval()
-    feats = torch.randn(1, 120, 80)
-    ripple = 2 * torch.cos(torch.pi * torch.arange(80.0) * 0.8)        # pitch-like detail only
-
-    def moved_by_ripple():
-        with torch.no_grad():
-            a, _ = m.encode(feats, torch.tensor([120]))
-            b, _ = m.encode(feats + ripple, torch.tensor([120]))
-        return float((a - b).norm())
-
-    smoothed = moved_by_ripple()
-    assert "cep_smoother" not in m.state_dict()                        # checkpoints keep their keys
-    m.cep_smoother = None
-    assert smoothed < 0.2 * moved_by_ripple()
-
-
 def test_ctc_segments_score_each_sentence_on_its_own_frames():
     """model.ctc_segments: one sentence spanning the whole window gives the whole-window CTC;
     two sentences give the sum of the CTCs of their own frame ranges (computed by hand)."""
     from unique_asr.training.data import collate_segments
 
     torch.manual_seed(0)
-    m = build_model(small_cfg(subsample="conv1d", ctc_weight=1.0, ce_weight=0.0,
+    m = build_model(small_cfg(encoder={"subsample": "conv1d"}, ctc_weight=1.0, ce_weight=0.0,
                               ctc_segments=True, ctc_segment_margin_s=0.0,
                               specaug_freq_masks=0, specaug_time_masks=0)).eval()
     feats, lens = torch.randn(2, 403, 80), torch.tensor([403, 403])

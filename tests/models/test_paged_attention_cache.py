@@ -27,7 +27,7 @@ def model():
 def _audio(model, lens, seed=0):
     g = torch.Generator().manual_seed(seed)
     lens = torch.tensor(lens)
-    return torch.randn(len(lens), int(lens.max()), model.cfg.dec_dim, generator=g) * 2, lens
+    return torch.randn(len(lens), int(lens.max()), model.cfg.llm.dim, generator=g) * 2, lens
 
 
 def _teacher_forced_logits(model, sparse, emb, lens, tokens):
@@ -66,7 +66,7 @@ def test_small_budget_changes_only_the_selection(model):
     lu = _teacher_forced_logits(model, SparseConfig("unique", 16), emb, lens, tokens)
     assert torch.equal(lu[:, 0], ld[:, 0])  # prefill is dense
     assert (lu[:, 1:] - ld[:, 1:]).abs().max() > 1e-3
-    every = SparseConfig("unique", 16, dense_layers=list(range(model.cfg.dec_layers)))
+    every = SparseConfig("unique", 16, dense_layers=list(range(model.cfg.llm.layers)))
     with torch.inference_mode():
         cache = model.new_cache(3, 80, sparse=every)
         lo = [model.prefill(emb, lens, cache)]

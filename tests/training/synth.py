@@ -92,27 +92,16 @@ def make_cuts(
     return CutSet.from_cuts(cuts)
 
 
-def tiny_model_cfg(**kw):
+def tiny_model_cfg(encoder: dict | None = None, llm: dict | None = None, **kw):
+    """A tiny model; `encoder` / `llm` override keys of model.encoder / model.llm."""
     from unique_asr.models.config import ModelConfig
 
-    base = {
-        "enc_dim": 32,
-        "enc_layers": 1,
-        "enc_heads": 2,
-        "enc_chunk": 8,
-        "enc_left_chunks": 2,
-        "subsample_channels": 8,
-        "dec_dim": 32,
-        "dec_layers": 1,
-        "dec_heads": 4,
-        "dec_kv_heads": 1,
-        "dec_ff": 64,
-        "n_text": CharTokenizer().get_piece_size(),
-        "dropout": 0.0,
-        "ctc_weight": 0.3,
-    }
-    base.update(kw)
-    return ModelConfig(**base)
+    enc = {"dim": 32, "layers": 1, "heads": 2, "chunk": 8, "left_chunks": 2, "subsample": "conv2d",
+           "subsample_channels": 8, "zero_init": False, **(encoder or {})}
+    dec = {"dim": 32, "layers": 1, "heads": 4, "kv_heads": 1, "ff": 64, **(llm or {})}
+    base = {"n_text": CharTokenizer().get_piece_size(), "dropout": 0.0, "ctc_weight": 0.3,
+            "cmn_window": 0, "ctc_max_s": 0.0, "ctc_upsample": 1, "ctc_segments": False, **kw}
+    return ModelConfig.from_dict({**base, "encoder": enc, "llm": dec})
 
 
 def train_cfg(**kw):

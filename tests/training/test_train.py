@@ -62,7 +62,7 @@ def test_kill_and_resume_gives_identical_losses(data, tmp_path):
         assert a[step] == pytest.approx(b[step], rel=1e-6, abs=1e-7), step
     # resuming with another model config is refused, naming the keys
     with pytest.raises(CheckpointMismatchError, match="enc_layers"):
-        train(tiny_model_cfg(enc_layers=2), train_cfg(max_steps=12, resume=True), part, data,
+        train(tiny_model_cfg(encoder={"layers": 2}), train_cfg(max_steps=12, resume=True), part, data,
               None, CharTokenizer(), seed=5)
 
 

@@ -43,7 +43,7 @@ recipe=$root/egs/synth_longform
 # the configuration measured on the H200 (2026-11-28 session 4, run "d z": RESULTS.md): fp32 is
 # faster than bf16 autocast for `small`; CTC alone for the first 1500 steps
 common="model=small train=gpu train.bf16=false train.max_duration=150 train.lr=2e-3 \
-train.warmup_steps=200 model.dropout=0.0 model.enc_zero_init=true train.curriculum.start_max_s=5 \
+train.warmup_steps=200 model.dropout=0.0 model.encoder.zero_init=true train.curriculum.start_max_s=5 \
 train.curriculum.ramp_epochs=8 train.max_steps=6000 train.ctc_warmup_steps=1500 \
 train.save_every=250 train.valid_every=250 train.average_last=3 train.valid_wer_recordings=0"
 configs=()

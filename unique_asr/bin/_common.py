@@ -1,29 +1,65 @@
-"""Shared bits of the hydra entry points: config location, logging of the resolved config."""
+"""Shared bits of the hydra entry points: config location, the typed schema, start-up checks."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from pathlib import Path
+import sys
+from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
+from unique_asr.config.paths import CONFIG_PATH
 
 log = logging.getLogger("unique_asr")
 
 
-def register_schemas() -> None:
-    """Give hydra the typed decode config as the node `decode/schema`, which
-    conf/decode/default.yaml extends: every decode key exists with its one default
-    (unique_asr/decoding/config.py), so `decode.<key>=...` overrides need no `+`."""
-    from hydra.core.config_store import ConfigStore
+def _compose_error(overrides: list[str]) -> str | None:
+    """Compose the config with the command line's overrides; the error text if that fails."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from unique_asr.decoding.config import DecodeConfig
+    from unique_asr.config import compose
 
-    ConfigStore.instance().store(group="decode", name="schema", node=DecodeConfig)
+    try:
+        compose(overrides)
+    except (HydraException, OmegaConfBaseException) as e:  # the text names the key and class
+        parts, err = [], e
+        while err is not None:
+            parts.append(str(err))
+            err = err.__cause__ or err.__context__
+        return "\n".join(parts)
+    return None
 
 
-register_schemas()
+def check_config(overrides: list[str]) -> None:
+    """Exit with one clear line when an override or a preset names a key the schema lacks."""
+    from unique_asr.config.errors import schema_classes, unknown_key_message
+    from unique_asr.config.schema import schema_roots
+
+    text = _compose_error(overrides)
+    if text is None:
+        return
+    msg = unknown_key_message(text, schema_classes(schema_roots()))
+    if msg is not None:
+        print(f"ERROR: {msg}", file=sys.stderr)
+        sys.exit(2)
+
+
+def hydra_entry(fn: Callable[[DictConfig], None]) -> Callable[[], None]:
+    """hydra.main over conf/config.yaml with the typed schema registered and unknown keys
+    reported (key and valid keys) before anything runs."""
+    import hydra
+
+    @functools.wraps(fn)
+    def main() -> None:
+        from unique_asr.config import register
+
+        register()
+        check_config([a for a in sys.argv[1:] if not a.startswith("-")])
+        hydra.main(config_path=CONFIG_PATH, config_name="config", version_base="1.3")(fn)()
+
+    return main
 
 
 def start(cfg: DictConfig, name: str) -> None:

@@ -7,13 +7,12 @@ training transcripts + data.lang.lm_extra_files, minus every dev and test senten
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from unique_asr.bin._common import CONFIG_PATH, start
+from unique_asr.bin._common import hydra_entry, start
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     from lhotse import SupervisionSet
 

@@ -14,11 +14,10 @@ import shlex
 import sys
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from unique_asr.bin._common import CONFIG_PATH, start, to_dict
+from unique_asr.bin._common import hydra_entry, start, to_dict
 
 log = logging.getLogger("unique_asr.decode")
 
@@ -110,7 +109,7 @@ def run(cfg: DictConfig) -> list[dict]:
     return summaries
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     start(cfg, "decode")
     run(cfg)

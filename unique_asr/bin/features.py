@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from unique_asr.bin._common import CONFIG_PATH, start
+from unique_asr.bin._common import hydra_entry, start
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     from unique_asr.data.fbank import compute_fbank
 

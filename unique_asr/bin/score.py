@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 from omegaconf import DictConfig
 
-from unique_asr.bin._common import CONFIG_PATH, start, to_dict
+from unique_asr.bin._common import hydra_entry, start, to_dict
 
 log = logging.getLogger("unique_asr.score")
 
@@ -36,7 +35,7 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     start(cfg, "score")
     run(cfg)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import logging
 import os
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unique_asr.bin._common import CONFIG_PATH, start, to_dict
+from unique_asr.bin._common import hydra_entry, start, to_dict
 
 log = logging.getLogger("unique_asr.train")
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="config", version_base="1.3")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     import torch
 

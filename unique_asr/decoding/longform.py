@@ -1,7 +1,7 @@
 """Long-form decoding plan: whole recordings, split at pauses only when they exceed the context.
 
 A recording is decoded WHOLE — all its audio tokens in the decoder's context, then its whole
-transcript — whenever  audio_tokens + 1 (task) + max_new_tokens <= model.cfg.max_positions.
+transcript — whenever  audio_tokens + 1 (task) + max_new_tokens <= model.cfg.llm.max_positions.
 Longer ones are cut into the fewest pieces that fit, each cut placed at a pause, and the pieces'
 transcripts are joined with a space in time order (no overlap, so no words are merged or dropped
 at a joint unless the pause was a word):

@@ -164,7 +164,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         max_frames = int(opts.max_segment_seconds * 100) if opts.max_segment_seconds else sys.maxsize
     else:
         max_frames = max_piece_frames(
-            model.cfg.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
+            model.cfg.llm.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
             opts.max_segment_seconds, frames_per_token=model.frames_per_token,
         )
     shortest = min_frames(opts.sparse.page_size, model.frames_per_token)

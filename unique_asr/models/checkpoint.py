@@ -22,22 +22,32 @@ def build_model(cfg: ModelConfig | dict):
     return SpeechLLM(cfg)
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"encoder": {"dim": 4}} -> {"encoder.dim": 4}: nested model configs compared key by key."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def config_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ (ignoring keys that do not change parameter shapes or meaning
-    are NOT ignored: any difference is reported)."""
+    """Every key (dotted for nested ones) whose value differs between the two configs."""
+    saved, current = _flat(saved), _flat(current)
     keys = sorted(set(saved) | set(current))
     return [f"{k}: checkpoint={saved.get(k, '<missing>')!r} config={current.get(k, '<missing>')!r}"
             for k in keys if saved.get(k, "<missing>") != current.get(k, "<missing>")]
 
 
 # keys that may differ between training and decoding (or a fine-tune, train.init_from) without
-# invalidating the weights: runtime choices, and training-only losses, noise and initialisation
-# (attention/attention_cfg: held by the stored configs of some checkpoints, see
-# config.IGNORED_KEYS)
-RUNTIME_KEYS = {"attention", "attention_cfg", "dropout", "ctc_impl", "enc_zero_init", "dec_zero_init",
+# invalidating the weights: the preset's name, runtime choices, and training-only losses, noise
+# and initialisation
+RUNTIME_KEYS = {"name", "dropout", "ctc_impl", "encoder.zero_init", "llm.zero_init",
                 "text_input_noise", "inter_ctc_layers", "inter_ctc_weight", "ctc_weight",
                 "ce_weight", "ctc_max_s"} | {
-    k for k in ModelConfig.__dataclass_fields__ if k.startswith(("specaug_", "align_"))
+    k for k in ModelConfig.__dataclass_fields__ if k.startswith("specaug_")
 }
 
 

@@ -1,7 +1,12 @@
-"""Model hyper-parameters as one dataclass, built from the hydra `model` group.
+"""Model hyper-parameters: a ModelConfig with one encoder class and one LLM class picked by name
+(ESPnet's pick-a-class style). Each class is a dataclass whose defaults are written once here;
+conf/model/*.yaml presets only override them.
 
-Kept flat so a checkpoint can store it as a plain dict and compare it key by key against the
-config of a later run (see checkpoint.py).
+    model.encoder: conformer (from scratch, fbank input) | further classes register in ENCODERS
+    model.llm:     scratch (a LLaMA-style decoder trained from scratch) | further classes in LLMS
+
+A checkpoint stores `to_dict()` and a later run rebuilds it with `from_dict()`, which names any
+unknown key and the valid ones.
 """
 
 from __future__ import annotations
@@ -10,17 +15,63 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# keys a config may carry that configure nothing here: `name` (the preset's name), and keys that
-# stored configs of older checkpoints hold: attention/attention_cfg (the decoder's attention is
-# chosen at run time: models/attention.TrainAttentionConfig, attention/api.SparseConfig) and
-# align_* (a training loss this model does not have)
-IGNORED_KEYS = {"name", "attention", "attention_cfg", "align_weight", "align_layer",
-                "align_heads", "align_width", "align_queries"}
+
+@dataclass
+class ConformerConfig:
+    """Chunked-attention Conformer over 80-dim fbank with 4x convolutional subsampling."""
+    kind: str = "conformer"
+    dim: int = 144
+    layers: int = 4
+    heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    chunk: int = 32               # encoder frames (40 ms each) per attention chunk
+    left_chunks: int = 4          # chunks of left context each chunk sees
+    subsample: str = "conv1d"     # conv2d | conv1d (both 4x: two 3-tap stride-2 convs)
+    subsample_channels: int = 256
+    zero_init: bool = True        # residual branches start at zero (encoder.zero_init_branches):
+                                  # deep encoders leave the CTC plateau
+
+    frame_seconds = 0.04          # one encoder frame: 4 fbank frames of 10 ms
+
+    def validate(self) -> None:
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"model.encoder.dim={self.dim} must be divisible by "
+                             f"model.encoder.heads={self.heads} into even head dims (RoPE)")
+        if self.subsample not in ("conv2d", "conv1d"):
+            raise ValueError(f"model.encoder.subsample={self.subsample!r}: use conv2d or conv1d")
+
+
+@dataclass
+class ScratchLLMConfig:
+    """LLaMA-style decoder (RMSNorm, RoPE, SwiGLU, GQA, tied embeddings) trained from scratch."""
+    kind: str = "scratch"
+    dim: int = 256
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 1
+    ff: int = 704
+    rope_base: float = 500000.0
+    max_positions: int = 65536
+    zero_init: bool = False       # residual branches start at zero (decoder.zero_init_branches)
+
+    def validate(self) -> None:
+        if self.heads % self.kv_heads:
+            raise ValueError(f"model.llm.heads={self.heads} must be a multiple of "
+                             f"model.llm.kv_heads={self.kv_heads} (GQA)")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"model.llm.dim={self.dim} must be divisible by "
+                             f"model.llm.heads={self.heads} into even head dims (RoPE)")
+
+
+ENCODERS: dict[str, type] = {"conformer": ConformerConfig}
+LLMS: dict[str, type] = {"scratch": ScratchLLMConfig}
 
 
 @dataclass
 class ModelConfig:
-    # frontend
+    name: str = "tiny"
+    # frontend: fbank -> global CMVN -> sliding CMN -> SpecAugment
     n_mels: int = 80
     specaug_freq_masks: int = 2
     specaug_freq_width: int = 15
@@ -32,54 +83,28 @@ class ModelConfig:
     specaug_freq_warp: float = 0.0
     # sliding mean normalisation (frontend.sliding_cmn): subtract each frame's mean over this many
     # frames around it (training and decoding); 0 = off (global CMVN only)
-    cmn_window: int = 0
-    # cepstral smoothing (frontend.cepstral_smoother): keep this many DCT coefficients of each raw
-    # log-mel frame (training and decoding), dropping the fine structure that resolves the voice's
-    # pitch harmonics; 0 = off
-    cep_keep: int = 0
-    # encoder (conformer)
-    enc_dim: int = 144
-    enc_layers: int = 4
-    enc_heads: int = 4
-    enc_ff_mult: int = 4
-    enc_conv_kernel: int = 15
-    enc_chunk: int = 32          # encoder frames (40 ms each) per attention chunk
-    enc_left_chunks: int = 4     # chunks of left context each chunk sees
-    subsample: str = "conv2d"    # conv2d | conv1d (both 4x: two 3-tap stride-2 convs)
-    subsample_channels: int = 64
-    # projector
-    stack: int = 2
-    # decoder
-    dec_dim: int = 256
-    dec_layers: int = 2
-    dec_heads: int = 4
-    dec_kv_heads: int = 1
-    dec_ff: int = 704
-    rope_base: float = 500000.0
-    dec_zero_init: bool = False  # residual branches start at zero (decoder.zero_init_branches)
-    max_positions: int = 65536
-    # text
-    n_text: int = 256            # sentencepiece vocabulary size; set from the tokenizer
+    cmn_window: int = 1000
+    encoder: Any = field(default_factory=ConformerConfig)
+    stack: int = 2                # projector: encoder frames stacked into one audio token
+    llm: Any = field(default_factory=ScratchLLMConfig)
+    n_text: int = 256             # text vocabulary size; set from the tokenizer
     # losses
-    ctc_weight: float = 0.3
     ce_weight: float = 1.0
-    ctc_max_s: float = 0.0       # >0: CTC only on items up to this many seconds (CPU speed)
-    ctc_impl: str = "torch"      # torch | k2 (k2 only when installed)
-    enc_zero_init: bool = False  # residual branches start at zero (encoder.zero_init_branches)
-    ctc_upsample: int = 1        # CTC frames per encoder frame (models/ctc.py: fast speech, chars)
+    ctc_weight: float = 0.5
+    ctc_max_s: float = 60.0       # >0: CTC only on items up to this many seconds (CPU speed)
+    ctc_impl: str = "torch"       # torch | k2 (k2 only when installed)
+    ctc_upsample: int = 2         # CTC frames per encoder frame (models/ctc.py: fast speech, chars)
     # CTC per sentence (training): each sentence of a window is scored on its own stretch of
-    # encoder frames (its synthesis times +- ctc_segment_margin_s) instead of the whole window by
-    # one CTC: windows of any length train the CTC head (ctc_max_s no longer applies), and many
-    # short CTCs cost far less than one long one (speech_llm._ctc_segments_sum)
-    ctc_segments: bool = False
+    # encoder frames (its times +- ctc_segment_margin_s) instead of the whole window by one CTC:
+    # windows of any length train the CTC head, and many short CTCs cost less than one long one
+    ctc_segments: bool = True
     ctc_segment_margin_s: float = 0.16
-    # intermediate CTC (Lee & Watanabe 2021): the same CTC head also on the outputs of these
-    # encoder blocks (1-based) in training; CTC loss = (1-w) final + w mean(intermediate). Why: a
-    # short path from the loss to the lower blocks (4-block encoders leave the CTC plateau within a
-    # few hundred steps where 12-block ones do not)
+    # intermediate CTC: the same CTC head also on the outputs of these encoder blocks (1-based)
+    # in training; CTC loss = (1-w) final + w mean(intermediate): a short path from the loss to
+    # the lower blocks of deep encoders
     inter_ctc_layers: list = field(default_factory=list)
     inter_ctc_weight: float = 0.3
-    dropout: float = 0.1
+    dropout: float = 0.0
     text_input_noise: float = 0.0  # training: share of the decoder's input text tokens replaced
                                    # by random ones (speech_llm._pack), so it must use the audio
 
@@ -104,25 +129,40 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - IGNORED_KEYS)
-        if unknown:
-            raise ValueError(
-                f"unknown model config keys {unknown}; valid keys: {sorted(names)} "
-                "(fix conf/model/*.yaml or the model.* override)"
-            )
-        kw = {k: v for k, v in d.items() if k in names}
-        cfg = cls(**kw)
+        d = dict(d)
+        if "enc_dim" in d or "dec_dim" in d:
+            raise ValueError("this model config is flat (enc_dim, dec_dim, ...): it was written by "
+                             "an older unique_asr, whose checkpoints do not load here; the model "
+                             "config is now nested (model.encoder.*, model.llm.*), see "
+                             "conf/model/*.yaml")
+        enc = _pick(ENCODERS, d.pop("encoder", None) or {}, "model.encoder", "conformer")
+        llm = _pick(LLMS, d.pop("llm", None) or {}, "model.llm", "scratch")
+        _check_keys(cls, d, "model", skip={"encoder", "llm"})
+        cfg = cls(**d, encoder=enc, llm=llm)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        if self.dec_heads % self.dec_kv_heads:
-            raise ValueError(
-                f"model.dec_heads={self.dec_heads} must be a multiple of "
-                f"model.dec_kv_heads={self.dec_kv_heads} (GQA)"
-            )
-        if self.dec_dim % self.dec_heads or self.enc_dim % self.enc_heads:
-            raise ValueError("model.dec_dim/enc_dim must be divisible by the number of heads")
-        if (self.dec_dim // self.dec_heads) % 2 or (self.enc_dim // self.enc_heads) % 2:
-            raise ValueError("head dims must be even for RoPE")
+        self.encoder.validate()
+        self.llm.validate()
+        if self.stack < 1:
+            raise ValueError(f"model.stack={self.stack} must be >= 1")
+
+
+def _check_keys(cls, d: dict, where: str, skip=()) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        valid = sorted(names - set(skip))
+        raise ValueError(f"unknown config keys {[f'{where}.{k}' for k in unknown]}; "
+                         f"valid keys of {where}: {', '.join(valid)}")
+
+
+def _pick(registry: dict[str, type], d, where: str, default: str):
+    """The config class named by d['kind'] (a dict, or a bare kind name), filled from d."""
+    d = {"kind": d} if isinstance(d, str) else dict(d)
+    kind = d.get("kind", default)
+    if kind not in registry:
+        raise ValueError(f"{where}={kind!r} is unknown; choose one of {', '.join(registry)}")
+    _check_keys(registry[kind], d, where)
+    return registry[kind](**d)

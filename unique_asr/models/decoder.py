@@ -121,7 +121,7 @@ class Decoder(nn.Module):
         self.head_dim = llm.head_dim
         # untied output head (most pretrained LLMs above ~1B); tied ones reuse self.embed
         self.lm_head = None if llm.tie_embeddings else nn.Linear(llm.hidden, llm.vocab, bias=False)
-        if getattr(cfg, "dec_zero_init", False):
+        if getattr(getattr(cfg, "llm", None), "zero_init", False):
             self.zero_init_branches()
 
     def set_train_attention(self, cfg: TrainAttentionConfig) -> None:

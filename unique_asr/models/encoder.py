@@ -29,19 +29,19 @@ class ConvSubsampling(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        c = cfg.subsample_channels
-        self.kind = cfg.subsample
+        c = cfg.encoder.subsample_channels
+        self.kind = cfg.encoder.subsample
         if self.kind == "conv2d":
             self.conv = nn.Sequential(
                 nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, 2), nn.ReLU()
             )
             f = ((cfg.n_mels - 1) // 2 - 1) // 2
-            self.out = nn.Linear(c * f, cfg.enc_dim)
+            self.out = nn.Linear(c * f, cfg.encoder.dim)
         elif self.kind == "conv1d":
             self.conv = nn.Sequential(
                 nn.Conv1d(cfg.n_mels, c, 3, 2), nn.GELU(), nn.Conv1d(c, c, 3, 2), nn.GELU()
             )
-            self.out = nn.Linear(c, cfg.enc_dim)
+            self.out = nn.Linear(c, cfg.encoder.dim)
         else:
             raise ValueError(f"model.subsample={self.kind!r}: use conv2d or conv1d")
 
@@ -83,11 +83,11 @@ def chunk_window_mask(lens: torch.Tensor, T: int, chunk: int, left: int) -> torc
 class ChunkedSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.h = cfg.enc_heads
-        self.dh = cfg.enc_dim // cfg.enc_heads
-        self.qkv = nn.Linear(cfg.enc_dim, 3 * cfg.enc_dim)
-        self.o = nn.Linear(cfg.enc_dim, cfg.enc_dim)
-        self.chunk, self.left = cfg.enc_chunk, cfg.enc_left_chunks
+        self.h = cfg.encoder.heads
+        self.dh = cfg.encoder.dim // cfg.encoder.heads
+        self.qkv = nn.Linear(cfg.encoder.dim, 3 * cfg.encoder.dim)
+        self.o = nn.Linear(cfg.encoder.dim, cfg.encoder.dim)
+        self.chunk, self.left = cfg.encoder.chunk, cfg.encoder.left_chunks
         self.drop = nn.Dropout(cfg.dropout)
         self.base = 10000.0
 
@@ -112,10 +112,10 @@ class ChunkedSelfAttention(nn.Module):
 class ConvModule(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        d = cfg.enc_dim
+        d = cfg.encoder.dim
         self.norm = nn.LayerNorm(d)
         self.pw1 = nn.Linear(d, 2 * d)
-        self.dw = nn.Conv1d(d, d, cfg.enc_conv_kernel, padding=cfg.enc_conv_kernel // 2, groups=d)
+        self.dw = nn.Conv1d(d, d, cfg.encoder.conv_kernel, padding=cfg.encoder.conv_kernel // 2, groups=d)
         self.norm2 = nn.LayerNorm(d)  # LayerNorm, not BatchNorm: padding- and DDP-independent
         self.pw2 = nn.Linear(d, d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -129,10 +129,10 @@ class ConvModule(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        d = cfg.enc_dim
+        d = cfg.encoder.dim
         self.net = nn.Sequential(
-            nn.LayerNorm(d), nn.Linear(d, cfg.enc_ff_mult * d), nn.SiLU(), nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.enc_ff_mult * d, d), nn.Dropout(cfg.dropout),
+            nn.LayerNorm(d), nn.Linear(d, cfg.encoder.ff_mult * d), nn.SiLU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.encoder.ff_mult * d, d), nn.Dropout(cfg.dropout),
         )
 
     def forward(self, x):
@@ -143,10 +143,10 @@ class ConformerBlock(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.ff1, self.ff2 = FeedForward(cfg), FeedForward(cfg)
-        self.norm_att = nn.LayerNorm(cfg.enc_dim)
+        self.norm_att = nn.LayerNorm(cfg.encoder.dim)
         self.att = ChunkedSelfAttention(cfg)
         self.conv = ConvModule(cfg)
-        self.norm_out = nn.LayerNorm(cfg.enc_dim)
+        self.norm_out = nn.LayerNorm(cfg.encoder.dim)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask, valid):
@@ -162,9 +162,9 @@ class ConformerEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.subsample = ConvSubsampling(cfg)
-        self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.enc_layers))
+        self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.encoder.layers))
         self.drop = nn.Dropout(cfg.dropout)
-        if cfg.enc_zero_init:
+        if cfg.encoder.zero_init:
             self.zero_init_branches()
 
     def zero_init_branches(self) -> None:
@@ -188,7 +188,7 @@ class ConformerEncoder(nn.Module):
         valid = (torch.arange(T, device=x.device)[None, :] < enc_lens[:, None])[..., None]
         valid = valid.to(h.dtype)
         h = h * valid
-        mask = chunk_window_mask(enc_lens, T, self.cfg.enc_chunk, self.cfg.enc_left_chunks)
+        mask = chunk_window_mask(enc_lens, T, self.cfg.encoder.chunk, self.cfg.encoder.left_chunks)
         for i, blk in enumerate(self.blocks, 1):
             h = blk(h, mask, valid)
             if i in taps and tapped is not None:

@@ -1,5 +1,5 @@
-"""Feature frontend: cepstral smoothing, global mean/variance normalisation, a sliding mean
-normalisation, SpecAugment and a frequency warp.
+"""Feature frontend: global mean/variance normalisation, a sliding mean normalisation,
+SpecAugment and a frequency warp.
 
 The statistics are buffers of the model (estimated once from training features before training),
 so a checkpoint carries them and decoding normalises exactly as training did.
@@ -27,24 +27,6 @@ class GlobalCMVN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.istd
-
-
-def cepstral_smoother(n_bins: int, keep: int) -> torch.Tensor:
-    """[n_bins, n_bins] matrix P: a log-mel frame x becomes x @ P, its projection on the first
-    `keep` orthonormal DCT-II basis vectors (the lowest quefrencies, as MFCCs keep them).
-
-    Why: below ~1 kHz the mel bins are narrow enough to resolve a voice's pitch harmonics, so the
-    spectrum of a 200 Hz voice differs from a 100 Hz one in detail that says nothing about the
-    words; with a handful of training voices the model learns that detail, and unseen test voices
-    at another pitch lose. The smoothed frame keeps the envelope (formants) and drops the
-    harmonics. The result still has n_bins values per frame, so nothing else changes."""
-    if not 0 < keep <= n_bins:
-        raise ValueError(f"model.cep_keep={keep} must be in 1..n_mels={n_bins} (0 turns it off)")
-    n = torch.arange(n_bins, dtype=torch.float64)
-    k = torch.arange(keep, dtype=torch.float64)[:, None]
-    dct = torch.cos(torch.pi / n_bins * (n[None, :] + 0.5) * k) * (2.0 / n_bins) ** 0.5  # [keep, F]
-    dct[0] /= 2.0 ** 0.5
-    return (dct.T @ dct).float()
 
 
 def sliding_cmn(x: torch.Tensor, lens: torch.Tensor, window: int) -> torch.Tensor:

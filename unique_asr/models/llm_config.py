@@ -38,9 +38,9 @@ class LLMConfig:
     @classmethod
     def from_model_config(cls, cfg: Any) -> LLMConfig:
         """The decoder part of the speech LLM's ModelConfig (tied head, no biases, eps 1e-6)."""
-        return cls(hidden=cfg.dec_dim, layers=cfg.dec_layers, heads=cfg.dec_heads,
-                   kv_heads=cfg.dec_kv_heads, head_dim=cfg.dec_dim // cfg.dec_heads,
-                   ffn=cfg.dec_ff, vocab=cfg.vocab_size, rope_theta=cfg.rope_base,
+        return cls(hidden=cfg.llm.dim, layers=cfg.llm.layers, heads=cfg.llm.heads,
+                   kv_heads=cfg.llm.kv_heads, head_dim=cfg.llm.dim // cfg.llm.heads,
+                   ffn=cfg.llm.ff, vocab=cfg.vocab_size, rope_theta=cfg.llm.rope_base,
                    dropout=cfg.dropout)
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,8 +38,8 @@ class Projector(nn.Module):
         super().__init__()
         self.stack = cfg.stack
         self.net = nn.Sequential(
-            nn.Linear(cfg.stack * cfg.enc_dim, cfg.dec_dim), nn.GELU(),
-            nn.Linear(cfg.dec_dim, cfg.dec_dim),
+            nn.Linear(cfg.stack * cfg.encoder.dim, cfg.llm.dim), nn.GELU(),
+            nn.Linear(cfg.llm.dim, cfg.llm.dim),
         )
 
     def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor):

@@ -17,7 +17,7 @@ from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
 from unique_asr.models.encoder import SUBSAMPLING, ConformerEncoder
-from unique_asr.models.frontend import GlobalCMVN, SpecAugment, cepstral_smoother, sliding_cmn
+from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
 from unique_asr.models.projector import (
     Projector,
     audio_token_count,
@@ -39,11 +39,8 @@ class SpeechLLM(nn.Module):
         self.cfg = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)
         self.specaug = SpecAugment(cfg)
-        # not persistent: a fixed function of the config, so checkpoints keep their keys
-        self.register_buffer("cep_smoother", cepstral_smoother(cfg.n_mels, cfg.cep_keep)
-                             if cfg.cep_keep > 0 else None, persistent=False)
         self.encoder = ConformerEncoder(cfg)
-        self.ctc = CTCHead(cfg.enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
+        self.ctc = CTCHead(cfg.encoder.dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
                            cfg.ctc_upsample)
         self.projector = Projector(cfg)
         self.decoder = Decoder(cfg, train_attention)
@@ -72,13 +69,8 @@ class SpeechLLM(nn.Module):
         return audio_token_count(self.cfg, num_frames)
 
     # ---------------------------------------------------------------- encoder side
-    def smooth(self, feats: torch.Tensor) -> torch.Tensor:
-        """Raw log-mel features after cepstral smoothing (model.cep_keep; identity when off):
-        what the global CMVN statistics are estimated on."""
-        return feats if self.cep_smoother is None else feats @ self.cep_smoother.to(feats.dtype)
-
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
-        x = self.cmvn(self.smooth(self.specaug.warp(feats)))
+        x = self.cmvn(self.specaug.warp(feats))
         x = sliding_cmn(x, feat_lens, self.cfg.cmn_window)
         x = self.specaug(x, feat_lens)
         slice_frames = 0 if self.training else ENCODE_SLICE_FRAMES
@@ -206,8 +198,8 @@ class SpeechLLM(nn.Module):
         """A decoding KV cache for `batch` sequences of up to `max_len` tokens; `sparse` picks
         the decode attention (default dense)."""
         p = next(self.parameters())
-        return new_decode_cache(self.cfg.dec_layers, batch, max_len, self.cfg.dec_kv_heads,
-                                self.cfg.dec_dim // self.cfg.dec_heads, device or p.device,
+        return new_decode_cache(self.cfg.llm.layers, batch, max_len, self.cfg.llm.kv_heads,
+                                self.cfg.llm.dim // self.cfg.llm.heads, device or p.device,
                                 dtype or p.dtype, sparse)
 
     def prefill(self, audio_emb, audio_lens, cache) -> torch.Tensor:

@@ -190,12 +190,11 @@ def make_sampler(window_cuts, max_duration: float, num_buckets: int, seed: int, 
     return s
 
 
-def cmvn_stats(feats: dict, transform=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global mean and std of all frames (float64 accumulation), after `transform` (a function of
-    a [T, F] tensor, e.g. the model's cepstral smoothing) if given."""
+def cmvn_stats(feats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global mean and std of all frames (float64 accumulation)."""
     tot, sq, n = 0.0, 0.0, 0
     for f in feats.values():
-        f64 = (f if transform is None else transform(f)).double()
+        f64 = f.double()
         tot = tot + f64.sum(0)
         sq = sq + (f64 * f64).sum(0)
         n += f.shape[0]

@@ -14,18 +14,16 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from unique_asr.bin._common import CONFIG_PATH
+from unique_asr.config import compose
 
 RECIPE = Path(__file__).resolve().parents[3] / "egs" / "synth_longform"
 
 
 def _corpus(size: str, *extra: str) -> dict:
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("config", overrides=[f"recipe_dir={RECIPE}", f"corpus={size}",
-                                           f"hydra.searchpath=[file://{RECIPE}/conf]", *extra])
+    cfg = compose([f"recipe_dir={RECIPE}", f"corpus={size}",
+                   f"hydra.searchpath=[file://{RECIPE}/conf]", *extra])
     return OmegaConf.to_container(cfg.corpus, resolve=True)
 
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from unique_asr.config import compose
 from unique_asr.training.config import TrainConfig
 
 
 def _compose(*overrides):
-    from hydra import compose, initialize_config_dir
-
-    from unique_asr.bin._common import CONFIG_PATH
-
-    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return TrainConfig.from_dict(OmegaConf.to_container(cfg.train, resolve=True))
+    return TrainConfig.from_dict(OmegaConf.to_container(compose(overrides).train, resolve=True))
 
 
 def test_hydra_train_group_gives_the_dataclass_defaults_and_overrides():
