@@ -1,4 +1,4 @@
-"""Decode-step sweep (H200, batch 80): attention, top-k and score configs, plus diagnostics
+"""Decode-step sweep (batch 80): attention, top-k and score configs, plus diagnostics
 (the step without one stage), each checked against the float64 reference and the library step
 before it is timed (alone and inside the whole step as one CUDA graph, two interleaved rounds).
 
@@ -20,8 +20,7 @@ from unique_asr.attention.triton import decode as dec
 from unique_asr.attention.triton.score import unique_scores
 from unique_asr.attention.triton.topk import topk_pages
 
-# paged_decode configs (grid layout; the stream-K layouts measured in run 7 were removed, see
-# bench/NOTES.md; this script then lived at commit 1ba0c67 with them)
+# paged_decode configs (grid layout; bench/NOTES.md has the stream-K layouts it beat)
 ATTN = {
     "grid": {},
     "grid_split2": {"num_splits": 2},
@@ -78,43 +77,14 @@ def run_ctx(B, ctx, budget, bw, gen, log):
             dec.paged_decode(q, cache.k[0], cache.v[0], sel, pt, lens, out=out, **at_cfg)
         return out
 
-    combos = {}
-    for name, c in ATTN.items():
-        combos[name] = ({}, {}, c)
-    for name, c in topk_variants(P).items():
-        if name != "tk_def":
-            combos[name + "+grid"] = ({}, c, ATTN["grid"])
-    for name, c in SCORE.items():
-        if name != "sc_def":
-            combos[name + "+grid"] = (c, {}, ATTN["grid"])
-    # diagnostics: the step without one stage (its inputs left from the runs before), so the
-    # stage's share of the graph time shows
-    combos["diag_no_score"] = (None, {}, ATTN["grid"])
-    combos["diag_no_topk"] = ({}, None, ATTN["grid"])
-    combos["diag_no_attn"] = ({}, {}, None)
+    combos = sweep_combos(P)
     ok = {}
     for name, (sc, tk, at) in combos.items():  # correctness first
-        v = {}
         if name.startswith("diag"):
-            ok[name] = True
-            rec["variants"][name] = v
-            continue
-        try:
-            o = step(sc, tk, at).clone()
-            o2 = step(sc, tk, at)
-            if ds.DEV == "cuda":
-                torch.cuda.synchronize()
-            v["err_vs_f64"] = ds.rel(o[chk], ref) if torch.equal(sel, sel_lib) else None
-            v["err_vs_lib"] = ds.rel(o, out_lib)
-            v["sel_equal_lib"] = bool(torch.equal(sel, sel_lib))
-            v["repeat_bitwise"] = bool(torch.equal(o, o2))
-            good = (v["err_vs_lib"] <= 1e-2 and v["repeat_bitwise"]
-                    and (v["err_vs_f64"] is None or v["err_vs_f64"] <= 1e-2))
-            ok[name] = good
-        except Exception as e:  # noqa: BLE001
-            v["error"] = repr(e)[:300]
-            ok[name] = False
-        rec["variants"][name] = v
+            ok[name], rec["variants"][name] = True, {}
+        else:
+            ok[name], rec["variants"][name] = check_variant(
+                lambda sc=sc, tk=tk, at=at: step(sc, tk, at), chk, ref, sel, sel_lib, out_lib)
     for name, (sc, tk, at) in combos.items():  # stage alone (attention)
         if ok[name] and sc == {} and tk == {} and at is not None:
             rec["variants"][name]["attn_alone_us"] = round(ds.med_us(lambda at=at: dec.paged_decode(
@@ -138,15 +108,7 @@ def run_ctx(B, ctx, budget, bw, gen, log):
     for name, ts in graphs.items():
         rec["variants"][name]["step_us"] = ts
     rec["lib_step_us"] = lib_t
-    # best of each family, then the combination
-    fam_a = {n: min(graphs[n]) for n in ATTN if n in graphs}
-    best_a = min(fam_a, key=fam_a.get) if fam_a else "grid"
-    graphs_ok = {n: t for n, t in graphs.items() if not n.startswith("diag")}
-    fam_t = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("tk_")}
-    fam_s = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("sc_")}
-    base = min(graphs.get("grid", [1e9]))
-    best_t = min(fam_t, key=fam_t.get) if fam_t and min(fam_t.values()) < base else None
-    best_s = min(fam_s, key=fam_s.get) if fam_s and min(fam_s.values()) < base else None
+    best_a, best_t, best_s = best_of_families(graphs)
     sc = combos[best_s][0] if best_s else {}
     tk = combos[best_t][1] if best_t else {}
     o = step(sc, tk, ATTN[best_a])
@@ -156,6 +118,60 @@ def run_ctx(B, ctx, budget, bw, gen, log):
                     "ok": combo_ok}
     rec["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log(rec)
+    print_ctx(rec, ok, ctx, floor, attn_floor, lib_t, sel_ok, ts)
+
+
+def sweep_combos(P) -> dict:
+    """Variant name -> (score cfg, top-k cfg, attention cfg): every attention config with the
+    default score and top-k, every other score / top-k config with the grid attention, and
+    diagnostics that skip one stage (None; its inputs left from the runs before) so that the
+    stage's share of the graph time shows."""
+    combos = {name: ({}, {}, c) for name, c in ATTN.items()}
+    combos |= {name + "+grid": ({}, c, ATTN["grid"]) for name, c in topk_variants(P).items()
+               if name != "tk_def"}
+    combos |= {name + "+grid": (c, {}, ATTN["grid"]) for name, c in SCORE.items()
+               if name != "sc_def"}
+    combos["diag_no_score"] = (None, {}, ATTN["grid"])
+    combos["diag_no_topk"] = ({}, None, ATTN["grid"])
+    combos["diag_no_attn"] = ({}, {}, None)
+    return combos
+
+
+def check_variant(run, chk, ref, sel, sel_lib, out_lib) -> tuple[bool, dict]:
+    """Run a variant twice: (passes, its record) against the float64 reference (when it selects
+    what the library selects), the library's output and its own repeat."""
+    v = {}
+    try:
+        o = run().clone()
+        o2 = run()
+        if ds.DEV == "cuda":
+            torch.cuda.synchronize()
+        v["err_vs_f64"] = ds.rel(o[chk], ref) if torch.equal(sel, sel_lib) else None
+        v["err_vs_lib"] = ds.rel(o, out_lib)
+        v["sel_equal_lib"] = bool(torch.equal(sel, sel_lib))
+        v["repeat_bitwise"] = bool(torch.equal(o, o2))
+        return (v["err_vs_lib"] <= 1e-2 and v["repeat_bitwise"]
+                and (v["err_vs_f64"] is None or v["err_vs_f64"] <= 1e-2)), v
+    except Exception as e:  # noqa: BLE001 - record why a variant could not run
+        v["error"] = repr(e)[:300]
+        return False, v
+
+
+def best_of_families(graphs: dict) -> tuple[str, str | None, str | None]:
+    """Fastest attention config, and the fastest top-k / score variant when it beats the
+    default step (else None)."""
+    fam_a = {n: min(graphs[n]) for n in ATTN if n in graphs}
+    best_a = min(fam_a, key=fam_a.get) if fam_a else "grid"
+    graphs_ok = {n: t for n, t in graphs.items() if not n.startswith("diag")}
+    fam_t = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("tk_")}
+    fam_s = {n: min(graphs_ok[n]) for n in graphs_ok if n.startswith("sc_")}
+    base = min(graphs.get("grid", [1e9]))
+    best_t = min(fam_t, key=fam_t.get) if fam_t and min(fam_t.values()) < base else None
+    best_s = min(fam_s, key=fam_s.get) if fam_s and min(fam_s.values()) < base else None
+    return best_a, best_t, best_s
+
+
+def print_ctx(rec, ok, ctx, floor, attn_floor, lib_t, sel_ok, ts) -> None:
     print(f"\n== {ctx // 1024}K  floor {floor:.1f} us (attention alone {attn_floor:.1f}); lib "
           f"step {lib_t}; lib err {rec['lib_err_vs_f64']:.1e} sel match {sel_ok:.3f}")
     print(f"{'variant':16s} {'ok':>3s} {'alone':>7s} {'step r1':>8s} {'step r2':>8s} "

@@ -2,7 +2,7 @@
 
 Each recording is encoded whole (as decoding does); every sentence is then read from the
 best-path CTC output over its own frames (its synthesis times +- 0.16 s), so errors can be
-charged to the voice that spoke them. Used to see which voices an experiment helps (issue 3).
+charged to the voice that spoke them. Shows which voices a change helps.
 
     python bench/ctc_per_speaker.py CKPT CUTS.jsonl.gz [--bpe BPE_MODEL] [--out TSV]
 """

@@ -1,6 +1,6 @@
 """Kernel benchmark of one UNIQUE decoding step against dense baselines, in one process.
 
-Reproduces the paper's conditions (METHOD.md): 32 query / 8 KV heads, D 128, page 8, budget 512
+Reproduces the paper's conditions (docs/method.md): 32 query / 8 KV heads, D 128, page 8, budget 512
 tokens, bf16; batch 80 at 8K/16K/32K and batch 16 at 64K/128K. Per setting it times (medians of
 triton.testing.do_bench, which flushes the L2 before each call) the score, top-k and attention
 stages, the whole step eagerly and as one CUDA graph, our dense paged decode, FlashInfer's dense
@@ -175,6 +175,45 @@ STEP_VARIANTS = (
 EXTRA_VARIANTS = (("streams2", 2, {}),)
 
 
+def check_step(q, cache, pt, out, sel, P, kp):
+    """The step's output against the float64 reference on its own selection, and the share of
+    its selected pages that the reference selection also picks (first and last sequence)."""
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+    chk = [0, q.shape[0] - 1]
+    kk, vv, ll = cache.contiguous(0, chk)
+    sel_l = torch.stack([torch.searchsorted(pt[b, :P].long().contiguous(),
+                                            sel[b].long().clamp_min(0)) for b in chk])
+    ref = R.sparse_attention(q[chk].double(), kk.double(), vv.double(), ll, sel_l, S)
+    mean, std = cache.mean[0], cache.std[0]
+    ref_sel = R.select_pages(R.unique_page_scores(
+        q[chk], mean[pt[chk, :P].long()].permute(0, 2, 1, 3), std[pt[chk, :P].long()]
+        .permute(0, 2, 1)), ll, S, kp)
+    return rel(out[chk], ref), (sel_l.sort(-1).values == ref_sel).float().mean().item()
+
+
+def time_step_variants(variants, step, out, sel):
+    """CUDA-graph time of step(streams) under each variant's module settings, and whether its
+    output is bitwise the default's: ({name: us}, {name: equal or the error})."""
+    step_us, step_diff = {}, {}
+    for name, streams, over in variants:
+        saved = {k: getattr(*k) for k in over}
+        for (mod, attr), val in over.items():
+            setattr(mod, attr, val)
+        try:
+            step(streams)  # eager
+            t, (o, p) = graph_us(lambda st=streams: step(st))
+            step_us[name] = round(t, 2)
+            step_diff[name] = bool(torch.equal(o, out) and torch.equal(p, sel))
+        except Exception as e:  # noqa: BLE001 - record why a variant could not run
+            step_us[name] = None
+            step_diff[name] = repr(e)[:200]
+        finally:
+            for (mod, attr), val in saved.items():
+                setattr(mod, attr, val)
+    return step_us, step_diff
+
+
 def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False):
     cache, seqs = build_cache(B, ctx, gen)
     pt, lens = cache.batch(seqs)
@@ -186,18 +225,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
 
     # the library's step (api.sparse_step = what unique_decode runs), checked before timing
     out, sel = sparse_step(q, cache, 0, budget, batch, P)
-    if DEV == "cuda":
-        torch.cuda.synchronize()
-    chk = [0, B - 1]
-    kk, vv, ll = cache.contiguous(0, chk)
-    sel_l = torch.stack([torch.searchsorted(pt[b, :P].long().contiguous(),
-                                            sel[b].long().clamp_min(0)) for b in chk])
-    ref = R.sparse_attention(q[chk].double(), kk.double(), vv.double(), ll, sel_l, S)
-    err_sparse = rel(out[chk], ref)
-    ref_sel = R.select_pages(R.unique_page_scores(
-        q[chk], mean[pt[chk, :P].long()].permute(0, 2, 1, 3), std[pt[chk, :P].long()]
-        .permute(0, 2, 1)), ll, S, kp)
-    overlap = (sel_l.sort(-1).values == ref_sel).float().mean().item()
+    err_sparse, overlap = check_step(q, cache, pt, out, sel, P, kp)
 
     # stages alone with the library defaults (L2 flushed before each call)
     scores = torch.empty(B, HKV, P, device=DEV)
@@ -212,24 +240,10 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
             q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **c), ATTN_CFGS)
 
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
-    step_us, step_diff = {}, {}
     variants = STEP_VARIANTS + (EXTRA_VARIANTS if all_variants else ())
-    for name, streams, over in variants if DEV == "cuda" else ():
-        saved = {k: getattr(*k) for k in over}
-        for (mod, attr), val in over.items():
-            setattr(mod, attr, val)
-        try:
-            sparse_step(q, cache, 0, budget, batch, P, streams=streams)  # eager
-            t, (o, p) = graph_us(lambda st=streams: sparse_step(
-                q, cache, 0, budget, batch, P, streams=st))
-            step_us[name] = round(t, 2)
-            step_diff[name] = bool(torch.equal(o, out) and torch.equal(p, sel))
-        except Exception as e:  # noqa: BLE001 - record why a variant could not run
-            step_us[name] = None
-            step_diff[name] = repr(e)[:200]
-        finally:
-            for (mod, attr), val in saved.items():
-                setattr(mod, attr, val)
+    step_us, step_diff = time_step_variants(
+        variants if DEV == "cuda" else (),
+        lambda streams: sparse_step(q, cache, 0, budget, batch, P, streams=streams), out, sel)
     if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
         def manual():
             unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores)

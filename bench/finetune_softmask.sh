@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sparsity-aware fine-tuning (issue 5): a dense checkpoint -> unique_soft fine-tune(s) -> WER.
+# Sparsity-aware fine-tuning: a dense checkpoint -> unique_soft fine-tune(s) -> WER.
 #
 #   bench/finetune_softmask.sh --ckpt egs/synth_longform/exp/small/avg-3.pt \
 #       --data-dir egs/synth_longform/data --minutes 10 --taus "0.5 1.0" --out exp_ft

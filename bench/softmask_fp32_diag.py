@@ -1,6 +1,6 @@
 """Where does the soft-mask kernels' float32 error come from? Stage-by-stage errors at full size.
 
-For one draw (issue 5's full case by default: GQA-4, B 2, H 32, Hkv 8, L 2048, D 128, page 8,
+For one draw (by default the full-size case: GQA-4, B 2, H 32, Hkv 8, L 2048, D 128, page 8,
 budget 512, tau 0.5, seqlens 2048/1500) it reports, against float64, the error of every stage
 of the Triton kernels beside a plain float32 PyTorch run of the reference on the same inputs:
 page mean / std, per-(query, past page) GQA-max page scores (from the kernels' own score
@@ -160,6 +160,105 @@ def _compiled_code_report(sm):
     return rows
 
 
+def _stage_errors(name, stage, truth) -> dict:
+    """One run's page stats, scores, thresholds, gate logits z and log-gates against float64
+    (score/theta/z over the gated entries: past pages of masked in-sequence queries)."""
+    mean_x, std_x, sc_x, th_x = stage
+    mean64, std64, sc64, th64, z64, sens, gated, rows, tau = truth
+    z = (sc_x.double() - th_x.double()[..., None]) / tau
+    dz = (z - z64)[gated]
+    logg, logg64 = torch.nn.functional.logsigmoid(z), torch.nn.functional.logsigmoid(z64)
+    r = {
+        "mean_rel": _rel(mean_x.reshape(mean64.shape), mean64),
+        "std_rel": _rel(std_x.reshape(std64.shape), std64),
+        "score_abs_rms_max": _abs_stats(sc_x, sc64, gated),
+        "theta_abs_rms_max": _abs_stats(th_x, th64, rows),
+        "z_abs_rms": dz.pow(2).mean().sqrt().item(),
+        "z_abs_rms_weighted": ((dz * sens[gated]).pow(2).mean().sqrt()).item(),
+        "logg_rel": _rel(logg, logg64, gated),
+    }
+    _log(f"{name:>10}: mean {r['mean_rel']:.2e} std {r['std_rel']:.2e} | score abs rms/max "
+         f"{r['score_abs_rms_max'][0]:.2e}/{r['score_abs_rms_max'][1]:.2e} | theta "
+         f"{r['theta_abs_rms_max'][0]:.2e}/{r['theta_abs_rms_max'][1]:.2e} | z rms "
+         f"{r['z_abs_rms']:.2e} (x sigmoid(-z) {r['z_abs_rms_weighted']:.2e}) | log g rel "
+         f"{r['logg_rel']:.2e}")
+    return r
+
+
+def _end_results(sm, qkvd, kw, sl, kernel_gate, plain_gate, sc64, past) -> dict:
+    """out / dq / dk / dv errors against the float64 reference: of the plain float32 reference,
+    of the kernel, and of float64 runs that use the kernel's or the plain run's gate."""
+    q, k, v, do = qkvd
+    S, budget, tau, lam = kw["page_size"], kw["budget"], kw["tau"], kw["lam"]
+    sc_k, theta_k = kernel_gate
+    sc_p, th_p = plain_gate
+    q64, k64 = q.double(), k.double()
+    rec = {}
+    keep_q, keep_k = _tie_keep(q, k, S, budget, sl)
+    ref = _reference(q64, k64, v.double(), do.double(), kw, sl)
+    _log("float64 reference fwd+bwd done")
+    plain = _reference(q, k, v, do, kw, sl)
+    e_plain = _end_errors(plain, ref, keep_q, keep_k)
+    del plain
+    xs = [x.detach().clone().requires_grad_() for x in (q, k, v)]
+    out = sm.softmask_attention_triton(*xs, page_size=S, budget=budget, tau=tau, hard=False,
+                                       lam=lam, seqlens=sl)
+    kern = [out.detach(), *torch.autograd.grad(out, xs, do)]
+    e_kern = _end_errors(kern, ref, keep_q, keep_k)
+    del kern
+    _log("kernel fwd+bwd done; out/dq/dk/dv rel err: kernel "
+         + " ".join(f"{x:.2e}" for x in e_kern) + " | plain fp32 "
+         + " ".join(f"{x:.2e}" for x in e_plain))
+    with _GateSwap(torch.nan_to_num(sc_k.double(), nan=0.0).where(past, sc64), theta_k.double()):
+        swap = _reference(q64, k64, v.double(), do.double(), kw, sl)
+    e_swap = _end_errors(swap, ref, keep_q, keep_k)
+    del swap
+    with _GateSwap(sc_p.double(), th_p.double()):
+        swap = _reference(q64, k64, v.double(), do.double(), kw, sl)
+    e_swap_p = _end_errors(swap, ref, keep_q, keep_k)
+    del swap
+    rec.update({"plain_fp32_end": e_plain, "kernel_end": e_kern,
+                "float64_with_kernel_gate_end": e_swap, "float64_with_plain_gate_end": e_swap_p,
+                "kernel_over_plain": [a / max(b, 1e-30) for a, b in zip(e_kern, e_plain)],
+                "near_tie_rows_left_out": [int((~keep_q).sum()), int((~keep_k).sum())]})
+    print("end errors against float64, out / dq / dk / dv (dq, dk without near-tie rows "
+          f"{rec['near_tie_rows_left_out']}):")
+    for name, e in (("plain fp32 reference", e_plain), ("kernel", e_kern),
+                    ("float64 + kernel gate", e_swap), ("float64 + plain gate", e_swap_p)):
+        print(f"  {name:>22}: " + " ".join(f"{x:.2e}" for x in e))
+    print("  kernel / plain: " + " ".join(f"{x:.2f}" for x in rec["kernel_over_plain"]),
+          f"(max kernel error {max(e_kern):.2e}; the target is < 1e-5)")
+    return rec
+
+
+def _exact_off_scores(sm, args, kernel_in, sc64, gated, rec) -> None:
+    """The fp32 score kernel with the float32 measures off (dot + offset folded): its score
+    errors beside the exact kernel's, and its compiled dots."""
+    q, mh, ml, std_k, qn = kernel_in
+    Hkv, S, lam = args.case[2], args.case[5], LAMBDA
+    sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
+    a = _abs_stats(sc_off, sc64, gated)
+    kr = rec["kernel"]["score_abs_rms_max"]
+    _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
+         f"rms/max {a[0]:.2e}/{a[1]:.2e} (fp32_exact on, above: {kr[0]:.2e}/{kr[1]:.2e})")
+    for r in _compiled_code_report(sm):
+        if r["kernel"] == "_scores_kernel":
+            print(f"  compiled {r['kernel']}: dots (K+accumulator) {r['dots_K_acc']} "
+                  f"ptx {r['ptx_ops']}")
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(json.dumps({"bench": "softmask_fp32_diag_exact_off_scores",
+                                "case": list(args.case), "seed": args.seed,
+                                "score_abs_rms_max": a}) + "\n")
+
+
+def _versions(dev) -> dict:
+    import triton
+
+    v = {"torch": torch.__version__, "triton": triton.__version__}
+    return {**v, "gpu": torch.cuda.get_device_name()} if dev == "cuda" else v
+
+
 def run_gpu(args):
     from unique_asr.attention.triton import softmask as sm
 
@@ -171,15 +270,7 @@ def run_gpu(args):
     q, k, v, do = _inputs(B, H, Hkv, L, D, dev, args.seed)
     kw = {"page_size": S, "budget": budget, "tau": tau, "mode": "soft", "lam": lam}
     rec = {"bench": "softmask_fp32_diag", "case": list(args.case), "seqlens": args.seqlens,
-           "tau": tau, "seed": args.seed, "torch": torch.__version__}
-    try:
-        import triton
-
-        rec["triton"] = triton.__version__
-    except ImportError:
-        pass
-    if dev == "cuda":
-        rec["gpu"] = torch.cuda.get_device_name()
+           "tau": tau, "seed": args.seed, **_versions(dev)}
 
     # ---- float64 truth and plain float32 run of the reference, stage by stage
     q64, k64 = q.double(), k.double()
@@ -214,66 +305,15 @@ def run_gpu(args):
     z64 = (sc64 - th64[..., None]) / tau
     sens = torch.sigmoid(-z64)  # d log g / dz: where a z error moves the logits
 
-    def stage(name, mean_x, std_x, sc_x, th_x):
-        z = (sc_x.double() - th_x.double()[..., None]) / tau
-        dz = (z - z64)[gated]
-        logg, logg64 = torch.nn.functional.logsigmoid(z), torch.nn.functional.logsigmoid(z64)
-        r = {
-            "mean_rel": _rel(mean_x.reshape(mean64.shape), mean64),
-            "std_rel": _rel(std_x.reshape(std64.shape), std64),
-            "score_abs_rms_max": _abs_stats(sc_x, sc64, gated),
-            "theta_abs_rms_max": _abs_stats(th_x, th64, rows),
-            "z_abs_rms": dz.pow(2).mean().sqrt().item(),
-            "z_abs_rms_weighted": ((dz * sens[gated]).pow(2).mean().sqrt()).item(),
-            "logg_rel": _rel(logg, logg64, gated),
-        }
-        _log(f"{name:>10}: mean {r['mean_rel']:.2e} std {r['std_rel']:.2e} | score abs rms/max "
-             f"{r['score_abs_rms_max'][0]:.2e}/{r['score_abs_rms_max'][1]:.2e} | theta "
-             f"{r['theta_abs_rms_max'][0]:.2e}/{r['theta_abs_rms_max'][1]:.2e} | z rms "
-             f"{r['z_abs_rms']:.2e} (x sigmoid(-z) {r['z_abs_rms_weighted']:.2e}) | log g rel "
-             f"{r['logg_rel']:.2e}")
-        return r
-
     print("stage errors against float64 (score/theta/z over gated entries: past pages of "
           "masked in-sequence queries)")
-    rec["plain_fp32"] = stage("plain fp32", mean_p, std_p, sc_p, th_p)
-    rec["kernel"] = stage("kernel", mean_k, std_k, sc_k, theta_k)
+    truth = (mean64, std64, sc64, th64, z64, sens, gated, rows, tau)
+    rec["plain_fp32"] = _stage_errors("plain fp32", (mean_p, std_p, sc_p, th_p), truth)
+    rec["kernel"] = _stage_errors("kernel", (mean_k, std_k, sc_k, theta_k), truth)
 
     # ---- end results
-    keep_q, keep_k = _tie_keep(q, k, S, budget, sl)
-    ref = _reference(q64, k64, v.double(), do.double(), kw, sl)
-    _log("float64 reference fwd+bwd done")
-    plain = _reference(q, k, v, do, kw, sl)
-    e_plain = _end_errors(plain, ref, keep_q, keep_k)
-    del plain
-    xs = [x.detach().clone().requires_grad_() for x in (q, k, v)]
-    out = sm.softmask_attention_triton(*xs, page_size=S, budget=budget, tau=tau, hard=False,
-                                       lam=lam, seqlens=sl)
-    kern = [out.detach(), *torch.autograd.grad(out, xs, do)]
-    e_kern = _end_errors(kern, ref, keep_q, keep_k)
-    del kern
-    _log("kernel fwd+bwd done; out/dq/dk/dv rel err: kernel "
-         + " ".join(f"{x:.2e}" for x in e_kern) + " | plain fp32 "
-         + " ".join(f"{x:.2e}" for x in e_plain))
-    with _GateSwap(torch.nan_to_num(sc_k.double(), nan=0.0).where(past, sc64), theta_k.double()):
-        swap = _reference(q64, k64, v.double(), do.double(), kw, sl)
-    e_swap = _end_errors(swap, ref, keep_q, keep_k)
-    del swap
-    with _GateSwap(sc_p.double(), th_p.double()):
-        swap = _reference(q64, k64, v.double(), do.double(), kw, sl)
-    e_swap_p = _end_errors(swap, ref, keep_q, keep_k)
-    del swap
-    rec.update({"plain_fp32_end": e_plain, "kernel_end": e_kern,
-                "float64_with_kernel_gate_end": e_swap, "float64_with_plain_gate_end": e_swap_p,
-                "kernel_over_plain": [a / max(b, 1e-30) for a, b in zip(e_kern, e_plain)],
-                "near_tie_rows_left_out": [int((~keep_q).sum()), int((~keep_k).sum())]})
-    print("end errors against float64, out / dq / dk / dv (dq, dk without near-tie rows "
-          f"{rec['near_tie_rows_left_out']}):")
-    for name, e in (("plain fp32 reference", e_plain), ("kernel", e_kern),
-                    ("float64 + kernel gate", e_swap), ("float64 + plain gate", e_swap_p)):
-        print(f"  {name:>22}: " + " ".join(f"{x:.2e}" for x in e))
-    print("  kernel / plain: " + " ".join(f"{x:.2f}" for x in rec["kernel_over_plain"]),
-          f"(max kernel error {max(e_kern):.2e}; issue 5 asks < 1e-5)")
+    rec.update(_end_results(sm, (q, k, v, do), kw, sl, (sc_k, theta_k), (sc_p, th_p), sc64,
+                            past))
     if dev == "cuda":
         try:
             rec["compiled"] = _compiled_code_report(sm)
@@ -290,20 +330,7 @@ def run_gpu(args):
             f.write(json.dumps(rec) + "\n")
     # ---- the fp32 score kernel with the float32 measures off (dot + offset folded), last
     if dev == "cuda" and time.time() - T0 < args.budget_s - 25:
-        sc_off = _kernel_scores(sm, q, mh, ml, std_k, qn, Hkv, S, lam, exact=False)
-        a = _abs_stats(sc_off, sc64, gated)
-        kr = rec["kernel"]["score_abs_rms_max"]
-        _log(f"score kernel with fp32_exact off (offset folded into the FMA dot): score abs "
-             f"rms/max {a[0]:.2e}/{a[1]:.2e} (fp32_exact on, above: {kr[0]:.2e}/{kr[1]:.2e})")
-        for r in _compiled_code_report(sm):
-            if r["kernel"] == "_scores_kernel":
-                print(f"  compiled {r['kernel']}: dots (K+accumulator) {r['dots_K_acc']} "
-                      f"ptx {r['ptx_ops']}")
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps({"bench": "softmask_fp32_diag_exact_off_scores",
-                                    "case": list(args.case), "seed": args.seed,
-                                    "score_abs_rms_max": a}) + "\n")
+        _exact_off_scores(sm, args, (q, mh, ml, std_k, qn), sc64, gated, rec)
     _log("done")
     return rec
 
@@ -364,7 +391,7 @@ def run_emulation(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default="2,32,8,2048,128,8,512",
-                    help="B,H,Hkv,L,D,page,budget (default: issue 5's full GQA-4 case)")
+                    help="B,H,Hkv,L,D,page,budget (default: the full-size GQA-4 case)")
     ap.add_argument("--seqlens", default="2048,1500", help="comma list, '' for none")
     ap.add_argument("--tau", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)

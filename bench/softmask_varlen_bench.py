@@ -2,8 +2,7 @@
 
 Training windows have a new length every step. Triton specialises integer kernel arguments on
 their divisibility by 16, so the soft-mask kernels compiled new variants during the first
-minutes of a fine-tune (issue 5, session 5: 17 of 241 steps, 56 of 115 s). The CUDA path now
-pads the sequence axis to a multiple of 128 (unique_asr/attention/triton/softmask.py,
+minutes of a fine-tune (bench/NOTES.md). The CUDA path pads the sequence axis to a multiple of 128 (unique_asr/attention/triton/softmask.py,
 CUDA_LENGTH_MULTIPLE). This runs fwd+bwd over random lengths in one fresh process per setting
 (each with its own empty Triton cache) and prints steps, total time, slow steps (> 5x the median)
 and their time, for --length-multiple 1 (no padding) against the default.

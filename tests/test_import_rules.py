@@ -25,8 +25,8 @@ RULES: dict[str, frozenset[str]] = {
     "attention": frozenset(),
     "data": frozenset(),
     "models": frozenset({"attention"}),
-    "training": frozenset({"attention", "data", "models"}),
-    "decoding": frozenset({"attention", "data", "models"}),
+    "training": frozenset({"attention", "data", "models", "scoring"}),
+    "decoding": frozenset({"attention", "data", "models", "scoring"}),
     "scoring": frozenset({"data"}),
     "config": ANY,
     "bin": ANY,
@@ -36,14 +36,7 @@ THIRD_PARTY = {"attention": frozenset({"torch", "triton"})}
 
 # Imports that break a rule today, each with the reason it stays for now. The check fails when
 # one of them is gone, so that this list only names real exceptions.
-KNOWN_EXCEPTIONS = {
-    ("unique_asr/training/validate.py", "decoding"):
-        "validation's greedy WER uses decoding's greedy_decode when importable (own loop else)",
-    ("unique_asr/training/validate.py", "scoring"):
-        "validation's WER goes through the stage-6 scorer (scoring.wer.score_set)",
-    ("unique_asr/decoding/runner.py", "scoring"):
-        "the decode runner records speed in scoring.speed.Speed, the record stage 6 reads",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def layer_of(module: str) -> str:

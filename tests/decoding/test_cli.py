@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_recipe
+from decoding_helpers import make_tiny_recipe
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine",
          "all that glitters is not gold", "hello world good bye"]

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import ctc_brute_force, ctc_collapse
+from decoding_helpers import ctc_brute_force, ctc_collapse
 
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.ngram_lm import TokenNgramLM

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ctc_brute_force
+from decoding_helpers import ctc_brute_force
 
 from unique_asr.decoding.ctc_prefix import CTCPrefixScorer
 from unique_asr.decoding.generate import JointCTC, beam_search, greedy_search
@@ -212,7 +212,7 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
     """ctc_weight > 0 through decode_cuts: a recording split at pauses gives each piece its own
     CTC log-probs (lengths = the piece's encoder frames); greedy and beam run; a sparse cache
     whose budget covers the context gives the dense transcripts; weight 0 builds no scorer."""
-    from conftest import WordTokenizer, make_cut
+    from decoding_helpers import WordTokenizer, make_cut
     from lhotse import CutSet
 
     from unique_asr.attention.api import SparseConfig
@@ -238,7 +238,8 @@ def test_runner_joint_ctc_per_piece_with_dense_and_sparse_attention(tmp_path, ti
     ((shape, lens, w),) = seen
     assert joint.rows[0]["pieces"] == plain.rows[0]["pieces"] == 3 and w == 0.5
     assert shape[0] == 3 and shape[2] == 41 and max(lens) == shape[1]
-    assert sum(lens) == pytest.approx(600 / 4, abs=6)  # 6 s at 40 ms, three pieces
+    up = tiny_model.ctc.upsample  # CTC frames per 40 ms encoder frame
+    assert sum(lens) == pytest.approx(up * 600 / 4, abs=6 * up)  # 6 s, three pieces
     assert joint.notes["ctc_seconds"] > 0
     assert len(joint.rows[0]["hyp"].split()) == joint.rows[0]["tokens"]
     sparse = decode_cuts(tiny_model, cuts, tok, DecodeConfig(

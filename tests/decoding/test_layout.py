@@ -26,11 +26,11 @@ def test_tags_name_the_settings_that_change_the_output():
 
 
 def test_from_dict_rejects_unknown_keys_naming_them_and_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown key decode\.budget; valid decode keys: "
+    with pytest.raises(ValueError, match=r"unknown config key decode\.budget; valid keys of decode: "
                                          r"method, beam, .*sparse"):
         DecodeConfig.from_dict({"budget": 256})
-    with pytest.raises(ValueError, match=r"unknown key decode\.sparse\.budgett; valid "
-                                         r"decode\.sparse keys: method, budget, page_size"):
+    with pytest.raises(ValueError, match=r"unknown config key decode\.sparse\.budgett; valid "
+                                         r"keys of decode\.sparse: method, budget, page_size"):
         DecodeConfig.from_dict({"sparse": {"method": "unique", "budgett": 256}})
     with pytest.raises(ValueError, match=r"decode\.sparse\.method='sparse'.*dense, unique"):
         DecodeConfig.from_dict({"sparse": {"method": "sparse"}})

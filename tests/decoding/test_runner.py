@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import WordTokenizer, make_cut
+from decoding_helpers import WordTokenizer, make_cut
 from lhotse import CutSet
 
 from unique_asr.attention.api import METHODS, SparseConfig

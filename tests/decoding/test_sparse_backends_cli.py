@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_tiny_recipe
+from decoding_helpers import make_tiny_recipe
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine"]
 

@@ -53,7 +53,7 @@ def test_init_from_dense_then_soft_and_hard_steps(data, tmp_path):
 def test_init_from_refuses_another_model_and_missing_file(data, tmp_path):
     dense = tmp_path / "dense"
     train(tiny_model_cfg(), train_cfg(max_steps=1), dense, data, None, CharTokenizer(), seed=1)
-    with pytest.raises(CheckpointMismatchError, match="dec_layers"):
+    with pytest.raises(CheckpointMismatchError, match="llm.layers: checkpoint=1 config=2"):
         train(tiny_model_cfg(llm={"layers": 2}),
               train_cfg(max_steps=1, init_from=str(dense / "last.pt"), attention=SOFT),
               tmp_path / "x", data,

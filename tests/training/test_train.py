@@ -9,6 +9,7 @@ import pytest
 import torch
 from synth import CharTokenizer, make_cuts, tiny_model_cfg, train_cfg
 
+from unique_asr.decoding import greedy_decode
 from unique_asr.models import CheckpointMismatchError, load_checkpoint
 from unique_asr.models.speech_llm import SpeechLLM
 from unique_asr.training.data import load_recordings
@@ -30,14 +31,14 @@ def test_training_reduces_loss_and_writes_checkpoints(data, tmp_path):
     exp = tmp_path / "exp"
     summary = train(tiny_model_cfg(), train_cfg(max_steps=24, save_every=8, valid_every=8,
                                                 valid_wer_recordings=1), exp, data, data,
-                    CharTokenizer(), seed=3)
+                    CharTokenizer(), seed=3, greedy=greedy_decode)
     losses = _losses(exp)
     first, last = sum(losses[s] for s in (1, 2, 3)) / 3, sum(losses[s] for s in (22, 23, 24)) / 3
     assert last < 0.7 * first, (first, last)
     names = sorted(p.name for p in exp.glob("*.pt"))
     assert names == ["avg-2.pt", "checkpoint-16.pt", "checkpoint-24.pt", "last.pt"]  # keep 2
     model, cfg = load_checkpoint(exp / "avg-2.pt")
-    assert cfg["enc_dim"] == 32 and isinstance(model, SpeechLLM)
+    assert cfg["encoder"]["dim"] == 32 and isinstance(model, SpeechLLM)
     ck = torch.load(exp / "last.pt", weights_only=False)
     assert {"model", "model_cfg", "optimizer", "scheduler", "step", "epoch", "batch_idx",
             "rng"} <= set(ck)
@@ -61,7 +62,7 @@ def test_kill_and_resume_gives_identical_losses(data, tmp_path):
     for step in range(1, 11):
         assert a[step] == pytest.approx(b[step], rel=1e-6, abs=1e-7), step
     # resuming with another model config is refused, naming the keys
-    with pytest.raises(CheckpointMismatchError, match="enc_layers"):
+    with pytest.raises(CheckpointMismatchError, match="encoder.layers: checkpoint=1 config=2"):
         train(tiny_model_cfg(encoder={"layers": 2}), train_cfg(max_steps=12, resume=True), part, data,
               None, CharTokenizer(), seed=5)
 

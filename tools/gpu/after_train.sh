@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The device call that follows tools/gpu/train_large.sh on the same (still warm) machine:
-#   issue 5, sparsity-aware fine-tuning of the best small model (lowest last validation loss)
+#   sparsity-aware fine-tuning of the best small model (lowest last validation loss)
 #   with unique_soft (bench/finetune_softmask.sh: loss curve, step time against dense on the
 #   same batches, WER with unique decoding at budget 512 and dense): tau 1.0 on GPU 1, tau 0.5
 #   on GPU 0 (which also decodes the dense checkpoint with unique, budget 512); FT_MINUTES each.

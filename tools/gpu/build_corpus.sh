@@ -16,7 +16,7 @@
 #      train/dev text, fortunes: one directory), printing wall/CPU time per stage.
 # A size other than default starts from the default corpus's synthesis cache when there is one
 # (hard links; the cache is keyed by voice and text, so it is shared safely), and at the end its
-# test split is compared with the default one (large: they must be identical, issue 3).
+# test split is compared with the default one (large: they must be identical).
 # Resumable like run.sh's stage 0: run it again after an interruption.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

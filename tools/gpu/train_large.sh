@@ -19,7 +19,7 @@
 #   "decode.method=ctc_greedy"; its scoring files get their own tag).
 #   --decode-only: decode + score the configs' models again. The build is skipped when its
 #   outputs exist.
-#   --per-gpu N: up to N configs share one GPU (small models such as tiny leave an H200 idle);
+#   --per-gpu N: up to N configs share one GPU (small models such as tiny leave a GPU idle);
 #   --workers W: data-loader workers per config (default 8; lower it when many configs share);
 #   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
 #   from a call only up to 16 MiB each and ~64 MiB in all: tiny's are ~15 MB) to decode them
@@ -34,14 +34,14 @@ cd "$root"
 
 deadline_s=570       # the whole script must end by then (the call's limit is 600 s)
 reserve_s=180        # kept for averaging + decoding + scoring after training (a looping char
-                     # decoder runs to the 30 tokens/s cap: ~7700 steps at ~9 ms on an H200)
+                     # decoder runs to the 30 tokens/s cap: thousands of steps)
 nj=$(nproc)
 size=large
 lang=char            # data.lang.model_type
 out=${OUT:-$root/exp_gpu_out}
 recipe=$root/egs/synth_longform
-# the configuration measured on the H200 (2026-11-28 session 4, run "d z": RESULTS.md): fp32 is
-# faster than bf16 autocast for `small`; CTC alone for the first 1500 steps
+# the best measured `small` configuration (RESULTS.md): fp32 (faster than bf16 autocast for
+# `small`); CTC alone for the first 1500 steps
 common="model=small train=gpu train.bf16=false train.max_duration=150 train.lr=2e-3 \
 train.warmup_steps=200 model.dropout=0.0 model.encoder.zero_init=true train.curriculum.start_max_s=5 \
 train.curriculum.ramp_epochs=8 train.max_steps=6000 train.ctc_warmup_steps=1500 \

@@ -16,7 +16,7 @@ Interface for a decoder layer (the generation loop owns one PagedKVCache for all
     out = decode(q, cache, i, sc, seqs=seqs)          # q [B, H, D]
     # or, argument by argument: unique_decode(q, cache, i, budget=512, method="unique", ...)
 
-METHODS is the one list of decode attention methods (METHOD.md); every other part of the
+METHODS is the one list of decode attention methods (docs/method.md); every other part of the
 package (the model's KV cache registry, the decode config) derives from it. budget is in tokens
 (k = budget // page_size pages; a sequence with <= k pages is attended densely). The newest
 page is always kept and counts toward the budget; `sink_pages` first pages are kept too.

@@ -2,7 +2,7 @@
 
 Why paged: decoding reads only the selected pages, so keys and values live in fixed-size pages
 (S = 8 tokens by default) addressed through a page table per sequence; the per-page statistics
-the selector needs (METHOD.md) are maintained incrementally from a running sum and sum of squares.
+the selector needs (docs/method.md) are maintained incrementally from a running sum and sum of squares.
 
 Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV heads):
   k, v        [layers, N, Hkv, S, D]   cache dtype ("HND" pages, FlashInfer's HND layout)
@@ -13,7 +13,7 @@ Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV he
   kmin, kmax  [layers, N, Hkv, D]      cache dtype, only with quest=True
   page_table  [max_seqs, max_pages_per_seq] int32 physical page ids (-1 = none)
   lengths     [max_seqs] int32 tokens per sequence slot
-Keys are stored as given: the caller passes post-RoPE keys (METHOD.md project choice).
+Keys are stored as given: the caller passes post-RoPE keys (docs/method.md project choice).
 
 Use from a decoder (one cache for all layers, the page table is shared by the layers):
     cache = PagedKVCache(num_layers, num_kv_heads, head_dim, num_pages, max_seqs, ...)

@@ -1,5 +1,5 @@
 """Plain-PyTorch reference of UNIQUE page statistics, page scores, selection and decoding
-(METHOD.md).
+(docs/method.md).
 
 Plainly written and obviously right: every Triton kernel is tested against the functions here.
 decode_step() is the whole reference decoding step on a PagedKVCache (api.unique_decode with

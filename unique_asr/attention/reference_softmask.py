@@ -1,13 +1,13 @@
 """Plain-PyTorch reference of UNIQUE soft-mask (sparsity-aware training) attention.
 
 Materialises the full L x L logits, so it is only for tests and tiny CPU runs; the fused Triton
-kernel in ``unique_asr/attention/triton/softmask.py`` must match it. Semantics (METHOD.md,
-"Sparsity-aware training", and issue 5), per batch b, KV head, query position t (causal):
+kernel in ``unique_asr/attention/triton/softmask.py`` must match it. Semantics (docs/method.md,
+"Sparsity-aware training"), per batch b, KV head, query position t (causal):
 
 - pages are contiguous runs of ``page_size`` keys; query t lives in its own page c = t // S and
   sees pages 0..c. Pages 0..c-1 are fully in its past and are scored with their full-page
   statistics (mean, std of the S keys, as ``reference.page_stats``). The own page is never
-  scored: it always gets gate 1 and always counts toward the budget (METHOD.md decode rule).
+  scored: it always gets gate 1 and always counts toward the budget (docs/method.md decode rule).
 - score(t, p) = max over the G query heads of the KV head of
   q.mean_p + lam * stopgrad(||q||) * std_p.
 - k = budget // page_size pages. The own page takes one slot, so kp = k - 1 past pages compete:

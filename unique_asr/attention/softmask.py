@@ -12,7 +12,7 @@ Interface
   dtype; causal; scaling 1/sqrt(D).
 - page_size S (power of two), budget in tokens (k = budget // S pages, k >= 2), tau > 0 (gate
   temperature), mode "soft" (sigmoid gate, log g added to the logits) or "hard" (0/-inf top-k
-  mask), lam (weight of the std term, METHOD.md default 0.5).
+  mask), lam (weight of the std term, docs/method.md default 0.5).
 - seqlens: optional int tensor [B]; positions >= seqlens[b] are right padding: they are never
   attended to, their outputs are 0 and they pass no gradient. Padding must hold finite values.
 - backend: "auto" (Triton on CUDA, reference on CPU unless TRITON_INTERPRET=1 asks for the
@@ -21,7 +21,7 @@ Interface
 Semantics (choices documented in ``reference_softmask``): for query t in page c = t // S, the
 past pages 0..c-1 are scored with full-page stats, score = GQA-max of q.mean + lam *
 stopgrad(||q||) * std; the own page always has gate 1 and takes one of the k slots (as at decode,
-METHOD.md); theta = stopgrad midpoint of the (k-1)-th and k-th largest past-page scores; gate =
+docs/method.md); theta = stopgrad midpoint of the (k-1)-th and k-th largest past-page scores; gate =
 sigmoid((score - theta) / tau); a query seeing <= k pages is unmasked. Hard mode keeps exactly the
 top k-1 past pages (score > theta) plus the own page. Gradients flow into q, k (through q.k and
 through the page mean/std) and v; the GQA max sends the score gradient to the argmax head only.

@@ -26,6 +26,7 @@ def main(cfg: DictConfig) -> None:
     import torch
 
     from unique_asr.data.paths import RecipeData
+    from unique_asr.decoding import greedy_decode
     from unique_asr.models.config import ModelConfig
     from unique_asr.training.config import TrainConfig
     from unique_asr.training.data import load_recordings
@@ -57,7 +58,7 @@ def main(cfg: DictConfig) -> None:
     log.info("train data: %d recordings, %.1f h; bad input: %s", len(train_data[1]),
              sum(r[1] for r in train_data[1].values()) / 3600, train_data[2].summary())
     train(model_cfg, tcfg, exp_dir, train_data, dev_data, sp, int(cfg.seed),
-          str(rd.bpe_model_path(vocab, vocab_type)))
+          str(rd.bpe_model_path(vocab, vocab_type)), greedy=greedy_decode)
 
 
 if __name__ == "__main__":

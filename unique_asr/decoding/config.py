@@ -10,11 +10,11 @@ impl, dense_layers).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from unique_asr.attention.api import SparseConfig
+from unique_asr.models.config import check_keys
 
 SEARCH_METHODS = ("greedy", "beam", "ctc_greedy", "ctc_beam")
 CTC_ONLY = ("ctc_greedy", "ctc_beam")  # search methods that never run the decoder
@@ -72,11 +72,11 @@ class DecodeConfig:
         """Build and validate from a plain dict (nested for `sparse`); an unknown key is a
         ValueError naming it and the valid keys."""
         d = dict(d)
-        _check_keys(d, cls, "decode")
+        check_keys(cls, d, "decode")
         sparse = d.pop("sparse", None) or {}
         if not isinstance(sparse, SparseConfig):
             sparse = dict(sparse)
-            _check_keys(sparse, SparseConfig, "decode.sparse")
+            check_keys(SparseConfig, sparse, "decode.sparse")
             if "dense_layers" in sparse:
                 sparse["dense_layers"] = list(sparse["dense_layers"] or [])
             sparse = SparseConfig(**sparse)
@@ -112,11 +112,3 @@ class DecodeConfig:
             bad("device", f"use one of {DEVICES}")
         self.sparse.validate()
         return self
-
-
-def _check_keys(d: dict, cls, prefix: str) -> None:
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(d) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key {', '.join(f'{prefix}.{k}' for k in unknown)}; valid "
-                         f"{prefix} keys: {', '.join(names)}")

@@ -207,13 +207,7 @@ def beam_search(
     for t in _steps(n_max):
         fin = fin | (lim <= t)[:, None]  # out of room: ends here (an end token is forced)
         if ctc is None:
-            lp = logp.view(B, K, V).clone()
-            # finished: only the end token, at no cost
-            lp[fin] = float("-inf")
-            lp[..., eos] = torch.where(fin, torch.zeros_like(lp[..., eos]), lp[..., eos])
-            cand = (score[:, :, None] + lp).view(B, K * V)
-            score, idx = cand.topk(K, dim=-1)
-            parent, tok = idx // V, idx % V
+            score, parent, tok = _expand(score, logp.view(B, K, V), fin, eos)
         else:
             tc = time.perf_counter()
             cands = candidate_tokens(logp, eos, ctc.candidates, ctc.weight, scorer.C)
@@ -244,22 +238,38 @@ def beam_search(
     stats.step_seconds = time.perf_counter() - t1
     if ctc is not None:
         stats.ctc_full_steps = scorer.full_steps
-    hyps: list[list[int]] = []
     if not toks:
         return [[] for _ in range(B)], stats
-    norm = score / length.clamp_min(1).float() ** length_penalty
-    best = norm.argmax(-1)
+    best = (score / length.clamp_min(1).float() ** length_penalty).argmax(-1)
+    hyps = _backtrack(toks, parents, best, eos)
+    stats.tokens = sum(len(h) for h in hyps)
+    return hyps, stats
+
+
+def _expand(score, logp, fin, eos):
+    """One beam step without CTC: the K best of K x V extensions of each sequence's beams.
+    A finished beam extends only by the end token, at no cost. -> (score, parent, token) [B, K]."""
+    B, K, V = logp.shape
+    lp = logp.clone()
+    lp[fin] = float("-inf")
+    lp[..., eos] = torch.where(fin, torch.zeros_like(lp[..., eos]), lp[..., eos])
+    score, idx = (score[:, :, None] + lp).view(B, K * V).topk(K, dim=-1)
+    return score, idx // V, idx % V
+
+
+def _backtrack(toks, parents, best, eos) -> list[list[int]]:
+    """The token history of beam best[b] of every sequence, through the back-pointers, cut at
+    its end token."""
     tok_t, par_t = torch.stack(toks).tolist(), torch.stack(parents).tolist()  # [T][B][K]
-    for b in range(B):
+    hyps = []
+    for b in range(len(best)):
         k, seq = int(best[b]), []
         for t in range(len(tok_t) - 1, -1, -1):
             seq.append(tok_t[t][b][k])
             k = par_t[t][b][k]
         seq.reverse()
-        n = seq.index(eos) if eos in seq else len(seq)
-        hyps.append(seq[:n])
-    stats.tokens = sum(len(h) for h in hyps)
-    return hyps, stats
+        hyps.append(seq[: seq.index(eos) if eos in seq else len(seq)])
+    return hyps
 
 
 @torch.inference_mode()

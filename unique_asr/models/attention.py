@@ -56,7 +56,7 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def _softmask(q, k, v, cfg: TrainAttentionConfig, mode: str):
-    """UNIQUE sparsity-aware training attention (METHOD.md soft page mask)."""
+    """UNIQUE sparsity-aware training attention (docs/method.md soft page mask)."""
     from unique_asr.attention.softmask import softmask_attention
 
     return softmask_attention(q, k, v, page_size=cfg.page_size, budget=cfg.budget, tau=cfg.tau,

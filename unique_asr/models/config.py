@@ -137,7 +137,7 @@ class ModelConfig:
                              "conf/model/*.yaml")
         enc = _pick(ENCODERS, d.pop("encoder", None) or {}, "model.encoder", "conformer")
         llm = _pick(LLMS, d.pop("llm", None) or {}, "model.llm", "scratch")
-        _check_keys(cls, d, "model", skip={"encoder", "llm"})
+        check_keys(cls, d, "model")
         cfg = cls(**d, encoder=enc, llm=llm)
         cfg.validate()
         return cfg
@@ -149,13 +149,15 @@ class ModelConfig:
             raise ValueError(f"model.stack={self.stack} must be >= 1")
 
 
-def _check_keys(cls, d: dict, where: str, skip=()) -> None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+def check_keys(cls, d: dict, where: str) -> dict:
+    """d itself when every key is a field of dataclass `cls`; else a ValueError naming the
+    unknown keys (as `where`.key) and the valid ones. Every typed config's from_dict uses it."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
     if unknown:
-        valid = sorted(names - set(skip))
-        raise ValueError(f"unknown config keys {[f'{where}.{k}' for k in unknown]}; "
-                         f"valid keys of {where}: {', '.join(valid)}")
+        raise ValueError(f"unknown config key {', '.join(f'{where}.{k}' for k in unknown)}; "
+                         f"valid keys of {where}: {', '.join(names)}")
+    return d
 
 
 def _pick(registry: dict[str, type], d, where: str, default: str):
@@ -164,5 +166,5 @@ def _pick(registry: dict[str, type], d, where: str, default: str):
     kind = d.get("kind", default)
     if kind not in registry:
         raise ValueError(f"{where}={kind!r} is unknown; choose one of {', '.join(registry)}")
-    _check_keys(registry[kind], d, where)
+    check_keys(registry[kind], d, where)
     return registry[kind](**d)

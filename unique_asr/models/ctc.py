@@ -4,9 +4,8 @@ Upsampling (`model.ctc_upsample` = r): each 40 ms encoder frame emits r CTC fram
 layer to r x classes). Why: the synthetic corpora speak ~18 characters per second, and a
 character CTC at 25 frames per second has ~1.3 frames per label (repeats need a blank in
 between; 0.7% of sentences are infeasible). r = 2 gives ~2.6 frames per label at no encoder cost.
-Measured (RESULTS.md, session 4): it did not help; r = 2 kept `small` on its CTC plateau on the
-H200 where r = 1 left it (the plateau's cause was the encoder's initialisation, see
-encoder.zero_init_branches). Off by default.
+The tiny preset uses r = 2; larger presets use 1 (egs/synth_longform/RESULTS.md has the
+figures).
 """
 
 from __future__ import annotations

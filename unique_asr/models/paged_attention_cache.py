@@ -3,7 +3,7 @@
 The speech LLM decodes through the cache protocol of models/attention.py (prefill / step /
 advance / reorder / set_lens); PagedAttentionCache implements it on attention/paged_cache.
 PagedKVCache + attention/api.decode, so `decode.sparse.method=unique decode.sparse.budget=128`
-swaps dense decoding for top-k page-sparse decoding (METHOD.md):
+swaps dense decoding for top-k page-sparse decoding (docs/method.md):
 - prefill: dense causal attention over the right-padded prompt ([audio][task], per-sequence
   lengths); the post-RoPE K/V of each sequence's real tokens go into the paged cache, which
   keeps the page statistics (sum, sum of squares, quest min/max) up to date.

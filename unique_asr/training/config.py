@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unique_asr.models.attention import TrainAttentionConfig
+from unique_asr.models.config import check_keys
 
 
 @dataclass
@@ -79,7 +80,7 @@ class TrainConfig:
         d = dict(d)
         nested = {"curriculum": CurriculumConfig, "attention": TrainAttentionConfig}
         kw = {k: _build(c, d.pop(k) or {}, f"train.{k}") for k, c in nested.items() if k in d}
-        kw.update(_check_keys(cls, d, "train"))
+        kw.update(check_keys(cls, d, "train"))
         if "betas" in kw:
             kw["betas"] = tuple(float(b) for b in kw["betas"])
         cfg = cls(**kw)
@@ -109,15 +110,5 @@ class TrainConfig:
         return self.hard_steps > 0 and pos >= float(self.max_steps) - self.hard_steps
 
 
-def _check_keys(cls, d: dict, prefix: str) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        valid = ", ".join(sorted(names))
-        raise ValueError(f"unknown config key {', '.join(f'{prefix}.{k}' for k in unknown)}; "
-                         f"valid keys of {prefix}: {valid}")
-    return d
-
-
 def _build(cls, d: dict, prefix: str):
-    return cls(**_check_keys(cls, dict(d), prefix))
+    return cls(**check_keys(cls, dict(d), prefix))

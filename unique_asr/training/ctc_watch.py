@@ -2,8 +2,8 @@
 
 Why: a CTC head that has not left the plateau (the loss flat at the blank-and-unigram level,
 every frame read as blank) gives ~100% WER however long training goes on, and nothing else in
-the log says so until decoding. `small` on the H200 stayed there for a whole 9-minute run in two
-of four runs (egs/synth_longform/RESULTS.md); an early warning saves the rest of the budget.
+the log says so until decoding. A head still there at the end of the CTC warm-up rarely leaves
+it (egs/synth_longform/RESULTS.md), so an early warning saves the rest of the budget.
 """
 
 from __future__ import annotations
@@ -48,6 +48,6 @@ class CtcPlateauWatch:
         return (f"step {step}: the CTC loss is still on its plateau ({now:.3f} over the last "
                 f"{len(self._recent)} steps against {self.reference:.3f} at steps "
                 f"{self.window}-{2 * self.window}): the encoder has not learned to align, and "
-                "decoding will read (almost) nothing. The runs here that had not left it by the "
-                "end of the CTC warm-up never did (egs/synth_longform/RESULTS.md): consider "
+                "decoding will read (almost) nothing. A head still on the plateau at the end of "
+                "the CTC warm-up rarely leaves it (egs/synth_longform/RESULTS.md): consider "
                 "stopping this one and starting again with another seed or settings")

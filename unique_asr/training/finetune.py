@@ -1,6 +1,6 @@
 """Fine-tuning helpers: start from another run's weights, finish with hard-mask steps.
 
-Sparsity-aware training (METHOD.md) fine-tunes a dense checkpoint with the decoder attention
+Sparsity-aware training (docs/method.md) fine-tunes a dense checkpoint with the decoder attention
 switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
 
     python -m unique_asr.bin.train model=small train=gpu train.attention.kind=unique_soft \

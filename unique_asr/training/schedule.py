@@ -37,7 +37,7 @@ class WarmupCosine:
         return {"pos": self.pos, "base": list(self.base)}
 
     def load_state_dict(self, d: dict) -> None:
-        if "pos" not in d:  # a torch LambdaLR state (checkpoints of earlier versions)
+        if "pos" not in d:  # a torch LambdaLR state (checkpoints written with LambdaLR)
             d = {"pos": d["last_epoch"], "base": d["base_lrs"]}
         self.pos, self.base = float(d["pos"]), list(d["base"])
         self._apply()

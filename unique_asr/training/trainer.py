@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,13 +105,17 @@ def train_step(ddp, model, group: list[dict], opt, grad_clip: float, device, wor
 class Trainer:
     """Owns the model, optimizer, schedule, curriculum and logs of one training run.
 
-    train_data/dev_data: (feats, recordings, stats) from training.data.load_recordings."""
+    train_data/dev_data: (feats, recordings, stats) from training.data.load_recordings.
+    greedy: the decoder's greedy search, greedy(model, feats, feat_lens, max_new_tokens) -> ids
+    per sequence, for the dev WER at the end (train.valid_wer_recordings); the entry point passes
+    decoding's, so training does not import decoding. None: no dev WER."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, exp_dir, train_data, dev_data,
-                 sp, seed: int, bpe_model: str | None = None):
+                 sp, seed: int, bpe_model: str | None = None, greedy: Callable | None = None):
         self.model_cfg = model_cfg
         self.cfg, self.exp_dir, self.sp, self.seed = cfg, Path(exp_dir), sp, seed
         self.train_data, self.dev_data, self.bpe_model = train_data, dev_data, bpe_model
+        self.greedy = greedy
         self.st = TrainState()
         self.curriculum = Curriculum(cfg.curriculum, seed)
         self.plateau = CtcPlateauWatch()  # warns if CTC is still on its plateau after warm-up
@@ -389,9 +394,10 @@ class Trainer:
 
     def _greedy_wer(self, summary: dict) -> None:
         n_wer, dev = self.cfg.valid_wer_recordings, self.dev_data
-        if not (n_wer and dev and dev[1]):
+        if not (n_wer and dev and dev[1] and self.greedy):
             return
-        wer, rows = greedy_wer(self.model, dev[0], dev[1], self.sp, self.device, n_wer)
+        wer, rows = greedy_wer(self.model, self.greedy, dev[0], dev[1], self.sp, self.device,
+                               n_wer)
         summary["dev_greedy_wer_last"] = round(100 * wer, 2)
         self.writer.add_scalar("valid/greedy_wer", 100 * wer, self.st.step)
         with open(self.exp_dir / "valid_greedy.txt", "w") as fh:
@@ -399,10 +405,11 @@ class Trainer:
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, exp_dir, train_data, dev_data, sp,
-          seed: int, bpe_model: str | None = None) -> dict:
+          seed: int, bpe_model: str | None = None, greedy: Callable | None = None) -> dict:
     """Train; returns a summary dict (also written to exp_dir/train_summary.json)."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train() takes a TrainConfig, not {type(cfg).__name__} "
                         "(TrainConfig.from_dict builds one from the `train` group)")
-    return Trainer(model_cfg, cfg, exp_dir, train_data, dev_data, sp, seed, bpe_model).run()
+    return Trainer(model_cfg, cfg, exp_dir, train_data, dev_data, sp, seed, bpe_model,
+                   greedy).run()
 

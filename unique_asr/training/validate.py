@@ -11,7 +11,7 @@ from unique_asr.training.data import FRAME_SHIFT, collate
 def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> dict:
     """Dev loss per token; with shuffled=True also the decoder's cross-entropy per token on the
     true audio and on another window's audio (the batch rotated by one). Equal values mean the
-    decoder ignores the audio and works as a text LM (the failure measured in issue 3)."""
+    decoder ignores the audio and works as a text LM."""
     was = model.training
     model.eval()
     tot, ce, ce_shuf, n, n_shuf = 0.0, 0.0, 0.0, 0, 0
@@ -35,48 +35,16 @@ def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> di
     return res
 
 
-def simple_greedy(model, feats, feat_lens, max_new_tokens: int) -> list[list[int]]:
-    """Minimal batched greedy search (fallback when unique_asr.decoding is not importable)."""
-    audio, audio_lens = model.encode(feats, feat_lens)
-    B = audio.shape[0]
-    cache = model.new_cache(B, audio.shape[1] + 1 + max_new_tokens)
-    logits = model.prefill(audio, audio_lens, cache)
-    hyps = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=audio.device)
-    for _ in range(max_new_tokens):
-        logits[:, model.cfg.task_id] = float("-inf")
-        tok = logits.argmax(-1)
-        for b in range(B):
-            if not done[b]:
-                if int(tok[b]) == model.cfg.eos_id:
-                    done[b] = True
-                else:
-                    hyps[b].append(int(tok[b]))
-        if bool(done.all()):
-            break
-        logits = model.decode_step(tok, cache)
-    return hyps
-
-
-def greedy_fn():
-    try:
-        from unique_asr.decoding import greedy_decode
-
-        return greedy_decode
-    except ImportError:
-        return simple_greedy
-
-
 @torch.inference_mode()
-def greedy_wer(model, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
+def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
                tokens_per_second: float = 30.0) -> tuple[float, list[tuple[str, str, str]]]:
-    """Decode whole recordings one by one; pooled WER through unique_asr.scoring (the same
-    normaliser and alignment as stage 6), with the normalised (id, ref, hyp) rows."""
+    """Decode whole recordings one by one with `greedy` (see Trainer); pooled WER through
+    unique_asr.scoring (the same normaliser and alignment as stage 6), with the normalised
+    (id, ref, hyp) rows."""
     from unique_asr.scoring.wer import score_set
 
     was = model.training
     model.eval()
-    greedy = greedy_fn()
     items = []
     for rid in sorted(recs)[: max_recordings or None]:
         f = feats[rid]

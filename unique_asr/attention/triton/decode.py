@@ -146,7 +146,7 @@ def paged_decode(
     unsqueezed at dim 1; broadcast over KV heads). page_table [B, >=n_b] int32 and lengths [B]
     int32 locate each sequence's newest (partial) page. Returns [B, H, D] in q's dtype.
     num_splits: programs per (sequence, KV head) along the page list (default: enough to fill
-    the GPU with at most ~256 and at least 16 pages each). Defaults follow the H200 sweep.
+    the GPU with at most ~256 and at least 16 pages each). Defaults: the sweep in bench/NOTES.md.
     pdl: programmatic dependent launch (score.use_pdl; default the module switch).
     maxnreg: register cap per thread (CUDA; more programs per SM: at batch 80 the default tile
     needs ~211 registers, 2 programs per SM; a cap of 168 gives 3 without spills, sm_90 build).

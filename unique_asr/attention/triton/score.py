@@ -3,8 +3,8 @@
 Why fused: the score pass reads every page's statistics once, which dominates the selector's
 bytes; doing the dot, the rank-one offset, the GQA max and the forced pages in one launch writes
 only one float per page and KV head. The means tile [BLOCK_P x D] is multiplied by the query
-group padded to 16 columns with tl.dot (METHOD.md: ~3.9 TB/s on the H200; elementwise products
-were much slower).
+group padded to 16 columns with tl.dot (near the memory bandwidth; elementwise products were
+much slower: bench/NOTES.md).
 
 Forced pages: the newest page of each sequence gets +inf and the first `sink_pages` pages get
 the largest finite float, so the top-k kernel keeps them without a special case (same rule as
@@ -187,7 +187,7 @@ def unique_scores(
     P = max_pages (default page_table.shape[1]); entries past a sequence's pages are not written.
     lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
     (sequence, KV head) row in blocks of block_p (None: about 8 programs per SM). Defaults are
-    the fastest of the H200 sweep (bench/results/decode_step.jsonl, batch 80 and 16).
+    the fastest of the block sweep in bench/NOTES.md (batch 80 and 16).
     pdl: programmatic dependent launch (default use_pdl(q)).
     """
     _check_common(q, page_table, lengths, max_pages)

@@ -27,37 +27,18 @@ module never materialises an L x L tensor. Pieces:
   64-bit scalar base plus 32-bit tile offsets (64-bit offset tiles cost registers and spills).
 - float32 accuracy (``EXACT``, float32 inputs only; compiled out for bf16/fp16): the gate turns
   an absolute score error e into a logit error ~ e / tau, and scores are ~60 (the lam ||q|| std
-  term), so score rounding is magnified ~120x. The H200's fp32 errors were ~4x those of a plain
-  float32 PyTorch run of the reference (full size GQA-4 D128: out/dq/dk/dv 3.6e-6 / 1.7e-5 /
-  1.4e-5 / 4.0e-6 vs 0.9e-6 / 3.8e-6 / 3.2e-6 / 1.3e-6). Cause (found from the sm_90 TTIR):
-  Triton's combine pass rewrites ``c + tl.dot(a, b)`` into ``tl.dot(a, b, c)``, so the page
-  score's float32 "ieee" dot (an FMA chain over D on the GPU) started from c = lam ||q|| std
-  and each of its D steps rounded at ulp(60) (~1.2e-5 RMS at D 128, vs ~1e-6 for the dot alone).
-  A CPU emulation of that chain inside the plain fp32 reference gives out/dq/dk/dv 4.1e-6 /
-  1.8e-5 / 1.5e-5 / 4.0e-6 (GQA-4 D128 L2048) and 1.66e-6 / 5.32e-6 / 4.36e-6 / 1.68e-6
-  (GQA-1 D64 L1536; H200: 1.66e-6 / 5.31e-6 / 4.30e-6 / 1.82e-6), and 0.92-0.96x the plain
-  reference without the fold. EXACT hides the dot from that rewrite (``_unfused``, an identity
-  inline-asm mov, free after ptxas) for the page scores and for the o / dk / dv block products
-  (added to the running sums, not chained through them), and also uses ||q|| computed once in
-  float64 (query_norms, the same value in every kernel) and IEEE sqrt / division (tl.sqrt_rn,
-  tl.div_rn) for the page stats, the output normalisation and the std gradient (commit 5e596a0;
-  alone those left the H200 errors unchanged). The interpreter does not fold (numpy dot, then
-  the add), so CPU tests could not see this; test_fp32_gpu_dots_start_from_zero compiles the
-  float32 kernels for sm_90 and checks the accumulators.
+  term), so score rounding is magnified ~120x. Triton's combine pass rewrites
+  ``c + tl.dot(a, b)`` into ``tl.dot(a, b, c)``, so a float32 "ieee" page-score dot (an FMA chain
+  over D on the GPU) would start from c = lam ||q|| std and round each of its D steps at
+  ulp(60). EXACT hides the dot from that rewrite (``_unfused``, an identity inline-asm mov, free
+  after ptxas) for the page scores and for the o / dk / dv block products (added to the running
+  sums, not chained through them), and also uses ||q|| computed once in float64 (query_norms,
+  the same value in every kernel) and IEEE sqrt / division (tl.sqrt_rn, tl.div_rn) for the page
+  stats, the output normalisation and the std gradient. The interpreter does not fold (numpy
+  dot, then the add), so CPU tests cannot see this; test_fp32_gpu_dots_start_from_zero compiles
+  the float32 kernels for sm_90 and checks the accumulators.
 
-Performance notes (H200, bf16, 32/8 heads, D 128, S 8, budget 512; bench/softmask_bench.py,
-bench/results/softmask_attention.jsonl): fwd+bwd over dense SDPA-flash, batch 1 / 2 / 4:
-8K 1.88 / 1.89 / 1.89x, 16K 1.97 / 1.95 / 1.93x (run of 14:15 UTC, backward with 3 pipeline
-stages). Forward alone 1.6x (of which the threshold pass is 0.85 ms at 8K / batch 1). History:
-the first version (3-D reshapes for page <-> token broadcasts and page sums, a [pages, D]
-d-mean accumulator, 64-bit offset tiles) spilled 2-7 KB per thread in the backward (ptxas -v on
-sm_90a) and ran 6x dense; moving those onto small tensor-core dots, folding d-mean into the dk
-dot and 32-bit offsets gave 1.70x (8K) / 1.82x (16K) (commit 6d78b9d). Two small dots added
-after that for bf16 accuracy (the low half of dS in the page sums, the low half of the page mean
-in dq's page term; small-size bf16 dq/dk errors ~1.0e-2 -> ~0.7e-2) cost ~10% (1.91 / 2.05x at
-batch 1). Greedy sweep at 16K / batch 1 (bench/NOTES.md): bwd_stages 3
--3% (kept), streams=2 -1%, rev +0.7%, smaller dq/dk-dv row blocks +8..+57%, page_dot off +21%.
-The dk/dv kernel still spills ~2 KB (soft mode).
+Speed against dense SDPA and the block-size choices: bench/NOTES.md ("Soft-mask kernel").
 """
 
 from __future__ import annotations
@@ -74,9 +55,9 @@ LOG2E = 1.4426950408889634
 _SCRATCH_ELEMS = 1 << 25  # float32 scores scratch per threshold chunk (128 MiB)
 # CUDA: the sequence axis is zero-padded to a multiple of this before the kernels run. Triton
 # compiles a new variant of a kernel whenever an integer argument (L, P = pages, chunk bounds)
-# changes its divisibility by 16; training windows have a new length every step, so a 2-minute
-# H200 fine-tune (issue 5, session 5) spent 56 of its 115 s in 17 such compiles. With L a
-# multiple of 128 (P a multiple of 16) every step takes the same variants. Padding at the end is
+# changes its divisibility by 16, and training windows have a new length every step, so without
+# padding a short fine-tune spends much of its time compiling. With L a multiple of 128 (P a
+# multiple of 16) every step takes the same variants. Padding at the end is
 # exact for causal attention: a real query never sees the padded keys, and the page holding them
 # is never a past page of a real query.
 CUDA_LENGTH_MULTIPLE = 128
@@ -119,7 +100,7 @@ def _unfused(x):
     (zero accumulator, one use) into ``tl.dot(a, b, c)``: in float32 ("ieee", an FMA chain on
     the GPU) every one of the K steps then rounds at the magnitude of c. For the page score,
     c = lam ||q|| std ~ 60: D roundings at ulp(60) = 3.8e-6 (RMS ~1.2e-5 at D 128) instead of at
-    ulp(~4), the cause of the H200 fp32 errors (see the module docstring). The identity mov is
+    ulp(~4) (see the module docstring, "float32 accuracy"). The identity mov is
     free (ptxas drops it); the interpreter does not fold, so it needs nothing."""
     if _INTERP:
         out = x
@@ -679,8 +660,8 @@ def _exact(dtype: torch.dtype) -> bool:
     """Whether the float32 accuracy measures apply (float32 input, not switched off by the
     "fp32_exact" override). Why: the gate multiplies score rounding by |score| / tau (~120 at
     scores ~60, tau 0.5); without them Triton folds the score offset into the page-score dot's
-    FMA chain and the H200's fp32 errors were ~4x those of a plain float32 PyTorch evaluation of
-    the reference (dq 1.7e-5 vs 3.8e-6 at full size; module docstring, "float32 accuracy").
+    FMA chain and the GPU's fp32 errors grow several-fold over a plain float32 PyTorch evaluation
+    of the reference (module docstring, "float32 accuracy").
     Costs nothing on the bf16/fp16 path (compiled out)."""
     return dtype == torch.float32 and bool(CONFIG_OVERRIDES.get("fp32_exact", True))
 
@@ -703,7 +684,7 @@ class _Cfg:
             ov = {**ov, "rows_fwd": 64, "rows_dq": 64, "rows_bwd": 64, "stages": 1,
                   "bwd_stages": 1, "dq_stages": 1}
         bn_min = max(8 * S, 16)
-        self.BN = max(ov.get("bn_fwd", 64 if interp else 128), bn_min)  # H200 sweep: 128
+        self.BN = max(ov.get("bn_fwd", 64 if interp else 128), bn_min)
         self.BN_dq = max(ov.get("bn_dq", 64), bn_min)
         self.BN_kv = max(ov.get("bn_kv", 64), bn_min)
         rows_fwd = ov.get("rows_fwd", 64 if interp else 128)
@@ -712,9 +693,8 @@ class _Cfg:
         self.use_lo = dtype != torch.float32
         self.prec = "ieee" if dtype == torch.float32 else "tf32"
         self.page_dot = bool(ov.get("page_dot", True))
-        # bf16/fp16: the low halves of dS (page sums) and of the page mean (dq page term); off
-        # saves ~10% of fwd+bwd (1.70 / 1.82x vs 1.91 / 2.05x dense at 8K / 16K, batch 1, two
-        # H200 runs of 28 Nov) at some bf16 gradient accuracy (small sizes ~0.7e-2 -> ~1.0e-2)
+        # bf16/fp16: the low halves of dS (page sums) and of the page mean (dq page term), for
+        # bf16 gradient accuracy at ~10% of fwd+bwd time (bench/NOTES.md)
         self.lo_grad = bool(ov.get("lo_grad", True))
         self.BT_fwd = max(1, min(rows_fwd // self.GP, self.BN))
         self.BT_dq = max(1, min(rows_dq // self.GP, self.BN_dq))
@@ -723,7 +703,6 @@ class _Cfg:
         self.dq_warps = ov.get("dq_warps", 4 if interp else 8)
         self.bwd_warps = ov.get("bwd_warps", 4 if interp else 8)
         self.stages = ov.get("stages", 1 if interp else 2)
-        # H200 sweep (16K, batch 1): 3 stages in both backward kernels -3% (47.6 vs 49.1 ms)
         self.bwd_stages = ov.get("bwd_stages", self.stages if interp else 3)
         self.dq_stages = ov.get("dq_stages", self.bwd_stages)
         self.rev = bool(ov.get("rev", False))

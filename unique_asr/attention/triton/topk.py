@@ -5,8 +5,9 @@ row, unordered; sorting is wasted work. Scores become order-preserving uint32 ke
 bitwise search finds the k-th largest key T, counting keys >= a candidate over the row (held in
 registers) per step, stopping early once exactly k keys are >= the prefix; optionally two bits
 per step with the three candidate counts packed in one int64 reduction (16 reductions instead
-of 32; slower than one bit with early exit on the H200 except at 1K pages, so off by default). Keys > T are all taken and keys == T
-in ascending page order until exactly k are taken, so ties go to the lower page index (same rule as reference.select_pages).
+of 32; off by default: slower than one bit with early exit except at 1K pages, bench/NOTES.md).
+Keys > T are all taken and keys == T in ascending page order until exactly k are taken, so ties
+go to the lower page index (same rule as reference.select_pages).
 The physical page ids are gathered through the page table in the same kernel.
 
 Rows with n_b <= k pages take all their pages (dense), in order. Output slots past
@@ -25,13 +26,13 @@ from .score import _pdl_enter, use_pdl
 MAX_BLOCK = 16384
 # Rows of up to this block start the one-bit search below the bits shared by bounds on the
 # k-th largest key (_bounds_prefix; same selection, ~10 fewer counting steps); longer rows search
-# from the top bit. H200 run 7 (bench/NOTES.md): step -2.5 us at 8K (1K-page rows), and at 16K
-# (2K) with the register cap below; 4K+ rows not yet timed with it (0 = off everywhere).
+# from the top bit; faster at 1K- and 2K-page rows (with the register cap below), 4K+ rows
+# untimed (bench/NOTES.md; 0 = off everywhere).
 BOUNDS_MAX_BLOCK = 2048
 # Launch configs by row block (CUDA). WARPS overrides the default warps (4 up to 2K pages, 8 up
 # to 4K, else 16); MAXNREG caps registers per thread for (block, warps). 2K-page rows on 4 warps
 # take ~115 registers with the bounds (4 programs per SM: 528 slots for batch 80's 640 rows, two
-# waves); 96 gives 5 per SM, one wave (8 bytes of spill, sm_90): step 157.2 -> 154.5 us at 16K.
+# waves); 96 gives 5 per SM, one wave (8 bytes of spill, sm_90).
 # (4K-page rows with the bounds need (4096, 8): 128 to keep 2 per SM: 175 registers otherwise.)
 WARPS: dict = {}
 MAXNREG: dict = {(2048, 4): 96}

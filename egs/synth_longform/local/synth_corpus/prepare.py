@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from unique_asr.bin._common import CONFIG_PATH, log, start, to_dict
+from unique_asr.bin._common import hydra_entry, log, start, to_dict
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+@hydra_entry
 def main(cfg: DictConfig) -> None:
     from .corpus import CorpusBuilder
 
