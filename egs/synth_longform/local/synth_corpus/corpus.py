@@ -406,7 +406,8 @@ def _add_extra_text(pools: dict[str, list[str]], t: dict, fr: dict[str, float],
         pools[split] = pools[split] + [extra[j] for j in order[start:end]]
         start = end
     names = list(t.get("extra_files") or []) + (["wordnet"] if t.get("wordnet_dir") else [])
-    log.info("extra text (%s): %d new sentences to %s", ", ".join(names), len(extra), ", ".join(f"{s} {len(pools[s])}" for s in to))
+    log.info("extra text (%s): %d new sentences to %s", ", ".join(names), len(extra),
+             ", ".join(f"{s} {len(pools[s])}" for s in to))
 
 
 def _check_disjoint(pools: dict[str, list[str]]) -> None:
