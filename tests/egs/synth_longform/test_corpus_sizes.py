@@ -110,7 +110,8 @@ def test_distinct_text_pools_on_the_packaged_text():
     needed = [Path(cfg["text"]["fortune_dir"]) / "cookie",
               Path(cfg["text"]["wordnet_dir"]) / "data.noun"]
     if not all(p.is_file() for p in needed):
-        pytest.skip("needs Debian fortunes and wordnet-base (apt-get install fortunes wordnet-base)")
+        pytest.skip("needs Debian's fortunes and wordnet-base: "
+                    "apt-get install fortunes wordnet-base")
     pools = text_pools(cfg["text"], cfg["seed"])
     base = text_pools(_corpus("default")["text"], cfg["seed"])
     assert pools["dev"] == base["dev"] and pools["test"] == base["test"]
