@@ -14,6 +14,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
 from unique_asr.config import compose
@@ -76,3 +77,44 @@ def test_test_split_independent_of_train_and_dev(tmp_path):
     assert info["splits"]["train"]["recordings"] == 0 and info["splits"]["dev"]["recordings"] == 0
     a, b = _test_split_digest(full), _test_split_digest(only)
     assert len(a) >= 3 and a == b
+
+
+def test_distinct_config_changes_train_only():
+    """corpus=distinct: distinct train text (extra text to train only) and the hibari voice in
+    train; dev and test exactly the default's, so their recordings are the default's. The other
+    sizes keep the reused train pool."""
+    default, distinct = _corpus("default"), _corpus("distinct")
+    assert distinct["text"]["distinct_train"] is True and distinct["text"]["wordnet_dir"]
+    assert distinct["text"]["extra_splits"] == ["train"]
+    for size in ("tiny", "default", "large"):
+        text = _corpus(size)["text"]
+        assert text["distinct_train"] is False and text["wordnet_dir"] is None
+    assert {k: distinct["splits"][k] for k in ("dev", "test")} == \
+        {k: default["splits"][k] for k in ("dev", "test")}
+    assert {k: distinct["voices"][k] for k in ("dev", "test")} == \
+        {k: default["voices"][k] for k in ("dev", "test")}
+    train = distinct["voices"]["train"]
+    assert all(v in train for v in default["voices"]["train"])
+    assert {v["name"] for v in train if v["engine"] == "hibari"} == {"heart"}
+    rest = {k: v for k, v in distinct.items() if k not in ("size", "splits", "voices", "text")}
+    assert rest == {k: v for k, v in default.items()
+                    if k not in ("size", "splits", "voices", "text")}
+
+
+def test_distinct_text_pools_on_the_packaged_text():
+    """The real distinct text (fortunes-min, fortunes, wordnet-base; ~2 s): no dev or test
+    sentence in train, no train sentence twice, dev and test pools the default's."""
+    from synth_corpus.corpus import text_pools
+
+    cfg = _corpus("distinct")
+    needed = [Path(cfg["text"]["fortune_dir"]) / "cookie",
+              Path(cfg["text"]["wordnet_dir"]) / "data.noun"]
+    if not all(p.is_file() for p in needed):
+        pytest.skip("needs Debian's fortunes and wordnet-base: "
+                    "apt-get install fortunes wordnet-base")
+    pools = text_pools(cfg["text"], cfg["seed"])
+    base = text_pools(_corpus("default")["text"], cfg["seed"])
+    assert pools["dev"] == base["dev"] and pools["test"] == base["test"]
+    train = pools["train"]
+    assert len(train) == len(set(train)) > 50000
+    assert not set(train) & (set(pools["dev"]) | set(pools["test"]))

@@ -89,3 +89,56 @@ def test_overlapping_pools_rejected():
     _check_disjoint({"train": ["a b c", "d e f"], "test": ["g h i"]})
     with pytest.raises(ValueError, match="'d e f' is in train and test"):
         _check_disjoint({"train": ["a b c", "d e f"], "test": ["d e f"]})
+
+
+def _write_wordnet(d, examples: list[str]) -> None:
+    """A fake WordNet: licence header lines (two leading spaces), then synset lines whose glosses
+    (after ' | ') quote the examples, spread over the four data files."""
+    d.mkdir()
+    for i, name in enumerate(["data.noun", "data.verb", "data.adj", "data.adv"]):
+        lines = ['  1 "This header line is not an example sentence at all"']
+        lines += [f'{j:08d} 03 n 01 word 0 000 | a gloss; "{x}"'
+                  for j, x in enumerate(examples[i::4])]
+        (d / name).write_text("\n".join(lines) + "\n")
+
+
+def test_wordnet_examples_read_and_filtered(tmp_path):
+    from unique_asr.data.text_source import load_wordnet_examples
+
+    _write_wordnet(tmp_path / "wn", ["He ate a big breakfast", "the USA is big and wide",
+                                     "two words", "she said: no more", "He ate a big breakfast",
+                                     "they heard a live rendition of three pieces"])
+    assert load_wordnet_examples(tmp_path / "wn") == [
+        "he ate a big breakfast", "they heard a live rendition of three pieces"]
+    with pytest.raises(FileNotFoundError, match="apt-get install -y wordnet-base"):
+        load_wordnet_examples(tmp_path / "nowhere")
+
+
+def test_distinct_train_text_never_has_dev_or_test(text_cfg, tmp_path):
+    """The distinct preset's text: extra fortune files and WordNet examples to train only; the
+    extra text repeats base sentences (so some are dev/test ones), none of which reaches train."""
+    cfg, extra_cfg = text_cfg
+    base = text_pools(cfg, seed=7)
+    wn_text = _sentences(80, "softly") + base["test"][:5] + base["dev"][:3]
+    _write_wordnet(tmp_path / "wn", wn_text)
+    pools = text_pools(dict(extra_cfg, extra_splits=["train"], wordnet_dir=str(tmp_path / "wn"),
+                            distinct_train=True), seed=7)
+    assert pools["dev"] == base["dev"] and pools["test"] == base["test"]
+    assert not (set(pools["dev"]) | set(pools["test"])) & set(pools["train"])
+    assert len(pools["train"]) == len(set(pools["train"])) == 90 + 250 + 80
+    assert sum(" softly " in x for x in pools["train"]) == 80
+
+
+def test_distinct_pool_serves_each_sentence_once():
+    import numpy as np
+    from synth_corpus.corpus import _Pool
+
+    sentences = [f"sentence number {i}" for i in range(20)]
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    once, reused = _Pool(sentences, "train", once=True), _Pool(sentences, "train")
+    first = [once.next(rng_a) for _ in range(20)]
+    assert sorted(first) == sorted(sentences)              # every sentence, none twice
+    assert first == [reused.next(rng_b) for _ in range(20)]  # the same first pass either way
+    assert reused.next(rng_b) in sentences                 # without the option: a second pass
+    with pytest.raises(ValueError, match=r"distinct_train: the train text pool's 20 sentences"):
+        once.next(rng_a)

@@ -71,3 +71,55 @@ def test_festival_voice_dirs_from_env(monkeypatch, tmp_path):
     check_voice(Voice("x", "festival", "my_diphone"))  # found under the second dir
     with pytest.raises(EngineMissing, match=r"kal_diphone' not found under .*/a, .*/b"):
         check_voice(Voice("y", "festival", "kal_diphone"))  # the Debian dirs are not searched
+
+
+def test_hibari_heart_speaks_at_corpus_rate_trimmed(monkeypatch, tmp_path):
+    """The in-process hibari engine (24 kHz model) gives trimmed audio at the corpus rate, the same
+    samples every time, and needs nothing from the network (an empty voice cache)."""
+    pytest.importorskip("hibari", reason="hibari-tts not installed (pip install hibari-tts==0.2.1)")
+    import numpy as np
+
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path))
+    voice = Voice("h", "hibari", "heart", 1.0)
+    check_voice(voice)
+    audio = synthesize(voice, "the old stone bridge", 16000)
+    assert audio.dtype == np.float32 and 0.5 < len(audio) / 16000 < 3.0
+    assert np.array_equal(audio, synthesize(voice, "the old stone bridge", 16000))
+    fast = synthesize(Voice("h2", "hibari", "heart", 1.25), "the old stone bridge", 16000)
+    assert len(fast) < 0.9 * len(audio)
+    assert not list(tmp_path.iterdir())  # no voice was downloaded
+
+
+def test_hibari_refuses_online_voices_and_pitch():
+    pytest.importorskip("hibari", reason="hibari-tts not installed (pip install hibari-tts==0.2.1)")
+    with pytest.raises(EngineMissing, match=r"'emma' is downloaded at run time"):
+        check_voice(Voice("x", "hibari", "emma"))
+    with pytest.raises(EngineMissing, match="no pitch"):
+        check_voice(Voice("x", "hibari", "heart", 1.0, 120))
+
+
+def test_hibari_missing_names_pypi_package(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_hibari(name, *args, **kwargs):
+        if name == "hibari":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_hibari)
+    with pytest.raises(EngineMissing, match=r"'hibari-tts' is not installed.*pip install "
+                                            r"hibari-tts==0\.2\.1"):
+        check_voice(Voice("x", "hibari", "heart"))
+
+
+def test_hibari_only_for_training_voices():
+    from synth_corpus.corpus import CorpusBuilder
+
+    v = {"id": "hb", "engine": "hibari", "name": "heart"}
+    cfg = {"seed": 1, "voices": {"train": [dict(v, id="a"), dict(v, id="b")],
+                                 "test": [v, dict(v, id="c", rate=1.1)]}}
+    with pytest.raises(ValueError, match=r"corpus.voices.test: engines \['hibari'\] are for "
+                                         "training voices only"):
+        CorpusBuilder(cfg, "/nonexistent")

@@ -5,7 +5,8 @@ so it makes its own multi-speaker conversations from public text and local TTS e
 
 Steps (all decisions come from one seed, so the same seed gives byte-identical output):
 1. sentences (unique_asr.data.text_source) are shuffled and cut into disjoint train/dev/test text pools
-   (optional extra text files enlarge only the pools of corpus.text.extra_splits);
+   (optional extra text enlarges only the pools of corpus.text.extra_splits; with
+   corpus.text.distinct_train every train sentence is spoken once, by one voice);
 2. each voice speaks a calibration sentence once, giving seconds per character for planning;
 3. per split, conversations are planned: length, 2-4 speakers, turns of 1-3 sentences, pauses,
    per-utterance speed and per-turn level, noise type and SNR;
@@ -42,9 +43,9 @@ import soundfile as sf
 from tqdm import tqdm
 
 from unique_asr.data.atomic import write_audio, write_json, write_jsonl
-from unique_asr.data.text_source import load_sentences
+from unique_asr.data.text_source import load_sentences, load_wordnet_examples
 
-from .voices import Voice, check_voice, resample, synthesize, synthesize_many
+from .voices import TRAIN_ONLY_ENGINES, Voice, check_voice, resample, synthesize, synthesize_many
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class CorpusBuilder:
     def _check_voices(self) -> None:
         seen: dict[str, str] = {}
         for split, vs in self.voices.items():
+            if split != "train" and any(v.engine in TRAIN_ONLY_ENGINES for v in vs):
+                raise ValueError(f"corpus.voices.{split}: engines {sorted(TRAIN_ONLY_ENGINES)} "
+                                 "are for training voices only (dev and test voices stay the "
+                                 "default ones so that scores stay comparable)")
             if len(vs) < 2:
                 raise ValueError(f"corpus.voices.{split}: needs at least 2 voices, has {len(vs)}")
             for v in vs:
@@ -328,7 +333,9 @@ class CorpusBuilder:
         return info
 
     def build(self) -> dict:
-        pools = {s: _Pool(p) for s, p in self._text_pools().items()}
+        distinct = bool(self.cfg["text"].get("distinct_train", False))
+        pools = {s: _Pool(p, s, once=distinct and s == "train")
+                 for s, p in self._text_pools().items()}
         spc = self._calibrate()
         info = {"seed": self.seed, "size": self.cfg.get("size"), "splits": {}}
         for split in self.cfg["splits"]:
@@ -357,15 +364,29 @@ def text_pools(t: dict, seed: int) -> dict[str, list[str]]:
         if not pools[split]:
             raise ValueError(f"corpus.text.split_fractions: split {split} got no sentences")
         start = end
-    if t.get("extra_files"):
+    if t.get("extra_files") or t.get("wordnet_dir"):
         _add_extra_text(pools, t, fr, seed)
     _check_disjoint(pools)
     return pools
 
 
+def _extra_sentences(t: dict) -> list[str]:
+    """The extra text, unique: the files of corpus.text.extra_files (fortune format), then the
+    WordNet examples under corpus.text.wordnet_dir when it is set."""
+    words = int(t["min_words"]), int(t["max_words"])
+    extra: list[str] = []
+    if t.get("extra_files"):
+        extra += load_sentences(t.get("extra_fortune_dir") or t["fortune_dir"],
+                                list(t["extra_files"]), *words,
+                                package=str(t.get("extra_package", "fortunes")))
+    if t.get("wordnet_dir"):
+        extra += load_wordnet_examples(t["wordnet_dir"], *words)
+    return list(dict.fromkeys(extra))
+
+
 def _add_extra_text(pools: dict[str, list[str]], t: dict, fr: dict[str, float],
                     seed: int) -> None:
-    """Append the extra files' new sentences to the pools of corpus.text.extra_splits.
+    """Append the extra text's new sentences to the pools of corpus.text.extra_splits.
 
     Sentences already in any pool are dropped (no test sentence can enter train/dev); the
     rest are shuffled with their own seeded stream and cut in proportion to the receiving
@@ -375,9 +396,7 @@ def _add_extra_text(pools: dict[str, list[str]], t: dict, fr: dict[str, float],
     if not to or bad or len(set(to)) != len(to):
         raise ValueError(f"corpus.text.extra_splits={to}: give the splits that receive "
                          f"corpus.text.extra_files, distinct names among {list(fr)}")
-    extra = load_sentences(t.get("extra_fortune_dir") or t["fortune_dir"],
-                           list(t["extra_files"]), int(t["min_words"]),
-                           int(t["max_words"]), package=str(t.get("extra_package", "fortunes")))
+    extra = _extra_sentences(t)
     known = {x for p in pools.values() for x in p}
     extra = [x for x in extra if x not in known]
     order = np.random.default_rng([seed, 0, 1]).permutation(len(extra))
@@ -386,8 +405,9 @@ def _add_extra_text(pools: dict[str, list[str]], t: dict, fr: dict[str, float],
         end = len(order) if i == len(to) - 1 else start + round(fr[split] / total * len(order))
         pools[split] = pools[split] + [extra[j] for j in order[start:end]]
         start = end
-    log.info("extra text (%s): %d new sentences to %s", ", ".join(t["extra_files"]),
-             len(extra), ", ".join(f"{s} {len(pools[s])}" for s in to))
+    names = list(t.get("extra_files") or []) + (["wordnet"] if t.get("wordnet_dir") else [])
+    log.info("extra text (%s): %d new sentences to %s", ", ".join(names), len(extra),
+             ", ".join(f"{s} {len(pools[s])}" for s in to))
 
 
 def _check_disjoint(pools: dict[str, list[str]]) -> None:
@@ -400,13 +420,27 @@ def _check_disjoint(pools: dict[str, list[str]]) -> None:
 
 
 class _Pool:
-    """Sentences of one split, served in seeded random passes (every sentence once per pass)."""
+    """Sentences of one split, served in seeded random passes (every sentence once per pass).
 
-    def __init__(self, sentences: list[str]):
+    once: a single pass, so no sentence is spoken twice (corpus.text.distinct_train): a model
+    that hears each transcript several times can learn the text instead of the audio. Running
+    out is an error, not a silent second pass. The first pass is the same either way."""
+
+    def __init__(self, sentences: list[str], split: str = "", once: bool = False):
         self.sentences = sentences
+        self.split = split
+        self.once = once
+        self.passes = 0
         self.queue: list[str] = []
 
     def next(self, rng: np.random.Generator) -> str:
         if not self.queue:
+            if self.once and self.passes:
+                raise ValueError(
+                    f"corpus.text.distinct_train: the {self.split} text pool's "
+                    f"{len(self.sentences)} sentences are all spoken; add text "
+                    "(corpus.text.extra_files, corpus.text.wordnet_dir) or lower "
+                    f"corpus.splits.{self.split}.target_s")
+            self.passes += 1
             self.queue = [self.sentences[i] for i in rng.permutation(len(self.sentences))]
         return self.queue.pop()

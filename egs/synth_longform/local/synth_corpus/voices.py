@@ -1,10 +1,11 @@
-"""Offline TTS engines (espeak-ng, flite, festival) behind one `synthesize(voice, text)` call.
+"""Offline TTS engines (espeak-ng, flite, festival, hibari) behind one `synthesize(voice, text)`
+call.
 
-A pseudo-speaker is a `Voice`: engine + voice name + rate/pitch settings. Every engine call is
-a subprocess writing a WAV into a private temp dir; the result is returned as float32 mono at
-the corpus rate, with leading and trailing silence trimmed so that supervision times are the
-speech itself. Missing engines or voices raise `EngineMissing`, naming the Debian package and
-the apt-get command.
+A pseudo-speaker is a `Voice`: engine + voice name + rate/pitch settings. The Debian engines run
+as a subprocess writing a WAV into a private temp dir; hibari (a PyPI package, training voices
+only) runs in-process (hibari_engine.py). The result is returned as float32 mono at the corpus
+rate, with leading and trailing silence trimmed so that supervision times are the speech itself.
+Missing engines or voices raise `EngineMissing`, naming the package and the install command.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-ENGINE_PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
+from . import hibari_engine
+
+ENGINE_PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival",
+                   "hibari": hibari_engine.PACKAGE}
+# one voice only (heart): dev and test keep the default voices, so scores stay comparable
+TRAIN_ONLY_ENGINES = frozenset({"hibari"})
 FESTIVAL_VOICE_PACKAGES = {
     "kal_diphone": "festvox-kallpc16k",
     "ked_diphone": "festvox-kdlpc16k",
@@ -38,7 +44,8 @@ class EngineMissing(RuntimeError):
 @dataclass(frozen=True)
 class Voice:
     """One pseudo-speaker. `rate` is a speed factor (1.0 = engine default), `pitch` in 0..99
-    (espeak-ng) or a mean F0 in Hz (flite; festival ignores it: 0 keeps the voice's own)."""
+    (espeak-ng) or a mean F0 in Hz (flite; festival ignores it: 0 keeps the voice's own;
+    hibari has none and refuses it)."""
 
     id: str
     engine: str
@@ -74,6 +81,11 @@ def _install_hint(package: str) -> str:
 
 def check_voice(voice: Voice) -> None:
     """Raise EngineMissing unless the engine binary and the voice are available."""
+    if voice.engine == "hibari":
+        why = hibari_engine.problem(voice.name, voice.pitch, voice.rate)
+        if why:
+            raise EngineMissing(f"voice {voice.id}: {why}")
+        return
     binary = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}.get(voice.engine)
     if binary is None:
         raise ValueError(f"voice {voice.id}: unknown engine {voice.engine!r} "
@@ -187,6 +199,10 @@ def synthesize_many(voice: Voice, texts: list[str], rate: int = 16000) -> list[n
 
 def synthesize(voice: Voice, text: str, rate: int = 16000) -> np.ndarray:
     """Speak `text` with `voice`; return trimmed float32 mono audio at `rate`."""
+    if voice.engine == "hibari":
+        check_voice(voice)
+        audio, src_rate = hibari_engine.speak(voice.name, text, voice.rate)
+        return _to_corpus_audio(audio, src_rate, rate)
     with tempfile.TemporaryDirectory(prefix="uasr_tts_") as tmp:
         workdir = Path(tmp)
         wav = workdir / "out.wav"
