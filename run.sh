@@ -29,7 +29,7 @@ help_message="Usage: $0 [options] [-- hydra overrides]
   --stage N          first stage (default 0)
   --stop-stage M     last stage (default: the last one)
   --recipe DIR       recipe directory (default egs/synth_longform)
-  --corpus-size S    corpus config for recipes that synthesise one: tiny|default|large
+  --corpus-size S    corpus config for recipes that synthesise one: tiny|default|large|distinct
   --nj N             parallel workers (default 2)
   --data-dir DIR     data outputs (default <recipe>/data)
   --exp-dir DIR      experiment outputs (default <recipe>/exp)

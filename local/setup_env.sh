@@ -12,8 +12,9 @@ no_apt=false
 [ "${1:-}" = "--no-apt" ] && no_apt=true
 
 # Debian packages: speech synthesis engines and voices for the default corpus, sox, libsndfile,
-# fortunes-min (the corpus text) and fortunes (more text for the decoding LM, stage 3).
-apt_pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 fortunes-min fortunes"
+# fortunes-min (the corpus text), fortunes (more text for the decoding LM, stage 3) and
+# wordnet-base (example sentences: more distinct training text for corpus=distinct).
+apt_pkgs="espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1 fortunes-min fortunes wordnet-base"
 missing=""
 for p in $apt_pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
