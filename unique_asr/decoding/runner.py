@@ -131,15 +131,15 @@ def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexic
     if opts.joint_ctc_weight > 0:
         # the window is given in 40 ms frames; an upsampling CTC head has more per second
         window = int(opts.ctc_window) * model.ctc.upsample
-        joint = JointCTC(*ctc, model.cfg.ctc_blank, opts.joint_ctc_weight,
+        joint = JointCTC(*ctc, model.ctc_blank, opts.joint_ctc_weight,
                          int(opts.ctc_candidates), window)
     if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
-        hyps = ctc_greedy(*ctc, model.cfg.ctc_blank)
+        hyps = ctc_greedy(*ctc, model.ctc_blank)
         return hyps, GenStats(tokens=sum(len(h) for h in hyps)), joint
     if opts.method == "ctc_beam":
         t1 = time.perf_counter()
         logp = ctc[0].float().cpu().numpy()
-        hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
+        hyps = [ctc_prefix_beam_search(logp[b, :n], model.ctc_blank, opts.beam, lm,
                                        opts.lm_weight, opts.token_bonus, lexicon=lexicon,
                                        oov_penalty=opts.oov_penalty)
                 for b, n in enumerate(ctc[1].tolist())]
