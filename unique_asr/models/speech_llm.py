@@ -66,7 +66,7 @@ class SpeechLLM(nn.Module):
     def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
-        self.cmvn = GlobalCMVN(cfg.input_dim)  # used by the conformer only
+        self.cmvn = GlobalCMVN(cfg.n_mels)  # the conformer's; Whisper normalises its own log-mel
         self.specaug = SpecAugment(cfg)
         self.encoder, enc_dim = _build_encoder(cfg)
         self.decoder, self.tokenizer, prompt, self.eos_id = _build_decoder(cfg, train_attention)
@@ -83,6 +83,11 @@ class SpeechLLM(nn.Module):
             self.ctc = EmbeddingCTC(llm_dim, self.decoder.llm.vocab,
                                     lambda: self.decoder.embed.weight)
             self.ctc_frames_per_s = 1.0 / audio_token_seconds(cfg)
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Global CMVN statistics of the training features (the conformer's input only)."""
+        if self.cfg.encoder.kind == "conformer":
+            self.cmvn.set_stats(mean, std)
 
     @property
     def ctc_on_tokens(self) -> bool:

@@ -137,7 +137,7 @@ class Trainer:
             raise ValueError(f"no usable training recordings ({bad.summary()})")
         self.model = build_model(self.model_cfg)
         self.model.set_train_attention(cfg.attention)
-        self.model.cmvn.set_stats(*cmvn_stats(feats))
+        self.model.set_feature_stats(*cmvn_stats(feats))
         self.model.to(self.device)
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas)
         self.sched = warmup_cosine(self.opt, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
