@@ -186,6 +186,18 @@ class ModelConfig:
         return getattr(self.encoder, "input_dim", self.n_mels)
 
     @property
+    def feature_set(self) -> str:
+        """Name of the stage-2 features this model reads (their directory under data/)."""
+        enc = self.encoder
+        if enc.kind != "whisper":
+            return "fbank"
+        if not enc.cached:
+            return "whisper_mel"
+        name = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in
+                       enc.source.rstrip("/").rsplit("/", 1)[-1])
+        return f"whisper_enc_{name}"
+
+    @property
     def task_id(self) -> int:
         return self.n_text
 

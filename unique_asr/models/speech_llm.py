@@ -44,7 +44,8 @@ def _build_encoder(cfg: ModelConfig):
         from unique_asr.models.loaders.pretrained import load_whisper
         from unique_asr.models.whisper_audio import WhisperAudioEncoder
 
-        return WhisperAudioEncoder(cfg.encoder, load_whisper(cfg.encoder.source)), cfg.encoder.dim
+        whisper = None if cfg.encoder.cached else load_whisper(cfg.encoder.source)
+        return WhisperAudioEncoder(cfg.encoder, whisper), cfg.encoder.dim
     return ConformerEncoder(cfg), cfg.encoder.dim
 
 

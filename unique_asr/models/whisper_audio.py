@@ -5,7 +5,8 @@ Features: Whisper log-mel computed per 30-s window of the recording (Whisper's n
 per window), [ceil(n / 160), 80] at 10 ms. The encoder pads each item's frames to whole 30-s
 windows with that item's lowest value (the level Whisper's log-mel gives silence) and keeps
 ceil(T / 2) output frames of 20 ms. Cached route: stage 2 stores exactly these outputs, so a
-model with model.encoder.cached=true takes them as its input features unchanged.
+model with model.encoder.cached=true takes them as its input features unchanged and holds no
+Whisper weights at all.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ class WhisperAudioEncoder(nn.Module):
     """feats [B, T, 80] log-mel (or, cached, [B, T, dim] encoder outputs) -> ([B, T', dim],
     lens). Frozen except the top `trainable_layers` blocks and the final norm."""
 
-    def __init__(self, cfg: WhisperEncoderConfig, encoder: WhisperEncoder):
+    def __init__(self, cfg: WhisperEncoderConfig, encoder: WhisperEncoder | None):
         super().__init__()
+        self.cfg = cfg
+        self.whisper = encoder
+        if encoder is None:
+            if not cfg.cached:
+                raise ValueError("WhisperAudioEncoder needs the Whisper encoder unless cached")
+            return
         if encoder.cfg.d_model != cfg.dim:
             raise ValueError(f"model.encoder.dim={cfg.dim} but {cfg.source} has width "
                              f"{encoder.cfg.d_model}; set model.encoder.dim={encoder.cfg.d_model}")
-        self.cfg = cfg
-        self.whisper = encoder
         encoder.requires_grad_(False)
         if cfg.trainable_layers:
             for block in encoder.blocks[-cfg.trainable_layers:]:
@@ -65,6 +70,6 @@ class WhisperAudioEncoder(nn.Module):
     def train(self, mode: bool = True):
         """A frozen encoder stays in eval mode."""
         super().train(mode)
-        if not self.cfg.trainable_layers:
+        if self.whisper is not None and not self.cfg.trainable_layers:
             self.whisper.eval()
         return self
