@@ -14,7 +14,7 @@ from unique_asr.models.whisper_features import WhisperFeatures
 from unique_asr.training.data import load_recordings
 
 pytest.importorskip("transformers")
-from slm_helpers import save_tiny_llama, save_tiny_whisper, toy_audio  # noqa: E402
+from slm_helpers import save_tiny_llama, save_tiny_whisper, toy_audio
 
 
 def _manifests(root, seconds: float = 3.3):
