@@ -33,6 +33,7 @@ from unique_asr.models.projector import (
     audio_token_count,
     audio_token_seconds,
     frames_per_token,
+    input_frame_seconds,
 )
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
@@ -111,8 +112,13 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- audio-token geometry
     @property
     def frames_per_token(self) -> int:
-        """Fbank frames (10 ms) per audio token of the decoder."""
+        """Input feature frames per audio token of the decoder."""
         return frames_per_token(self.cfg)
+
+    @property
+    def input_frame_seconds(self) -> float:
+        """Seconds per input feature frame (0.02 for cached Whisper outputs, else 0.01)."""
+        return input_frame_seconds(self.cfg)
 
     @property
     def audio_token_seconds(self) -> float:
