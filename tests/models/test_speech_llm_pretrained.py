@@ -170,3 +170,17 @@ def test_hydra_picks_the_classes_and_names_unknown_keys(capsys):
         check_config(["model/llm=pretrained", "model.llm.lora_rnk=4"])
     err = capsys.readouterr().err
     assert "unknown config key 'model.llm.lora_rnk'" in err and "lora_rank" in err
+
+
+def test_joint_ctc_decoding_with_the_llm_vocabulary(parts):
+    """The embedding CTC's classes include the LLM's eos: joint decoding scores it as the end."""
+    from unique_asr.decoding.generate import JointCTC, greedy_search
+
+    model = build_model(_cfg(parts)).eval()
+    feats, lens, _tokens, _tlens = _batch(model)
+    with torch.no_grad():
+        audio, alens, logp, clens = model.encode_with_ctc(feats, lens)
+        assert logp.shape[-1] == model.decoder.llm.vocab + 1 and model.eos_id < logp.shape[-1]
+        joint = JointCTC(logp, clens, model.ctc_blank, 0.5, candidates=4)
+        hyps, _ = greedy_search(model, audio, alens, 5, ctc=joint)
+    assert len(hyps) == 2 and all(model.eos_id not in h for h in hyps)

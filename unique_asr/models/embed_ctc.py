@@ -25,6 +25,7 @@ class EmbeddingCTC(nn.Module):
         self.embedding = embedding   # () -> E [vocab, dim]; a function, so E is not a parameter
         self.n_classes = vocab + 1
         self.blank = vocab
+        self.upsample = 1            # one CTC frame per audio token (as CTCHead.upsample)
 
     def logprobs(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, dim] audio tokens -> CTC log-probs [B, T, vocab + 1] (float32)."""
