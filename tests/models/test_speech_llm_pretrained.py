@@ -138,7 +138,9 @@ def test_embedding_ctc_uses_the_llm_embeddings(parts):
     assert logp.shape == (1, 5, model.decoder.llm.vocab + 1)
     assert model.ctc_blank == model.decoder.llm.vocab
     E = model.decoder.embed.weight
-    ref = torch.cat([x @ E.T, x @ model.ctc.blank_vec[:, None]], -1).log_softmax(-1)
+    W = torch.nn.functional.normalize(torch.cat([E, model.ctc.blank_vec[None]]), dim=-1)
+    xn = torch.nn.functional.normalize(x, dim=-1)
+    ref = (20.0 * xn @ W.T).log_softmax(-1)
     torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
     assert not any(p is E for p in model.ctc.parameters())
 
