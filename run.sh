@@ -51,7 +51,7 @@ stage_0_prepare() {   # corpus -> <data_dir>/corpus (recipe-specific: <recipe>/l
 }
 stage_keys_1="corpus seed data.splits"
 stage_1_manifests() { "$py" -m unique_asr.bin.manifests "${hydra_args[@]}"; }
-stage_keys_2="corpus seed data.splits data.fbank data.sample_rate"
+stage_keys_2="corpus seed data.splits data.fbank data.sample_rate model.encoder"
 stage_2_features() { "$py" -m unique_asr.bin.features "${hydra_args[@]}"; }
 stage_keys_3="corpus seed data.lang"
 stage_3_bpe() { "$py" -m unique_asr.bin.bpe "${hydra_args[@]}"; }

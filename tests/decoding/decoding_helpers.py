@@ -50,6 +50,7 @@ class FakeModel:
     def __init__(self, logits_fn, n_text=10):
         self.cfg = SimpleNamespace(n_text=n_text, task_id=n_text, eos_id=n_text + 1,
                                    vocab_size=n_text + 2, max_positions=4096)
+        self.eos_id, self.suppress_ids = n_text + 1, (n_text,)
         self.logits_fn = logits_fn
         self.caches = []
         self.steps = 0

@@ -56,6 +56,8 @@ def _load_model(dcfg, cfg, ck_path: Path, device: torch.device):
     model, mcfg = load_checkpoint(ck_path, map_location="cpu")
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg.dtype]
     model = model.to(device=device, dtype=dtype)
+    if model.tokenizer is not None:  # a pretrained LLM's own tokenizer
+        return model, mcfg, model.tokenizer, None
     ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
     sp, bpe_path = _tokenizer(ck_bpe, dcfg, cfg)
     if sp.get_piece_size() != model.cfg.n_text:
@@ -80,10 +82,12 @@ def run(cfg: DictConfig) -> list[dict]:
     out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
     device = _device(dcfg.device)
     model, mcfg, sp, bpe_path = _load_model(dcfg, cfg, ck_path, device)
-    audio = AudioInput(int(cfg.data.sample_rate), int(cfg.data.fbank.num_mel_bins),
+    n_feats = model.cfg.input_dim if model.cfg.encoder.kind == "whisper" else int(
+        cfg.data.fbank.num_mel_bins)
+    audio = AudioInput(int(cfg.data.sample_rate), n_feats,
                        bool(cfg.data.get("skip_bad", False)))
     lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
-    rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
+    rd = RecipeData(cfg.recipe_dir, cfg.data_dir, model.cfg.feature_set)
     command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []
     for test_set in dcfg.sets:

@@ -36,14 +36,14 @@ def main(cfg: DictConfig) -> None:
     tcfg = TrainConfig.from_dict(OmegaConf.to_container(cfg.train, resolve=True))
     if tcfg.num_threads:
         torch.set_num_threads(int(tcfg.num_threads))
-    rd = RecipeData(cfg.recipe_dir, cfg.data_dir)
-    vocab, vocab_type = int(cfg.data.lang.vocab_size), str(cfg.data.lang.model_type)
-    sp = rd.load_bpe(vocab, vocab_type)
     mdict = to_dict(cfg.model)
+    rd = RecipeData(cfg.recipe_dir, cfg.data_dir, ModelConfig.from_dict(mdict).feature_set)
+    sp, bpe_path = _tokenizer(cfg, rd, mdict)
     mdict["n_text"] = sp.get_piece_size()
     model_cfg = ModelConfig.from_dict(mdict)
     skip_bad = bool(cfg.data.get("skip_bad", False))
-    n_mels = int(cfg.data.fbank.num_mel_bins)
+    n_mels = model_cfg.input_dim if model_cfg.encoder.kind == "whisper" else int(
+        cfg.data.fbank.num_mel_bins)
     train_data = load_recordings(rd.load_cuts(tcfg.train_split), model_cfg, skip_bad, n_mels,
                                  desc="load train")
     dev_data = None
@@ -57,8 +57,20 @@ def main(cfg: DictConfig) -> None:
     log.info("model: %s", model_cfg.to_dict())
     log.info("train data: %d recordings, %.1f h; bad input: %s", len(train_data[1]),
              sum(r[1] for r in train_data[1].values()) / 3600, train_data[2].summary())
-    train(model_cfg, tcfg, exp_dir, train_data, dev_data, sp, int(cfg.seed),
-          str(rd.bpe_model_path(vocab, vocab_type)), greedy=greedy_decode)
+    train(model_cfg, tcfg, exp_dir, train_data, dev_data, sp, int(cfg.seed), bpe_path,
+          greedy=greedy_decode)
+
+
+def _tokenizer(cfg: DictConfig, rd, mdict: dict):
+    """(text tokenizer, its bpe.model path or None): stage 3's BPE, or the pretrained LLM's own
+    tokenizer for model.llm=pretrained."""
+    llm = mdict.get("llm") or {}
+    if isinstance(llm, dict) and llm.get("kind") == "pretrained":
+        from unique_asr.models.loaders.pretrained import load_llm_tokenizer
+
+        return load_llm_tokenizer(llm["source"]), None
+    vocab, vocab_type = int(cfg.data.lang.vocab_size), str(cfg.data.lang.model_type)
+    return rd.load_bpe(vocab, vocab_type), str(rd.bpe_model_path(vocab, vocab_type))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,15 @@ from unique_asr.training.config import TrainConfig
 
 
 @dataclass
+class ModelSchema(ModelConfig):
+    """ModelConfig as hydra sees it: encoder and llm untyped until the preset's defaults list
+    (or model.encoder=<kind>, model.llm=<kind>) merges one class of ENCODERS / LLMS in, so any
+    registered class can take the place (a typed default would refuse the others)."""
+    encoder: Any = None
+    llm: Any = None
+
+
+@dataclass
 class RunConfig:
     recipe_dir: str = "egs/synth_longform"   # set by run.sh (absolute path)
     data_dir: str = "${recipe_dir}/data"     # manifests/, fbank/, lang_*/, corpus/
@@ -24,7 +33,7 @@ class RunConfig:
     seed: int = 20260528
     num_workers: int = 2                     # run.sh --nj
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSchema = field(default_factory=ModelSchema)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     corpus: Any = None                       # the recipe's own group (egs/<name>/conf/corpus/)

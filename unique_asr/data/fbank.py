@@ -39,14 +39,19 @@ def _writer(storage: str):
 
 def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list[str],
                   num_mel_bins: int = 80, storage: str = "numpy_files",
-                  num_jobs: int = 2) -> dict[str, dict]:
-    """Compute and store fbank for each split whose cut manifest does not exist yet."""
+                  num_jobs: int = 2, extractor=None) -> dict[str, dict]:
+    """Compute and store fbank for each split whose cut manifest does not exist yet.
+    extractor: another lhotse FeatureExtractor instead (one process: it may hold a model)."""
     import torch
     from lhotse import CutSet, Fbank, FbankConfig, RecordingSet, SupervisionSet
 
-    torch.set_num_threads(1)
+    if extractor is None:  # lhotse's fbank runs in worker processes of one thread each
+        torch.set_num_threads(1)
     manifests_dir, fbank_dir = Path(manifests_dir), Path(fbank_dir)
-    extractor = Fbank(FbankConfig(num_mel_bins=num_mel_bins))
+    if extractor is None:
+        extractor = Fbank(FbankConfig(num_mel_bins=num_mel_bins))
+    else:
+        num_jobs = 1
     stats = {}
     for split in splits:
         rec_path = manifests_dir / f"recordings_{split}.jsonl.gz"

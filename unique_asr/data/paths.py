@@ -20,8 +20,11 @@ class RecipeData:
 
     recipe_dir: Path
     data_dir: Path
+    features: str = "fbank"  # stage 2's feature set: fbank, or the model's (model.feature_set)
 
-    def __init__(self, recipe_dir: str | Path, data_dir: str | Path | None = None):
+    def __init__(self, recipe_dir: str | Path, data_dir: str | Path | None = None,
+                 features: str = "fbank"):
+        object.__setattr__(self, "features", features)
         object.__setattr__(self, "recipe_dir", Path(recipe_dir).resolve())
         object.__setattr__(self, "data_dir",
                            Path(data_dir).resolve() if data_dir else self.recipe_dir / "data")
@@ -36,7 +39,8 @@ class RecipeData:
 
     @property
     def fbank_dir(self) -> Path:
-        return self.data_dir / "fbank"
+        """Stage 2's output: data/fbank, or data/<feature set> for a model's own features."""
+        return self.data_dir / self.features
 
     def recordings_path(self, split: str) -> Path:
         return self.manifests_dir / f"recordings_{split}.jsonl.gz"

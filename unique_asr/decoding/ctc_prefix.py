@@ -66,9 +66,10 @@ class CTCState:
 class CTCPrefixScorer:
     """Prefix scores of hypotheses against CTC log-probs [B, T, C] with lengths [B].
 
-    Token ids are shared with the decoder: labels 0..C-1 except `blank`; `eos` (the decoder's end
-    token, outside 0..C-1) is scored as the end of the hypothesis. Any other id (the blank, the
-    task token, ids >= C) gets -inf.
+    Token ids are shared with the decoder: labels 0..C-1 except `blank` and `eos`; `eos` (the
+    decoder's end token: outside 0..C-1 for our vocabularies, a class of a pretrained LLM's
+    vocabulary-wide CTC) is always scored as the end of the hypothesis. Any other id (the blank,
+    the task token, ids >= C) gets -inf.
 
     window > 0: each step computes only `window` frames per hypothesis, from the first live
     frame of its prefix, instead of all T (a prefix lives on a few seconds of audio: where its
@@ -83,8 +84,8 @@ class CTCPrefixScorer:
         B, T, C = logp.shape
         if not 0 <= blank < C:
             raise ValueError(f"CTC blank id {blank} outside 0..{C - 1}")
-        if 0 <= eos < C:
-            raise ValueError(f"eos id {eos} is a CTC label; it must lie outside 0..{C - 1}")
+        if eos == blank:
+            raise ValueError(f"eos id {eos} is the CTC blank; it must differ from it")
         self.B, self.T, self.C, self.blank, self.eos = B, T, C, blank, eos
         self.window = int(window) if 0 < int(window) < T else 0
         self.full_steps = 0  # windowed calls that needed all frames (diagnostics)
@@ -118,7 +119,7 @@ class CTCPrefixScorer:
         return torch.logaddexp(st.rn.gather(1, t_end), st.rb.gather(1, t_end)).squeeze(1)
 
     def _valid(self, tokens: torch.Tensor) -> torch.Tensor:
-        return (tokens >= 0) & (tokens < self.C) & (tokens != self.blank)
+        return (tokens >= 0) & (tokens < self.C) & (tokens != self.blank) & (tokens != self.eos)
 
     def _span(self, st: CTCState, force_full: bool = False) -> tuple[torch.Tensor, int]:
         """First frame and width of this step's frame window (all T when not windowing)."""

@@ -5,7 +5,7 @@ length, prefill returns each sequence's next-token logits, and every decode step
 token per sequence. The model contract: `new_cache(batch, max_len, device, sparse=SparseConfig)` (the decode
 attention: dense, or a paged sparse method; models/attention.py), `prefill(audio_emb, audio_lens,
 cache)`, `decode_step(tokens, cache)`, `cache.reorder(index)` (batch compaction and beam
-search), and `cfg.eos_id` / `cfg.task_id`.
+search), and `eos_id` / `suppress_ids` (the end token; prompt tokens never emitted).
 
 Token limits are per sequence (`max_new`). Greedy search drops finished sequences from the batch
 (cache.reorder to the live rows), so a short recording in a batch of long ones costs nothing once
@@ -118,7 +118,7 @@ def greedy_search(
 
     With `ctc`, each step takes the best joint CTC/attention candidate instead of the argmax."""
     B, dev = audio_emb.shape[0], audio_emb.device
-    eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
+    eos, suppress = model.eos_id, tuple(model.suppress_ids)
     lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
     t1 = time.perf_counter()
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
@@ -185,7 +185,7 @@ def beam_search(
     B, K, dev = audio_emb.shape[0], beam, audio_emb.device
     if K < 1:
         raise ValueError(f"decode.beam must be >= 1, got {K}")
-    eos, suppress = model.cfg.eos_id, (model.cfg.task_id,)
+    eos, suppress = model.eos_id, tuple(model.suppress_ids)
     lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
     logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
     t1 = time.perf_counter()

@@ -9,7 +9,8 @@ at a joint unless the pause was a word):
   quietest points (mean log-mel energy, smoothed over 0.3 s) in the last half of the allowed span;
 - split_at=supervisions: the cut goes in the middle of the longest gap between the recording's
   supervisions in that span (segment times only, no text), falling back to energy if none.
-Frames are 10 ms fbank frames; how many make one audio token is the model's
+Frames are the model's input feature frames (10 ms fbank or log-mel; 20 ms for cached Whisper
+outputs: `frame_seconds`); how many make one audio token is the model's
 (SpeechLLM.frames_per_token: encoder subsampling x projector stack, 8 by default).
 """
 
@@ -25,20 +26,21 @@ SMOOTH_FRAMES = 30  # 0.3 s
 
 
 def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int, *,
-                   frames_per_token: int) -> int:
+                   frames_per_token: int, frame_seconds: float = 0.01) -> int:
     """Transcript token limit for a piece with `audio_tokens` audio tokens."""
-    seconds = audio_tokens * frames_per_token / 100.0
+    seconds = audio_tokens * frames_per_token * frame_seconds
     return math.ceil(tokens_per_second * seconds) + int(min_new)
 
 
 def max_piece_frames(max_positions: int, tokens_per_second: float, min_new: int,
-                     max_seconds: float | None = None, *, frames_per_token: int) -> int:
+                     max_seconds: float | None = None, *, frames_per_token: int,
+                     frame_seconds: float = 0.01) -> int:
     """Most fbank frames one piece may have so that audio + task + transcript fit the context."""
-    per_token = 1.0 + tokens_per_second * frames_per_token / 100.0  # context per audio token
+    per_token = 1.0 + tokens_per_second * frames_per_token * frame_seconds  # per audio token
     tokens = int((max_positions - 1 - min_new - 1) // per_token)
     frames = tokens * frames_per_token
     if max_seconds:
-        frames = min(frames, int(max_seconds * 100))
+        frames = min(frames, int(max_seconds / frame_seconds))
     if frames < 10 * frames_per_token:
         raise ValueError(
             f"the context ({max_positions} positions) leaves only {frames} frames of audio per "
@@ -91,6 +93,7 @@ def split_points(
     max_frames: int,
     split_at: str = "energy",
     gaps: list[tuple[float, float]] | None = None,
+    frame_seconds: float = 0.01,
 ) -> list[tuple[int, int]]:
     """Frame ranges [start, end) covering the recording, each at most `max_frames` long.
 
@@ -107,9 +110,10 @@ def split_points(
         lo, hi = start + max_frames // 2, start + max_frames  # cut in the last half of the span
         cut = None
         if split_at == "supervisions" and gaps:
-            inside = [(e - s, (s + e) / 2) for s, e in gaps if lo <= (s + e) * 50 < hi]
+            inside = [(e - s, (s + e) / 2) for s, e in gaps
+                      if lo <= (s + e) / 2 / frame_seconds < hi]
             if inside:
-                cut = int(max(inside)[1] * 100)
+                cut = int(max(inside)[1] / frame_seconds)
         if cut is None:
             cut = lo + _latest_quiet(energy[lo:hi])
         pieces.append((start, cut))

@@ -131,15 +131,15 @@ def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexic
     if opts.joint_ctc_weight > 0:
         # the window is given in 40 ms frames; an upsampling CTC head has more per second
         window = int(opts.ctc_window) * model.ctc.upsample
-        joint = JointCTC(*ctc, model.cfg.ctc_blank, opts.joint_ctc_weight,
+        joint = JointCTC(*ctc, model.ctc_blank, opts.joint_ctc_weight,
                          int(opts.ctc_candidates), window)
     if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
-        hyps = ctc_greedy(*ctc, model.cfg.ctc_blank)
+        hyps = ctc_greedy(*ctc, model.ctc_blank)
         return hyps, GenStats(tokens=sum(len(h) for h in hyps)), joint
     if opts.method == "ctc_beam":
         t1 = time.perf_counter()
         logp = ctc[0].float().cpu().numpy()
-        hyps = [ctc_prefix_beam_search(logp[b, :n], model.cfg.ctc_blank, opts.beam, lm,
+        hyps = [ctc_prefix_beam_search(logp[b, :n], model.ctc_blank, opts.beam, lm,
                                        opts.lm_weight, opts.token_bonus, lexicon=lexicon,
                                        oov_penalty=opts.oov_penalty)
                 for b, n in enumerate(ctc[1].tolist())]
@@ -158,21 +158,23 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     lm, lexicon: the token n-gram and word list of method ctc_beam (decoding/ngram_lm.py), used
     when lm_weight > 0 and oov_penalty < 0."""
     notes = Counter() if notes is None else notes
+    fs = model.input_frame_seconds  # seconds per feature frame
     if opts.method in CTC_ONLY:
         # no decoder context to fit (the chunked encoder takes any length): a recording stays
         # whole unless decode.max_segment_seconds asks for pieces
-        max_frames = int(opts.max_segment_seconds * 100) if opts.max_segment_seconds else sys.maxsize
+        max_frames = (int(opts.max_segment_seconds / fs) if opts.max_segment_seconds
+                      else sys.maxsize)
     else:
         max_frames = max_piece_frames(
             model.cfg.llm.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
-            opts.max_segment_seconds, frames_per_token=model.frames_per_token,
+            opts.max_segment_seconds, frames_per_token=model.frames_per_token, frame_seconds=fs,
         )
     shortest = min_frames(opts.sparse.page_size, model.frames_per_token)
     recs, pieces = [], []
     t_split = time.perf_counter()
     for rec in recordings:
         feats = pad_short(rec.feats, shortest, notes)
-        spans = split_points(feats, max_frames, opts.split_at, rec.gaps)
+        spans = split_points(feats, max_frames, opts.split_at, rec.gaps, fs)
         if len(spans) > 1:
             notes["split_recordings"] += 1
         for i, (s, e) in enumerate(spans):
@@ -181,7 +183,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                      "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0})
     speed = Speed(wall_seconds=time.perf_counter() - t_split)
 
-    batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds * 100))
+    batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds / fs))
     for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}"):
         t0 = time.perf_counter()
         lens = torch.tensor([p.feats.shape[0] for p in batch])
@@ -198,7 +200,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         sync(device)
         t_enc = time.perf_counter() - t0
         limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens,
-                                 frames_per_token=model.frames_per_token)
+                                 frames_per_token=model.frames_per_token, frame_seconds=fs)
                   for n in audio_lens.tolist()]
         hyps, st, joint = _search(model, opts, audio, audio_lens, limits,
                                   (ctc_logp, ctc_lens) if need_ctc else None, lm, lexicon)

@@ -2,8 +2,10 @@
 (ESPnet's pick-a-class style). Each class is a dataclass whose defaults are written once here;
 conf/model/*.yaml presets only override them.
 
-    model.encoder: conformer (from scratch, fbank input) | further classes register in ENCODERS
-    model.llm:     scratch (a LLaMA-style decoder trained from scratch) | further classes in LLMS
+    model.encoder: conformer (from scratch, fbank input) | whisper (pretrained, Whisper log-mel
+                   input, or its cached outputs)
+    model.llm:     scratch (a LLaMA-style decoder trained from scratch) | pretrained (a
+                   LLaMA-family checkpoint with its own tokenizer; frozen, LoRA or full)
 
 A checkpoint stores `to_dict()` and a later run rebuilds it with `from_dict()`, which names any
 unknown key and the valid ones.
@@ -33,6 +35,8 @@ class ConformerConfig:
                                   # deep encoders leave the CTC plateau
 
     frame_seconds = 0.04          # one encoder frame: 4 fbank frames of 10 ms
+    input_frame_seconds = 0.01    # one input feature frame (fbank, 10 ms hop)
+    subsampling = 4               # input frames per encoder frame
 
     def validate(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
@@ -64,8 +68,75 @@ class ScratchLLMConfig:
                              f"model.llm.heads={self.heads} into even head dims (RoPE)")
 
 
-ENCODERS: dict[str, type] = {"conformer": ConformerConfig}
-LLMS: dict[str, type] = {"scratch": ScratchLLMConfig}
+@dataclass
+class WhisperEncoderConfig:
+    """A pretrained Whisper encoder over Whisper's own log-mel (80 bins, 10 ms hop, its own
+    normalisation), run over 30-s windows; 20 ms output frames. With `cached`, the model's input
+    features are this encoder's outputs, stored by stage 2 (frozen encoder only): CPU training
+    then never runs the encoder."""
+    kind: str = "whisper"
+    source: str = "whisper-base"  # whisper-base | whisper-tiny.en | a CTranslate2 directory, an
+                                  # openai .pt file or a Hugging Face directory
+    dim: int = 512                # the checkpoint's width (checked when loading)
+    trainable_layers: int = 0     # 0: frozen; N: the top N blocks (and the final norm) train
+    cached: bool = False          # input features are the frozen encoder's outputs (stage 2)
+
+    frame_seconds = 0.02          # one encoder frame
+
+    @property
+    def input_frame_seconds(self) -> float:
+        return self.frame_seconds if self.cached else 0.01
+
+    @property
+    def subsampling(self) -> int:
+        return 1 if self.cached else 2
+
+    @property
+    def input_dim(self) -> int:
+        return self.dim if self.cached else 80
+
+    def validate(self) -> None:
+        if self.trainable_layers < 0:
+            raise ValueError(f"model.encoder.trainable_layers={self.trainable_layers} must be >= 0")
+        if self.cached and self.trainable_layers:
+            raise ValueError("model.encoder.cached=true needs a frozen encoder "
+                             f"(model.encoder.trainable_layers=0, got {self.trainable_layers})")
+
+
+LORA_TARGETS = ("q", "kv", "o", "w1", "w2", "w3")  # attention q, k/v, out; SwiGLU gate, down, up
+
+
+@dataclass
+class PretrainedLLMConfig:
+    """A pretrained LLaMA-family decoder with its own tokenizer, which replaces the char/BPE
+    targets: text in and out goes through it, it ends with the tokenizer's end-of-text token, and
+    a text prompt follows the audio tokens."""
+    kind: str = "pretrained"
+    source: str = "smollm2-135m"  # smollm2-135m (packaged GGUF) | a .gguf file | a Hugging Face
+                                  # directory
+    finetune: str = "frozen"      # frozen | lora | full
+    lora_rank: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: list = field(default_factory=lambda: list(LORA_TARGETS))
+    rope_theta: float = 0.0       # 0: the checkpoint's
+    prompt: str = "Transcription:\n"  # follows the audio tokens; the transcript follows it
+    max_positions: int = 8192     # the checkpoint's context (long-form splitting reads it)
+
+    def validate(self) -> None:
+        if self.finetune not in ("frozen", "lora", "full"):
+            raise ValueError(f"model.llm.finetune={self.finetune!r}: use frozen, lora or full")
+        bad = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+        if bad:
+            raise ValueError(f"model.llm.lora_targets: unknown {bad}; choose from "
+                             f"{', '.join(LORA_TARGETS)}")
+        if self.finetune == "lora" and self.lora_rank < 1:
+            raise ValueError(f"model.llm.lora_rank={self.lora_rank} must be >= 1")
+        if not self.prompt:
+            raise ValueError("model.llm.prompt must not be empty (the decoder's cue to start)")
+
+
+ENCODERS: dict[str, type] = {"conformer": ConformerConfig, "whisper": WhisperEncoderConfig}
+LLMS: dict[str, type] = {"scratch": ScratchLLMConfig, "pretrained": PretrainedLLMConfig}
 
 
 @dataclass
@@ -107,6 +178,24 @@ class ModelConfig:
     dropout: float = 0.0
     text_input_noise: float = 0.0  # training: share of the decoder's input text tokens replaced
                                    # by random ones (speech_llm._pack), so it must use the audio
+
+    @property
+    def input_dim(self) -> int:
+        """Width of the model's input features (fbank bins, Whisper mel bins, or the cached
+        encoder outputs)."""
+        return getattr(self.encoder, "input_dim", self.n_mels)
+
+    @property
+    def feature_set(self) -> str:
+        """Name of the stage-2 features this model reads (their directory under data/)."""
+        enc = self.encoder
+        if enc.kind != "whisper":
+            return "fbank"
+        if not enc.cached:
+            return "whisper_mel"
+        name = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in
+                       enc.source.rstrip("/").rsplit("/", 1)[-1])
+        return f"whisper_enc_{name}"
 
     @property
     def task_id(self) -> int:

@@ -1,8 +1,17 @@
-"""The speech LLM: fbank -> normalisation (+SpecAugment) -> conformer -> projector -> decoder.
+"""The speech LLM: features -> encoder -> projector -> decoder LLM.
+
+Encoders (model.encoder): conformer (fbank -> normalisation (+SpecAugment) -> Conformer), or
+whisper (Whisper log-mel -> pretrained Whisper encoder over 30-s windows, or its cached outputs).
+Decoders (model.llm): scratch (our vocabulary: BPE/char ids, a task token, eos = n_text + 1) or
+pretrained (its own tokenizer's ids, a text prompt, the tokenizer's end-of-text token).
 
 Sequence layout per utterance, packed to the left (padding only at the end, so causal attention
-alone isolates it):  [audio tokens (Ta)] [task] [text tokens (U)]  -> targets [text..., eos]
-on the last U+1 positions. Loss: cross-entropy on text + eos, plus CTC on the encoder.
+alone isolates it):  [audio tokens (Ta)] [prompt (P)] [text tokens (U)]  -> targets
+[text..., eos] on the last U+1 positions; the scratch decoder's prompt is its one task token.
+The prompt follows the audio: it is then the cue right before the transcript, and the audio
+starts at position 0 as in the scratch layout (same prefill and page layout for UNIQUE).
+Loss: cross-entropy on text + eos, plus CTC: on the encoder (scratch decoder: a linear head over
+our vocabulary) or on the projector's audio tokens (pretrained decoder: models/embed_ctc.py).
 """
 
 from __future__ import annotations
@@ -16,17 +25,39 @@ from unique_asr.models.attention import TrainAttentionConfig, new_decode_cache
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
-from unique_asr.models.encoder import SUBSAMPLING, ConformerEncoder
+from unique_asr.models.embed_ctc import EmbeddingCTC
+from unique_asr.models.encoder import ConformerEncoder
 from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
 from unique_asr.models.projector import (
     Projector,
     audio_token_count,
     audio_token_seconds,
     frames_per_token,
+    input_frame_seconds,
 )
 
 ENCODE_SLICE_FRAMES = 4096  # subsampling slice (encoder frames) when not training
-ENC_FRAMES_PER_S = 100 // SUBSAMPLING  # encoder frames per second (of 10 ms fbank frames)
+
+
+def _build_encoder(cfg: ModelConfig):
+    """(encoder module, its output width)."""
+    if cfg.encoder.kind == "whisper":
+        from unique_asr.models.loaders.pretrained import load_whisper
+        from unique_asr.models.whisper_audio import WhisperAudioEncoder
+
+        whisper = None if cfg.encoder.cached else load_whisper(cfg.encoder.source)
+        return WhisperAudioEncoder(cfg.encoder, whisper), cfg.encoder.dim
+    return ConformerEncoder(cfg), cfg.encoder.dim
+
+
+def _build_decoder(cfg: ModelConfig, train_attention):
+    """(decoder, tokenizer or None, prompt ids, eos id)."""
+    if cfg.llm.kind == "pretrained":
+        from unique_asr.models.pretrained_llm import build_pretrained_decoder
+
+        dec, tok = build_pretrained_decoder(cfg.llm, train_attention)
+        return dec, tok, tok.encode(cfg.llm.prompt), tok.eos_id
+    return Decoder(cfg, train_attention), None, [cfg.task_id], cfg.eos_id
 
 
 class SpeechLLM(nn.Module):
@@ -37,13 +68,37 @@ class SpeechLLM(nn.Module):
     def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
-        self.cmvn = GlobalCMVN(cfg.n_mels)
+        self.cmvn = GlobalCMVN(cfg.n_mels)  # the conformer's; Whisper normalises its own log-mel
         self.specaug = SpecAugment(cfg)
-        self.encoder = ConformerEncoder(cfg)
-        self.ctc = CTCHead(cfg.encoder.dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
-                           cfg.ctc_upsample)
-        self.projector = Projector(cfg)
-        self.decoder = Decoder(cfg, train_attention)
+        self.encoder, enc_dim = _build_encoder(cfg)
+        self.decoder, self.tokenizer, prompt, self.eos_id = _build_decoder(cfg, train_attention)
+        self.register_buffer("prompt_ids", torch.tensor(prompt, dtype=torch.long),
+                             persistent=False)
+        self.suppress_ids = tuple(prompt) if self.tokenizer is None else ()
+        llm_dim = self.decoder.llm.hidden
+        self.projector = Projector(cfg, enc_dim, llm_dim)
+        if self.tokenizer is None:
+            self.ctc = CTCHead(enc_dim, cfg.n_text + 1, cfg.ctc_blank, cfg.ctc_impl,
+                               cfg.ctc_upsample)
+            self.ctc_frames_per_s = 1.0 / cfg.encoder.frame_seconds
+        else:  # CTC on the audio tokens, through the LLM's own embedding matrix
+            self.ctc = EmbeddingCTC(llm_dim, self.decoder.llm.vocab,
+                                    lambda: self.decoder.embed.weight)
+            self.ctc_frames_per_s = 1.0 / audio_token_seconds(cfg)
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Global CMVN statistics of the training features (the conformer's input only)."""
+        if self.cfg.encoder.kind == "conformer":
+            self.cmvn.set_stats(mean, std)
+
+    @property
+    def ctc_on_tokens(self) -> bool:
+        """The CTC scores the projector's audio tokens (pretrained decoder), not the encoder."""
+        return isinstance(self.ctc, EmbeddingCTC)
+
+    @property
+    def ctc_blank(self) -> int:
+        return self.ctc.blank
 
     @property
     def train_attention(self) -> TrainAttentionConfig:
@@ -57,8 +112,13 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- audio-token geometry
     @property
     def frames_per_token(self) -> int:
-        """Fbank frames (10 ms) per audio token of the decoder."""
+        """Input feature frames per audio token of the decoder."""
         return frames_per_token(self.cfg)
+
+    @property
+    def input_frame_seconds(self) -> float:
+        """Seconds per input feature frame (0.02 for cached Whisper outputs, else 0.01)."""
+        return input_frame_seconds(self.cfg)
 
     @property
     def audio_token_seconds(self) -> float:
@@ -70,6 +130,8 @@ class SpeechLLM(nn.Module):
 
     # ---------------------------------------------------------------- encoder side
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
+        if self.cfg.encoder.kind == "whisper":
+            return self.encoder(feats, feat_lens)
         x = self.cmvn(self.specaug.warp(feats))
         x = sliding_cmn(x, feat_lens, self.cfg.cmn_window)
         x = self.specaug(x, feat_lens)
@@ -79,7 +141,7 @@ class SpeechLLM(nn.Module):
     def _ctc_sum(self, enc, enc_lens, tokens, token_lens) -> torch.Tensor:
         """Summed CTC loss of encoder outputs enc (only items up to model.ctc_max_s, if set)."""
         # CTC on CPU costs O(frames x tokens) per item: long windows only train the decoder
-        keep = enc_lens <= int(self.cfg.ctc_max_s * ENC_FRAMES_PER_S) if self.cfg.ctc_max_s > 0 else None
+        keep = enc_lens <= int(self.cfg.ctc_max_s * self.ctc_frames_per_s) if self.cfg.ctc_max_s > 0 else None
         if keep is None or bool(keep.all()):
             return self.ctc.loss(self.ctc.logprobs(enc), self.ctc.frames(enc_lens), tokens,
                                  token_lens)
@@ -87,7 +149,7 @@ class SpeechLLM(nn.Module):
             return self.ctc.loss(self.ctc.logprobs(enc[keep]), self.ctc.frames(enc_lens[keep]),
                                  tokens[keep], token_lens[keep])
         # keep the head in the graph (DDP expects every parameter to get a grad)
-        return 0.0 * self.ctc.proj.weight.sum()
+        return 0.0 * next(self.ctc.parameters()).sum()
 
     def _ctc_segments_sum(self, enc, enc_lens, seg) -> torch.Tensor:
         """Summed CTC loss of every sentence on its own encoder frames (model.ctc_segments).
@@ -99,13 +161,14 @@ class SpeechLLM(nn.Module):
         dev = enc.device
         m = self.cfg.ctc_segment_margin_s
         row = seg["row"].to(dev)
-        lo = ((seg["start"].to(dev) - m) * ENC_FRAMES_PER_S).floor().long().clamp_min(0)
-        hi = torch.minimum(((seg["end"].to(dev) + m) * ENC_FRAMES_PER_S).ceil().long(), enc_lens[row])
+        fps = self.ctc_frames_per_s
+        lo = ((seg["start"].to(dev) - m) * fps).floor().long().clamp_min(0)
+        hi = torch.minimum(((seg["end"].to(dev) + m) * fps).ceil().long(), enc_lens[row])
         n = hi - lo
         ok = n > 0
         row, lo, n = row[ok], lo[ok], n[ok]
         if row.numel() == 0:
-            return 0.0 * self.ctc.proj.weight.sum()
+            return 0.0 * next(self.ctc.parameters()).sum()
         W = int(n.max())
         t = (lo[:, None] + torch.arange(W, device=dev)[None, :]).clamp(max=enc.shape[1] - 1)
         pieces = enc[row[:, None], t]                                        # [S, W, D]
@@ -116,7 +179,8 @@ class SpeechLLM(nn.Module):
         """-> (audio_emb, audio_lens, CTC log-probs [B, Tc, classes], CTC frame counts [B])."""
         enc, enc_lens = self._encode(feats, feat_lens)
         audio, audio_lens = self.projector(enc, enc_lens)
-        return audio, audio_lens, self.ctc.logprobs(enc), self.ctc.frames(enc_lens)
+        h, h_lens = (audio, audio_lens) if self.ctc_on_tokens else (enc, enc_lens)
+        return audio, audio_lens, self.ctc.logprobs(h), self.ctc.frames(h_lens)
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         """feats [B,T,n_mels] raw fbank -> (audio_emb [B,Ta,dec_dim], audio_lens [B])."""
@@ -128,29 +192,31 @@ class SpeechLLM(nn.Module):
         """Left-packed decoder inputs [B,L,D] and targets [B,L] (-100 where no loss)."""
         _B, Ta_max, _D = audio.shape
         dev = audio.device
-        L = int((audio_lens + token_lens).max()) + 1
+        P = self.prompt_ids.numel()
+        L = int((audio_lens + token_lens).max()) + P
         pos = torch.arange(L, device=dev)[None, :]
-        j = pos - audio_lens[:, None]  # index within [task, text...]
+        j = pos - audio_lens[:, None]  # index within [prompt..., text...]
         is_audio = j < 0
-        tok_idx = (j - 1).clamp(0, max(tokens.shape[1] - 1, 0))
+        tok_idx = (j - P).clamp(0, max(tokens.shape[1] - 1, 0))
         text = tokens.gather(1, tok_idx) if tokens.shape[1] else torch.zeros_like(tok_idx)
-        inp_tok = torch.where(j == 0, torch.full_like(text, self.cfg.task_id), text)
-        inp_tok = torch.where(is_audio | (j > token_lens[:, None]), torch.zeros_like(inp_tok),
-                              inp_tok)
+        prompt = self.prompt_ids[j.clamp(0, P - 1)]
+        inp_tok = torch.where((j >= 0) & (j < P), prompt, text)
+        last = P - 1 + token_lens[:, None]  # the last input position: it predicts eos
+        inp_tok = torch.where(is_audio | (j > last), torch.zeros_like(inp_tok), inp_tok)
         if self.training and self.cfg.text_input_noise > 0:
             # replace a share of the decoder's input text (never its targets) by random tokens:
             # the text history alone then predicts the next token worse, the audio does not
-            is_text = (j >= 1) & (j <= token_lens[:, None])
+            is_text = (j >= P) & (j <= last)
             noisy = is_text & (torch.rand(inp_tok.shape, device=dev) < self.cfg.text_input_noise)
             inp_tok = torch.where(noisy, torch.randint_like(inp_tok, self.cfg.n_text), inp_tok)
         x = self.decoder.embed(inp_tok)
         a = F.pad(audio, (0, 0, 0, max(0, L - Ta_max)))[:, :L]
         x = torch.where(is_audio[..., None], a.to(x.dtype), x)
-        # target at position p is the token at p+1: text[j], then eos at j == U
-        tgt_idx = j.clamp(0, max(tokens.shape[1] - 1, 0))
+        # target at position p is the token at p+1: text[j - P + 1], then eos at j == last
+        tgt_idx = (j - P + 1).clamp(0, max(tokens.shape[1] - 1, 0))
         tgt = tokens.gather(1, tgt_idx) if tokens.shape[1] else torch.zeros_like(tgt_idx)
-        tgt = torch.where(j == token_lens[:, None], torch.full_like(tgt, self.cfg.eos_id), tgt)
-        tgt = torch.where((j < 0) | (j > token_lens[:, None]), torch.full_like(tgt, -100), tgt)
+        tgt = torch.where(j == last, torch.full_like(tgt, self.eos_id), tgt)
+        tgt = torch.where((j < P - 1) | (j > last), torch.full_like(tgt, -100), tgt)
         return x, tgt
 
     def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None,
@@ -161,8 +227,13 @@ class SpeechLLM(nn.Module):
         ctc_segments: per-sentence CTC targets (model.ctc_segments; without them the CTC scores
         whole windows)."""
         taps = tuple(self.cfg.inter_ctc_layers) if self.training and self.cfg.ctc_weight > 0 else ()
+        if self.cfg.encoder.kind != "conformer":
+            taps = ()
         tapped: list[torch.Tensor] = []
         enc, enc_lens = self._encode(feats, feat_lens, taps, tapped)
+        audio, audio_lens = self.projector(enc, enc_lens)
+        if self.ctc_on_tokens:
+            enc, enc_lens = audio, audio_lens
         ctc_sum = ctc_final = enc.new_zeros((), dtype=torch.float32)
         if self.cfg.ctc_weight > 0:
             seg = ctc_segments if self.cfg.ctc_segments else None
@@ -176,7 +247,6 @@ class SpeechLLM(nn.Module):
                 w = self.cfg.inter_ctc_weight
                 inter = sum(ctc_of(h) for h in tapped)
                 ctc_sum = (1 - w) * ctc_final + w * inter / len(tapped)
-        audio, audio_lens = self.projector(enc, enc_lens)
         x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
         ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
         h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
@@ -198,22 +268,25 @@ class SpeechLLM(nn.Module):
         """A decoding KV cache for `batch` sequences of up to `max_len` tokens; `sparse` picks
         the decode attention (default dense)."""
         p = next(self.parameters())
-        return new_decode_cache(self.cfg.llm.layers, batch, max_len, self.cfg.llm.kv_heads,
-                                self.cfg.llm.dim // self.cfg.llm.heads, device or p.device,
-                                dtype or p.dtype, sparse)
+        llm = self.decoder.llm
+        # max_len counts one prompt token (the task token): longer prompts take their extra slots
+        max_len += self.prompt_ids.numel() - 1
+        return new_decode_cache(llm.layers, batch, max_len, llm.kv_heads, llm.head_dim,
+                                device or p.device, dtype or p.dtype, sparse)
 
     def prefill(self, audio_emb, audio_lens, cache) -> torch.Tensor:
-        """Dense prefill of [audio][task]; returns next-token logits [B, vocab] (float32)."""
+        """Dense prefill of [audio][prompt]; returns next-token logits [B, vocab] (float32)."""
         B, Ta, _D = audio_emb.shape
-        L = Ta + 1
-        x = F.pad(audio_emb, (0, 0, 0, 1)).to(self.decoder.embed.weight.dtype)
-        task = self.decoder.embed.weight[self.cfg.task_id]
-        x = x.clone()
-        x[torch.arange(B, device=x.device), audio_lens] = task
-        lens = audio_lens + 1
-        h = self.decoder.hidden(x, torch.arange(L, device=x.device), cache, "prefill", lens)
+        P = self.prompt_ids.numel()
+        x = F.pad(audio_emb, (0, 0, 0, P)).to(self.decoder.embed.weight.dtype).clone()
+        rows = torch.arange(B, device=x.device)
+        prompt = self.decoder.embed(self.prompt_ids.to(x.device)).to(x.dtype)
+        for i in range(P):
+            x[rows, audio_lens + i] = prompt[i]
+        lens = audio_lens + P
+        h = self.decoder.hidden(x, torch.arange(Ta + P, device=x.device), cache, "prefill", lens)
         cache.set_lens(lens)
-        return self.decoder.logits(h[torch.arange(B, device=x.device), audio_lens]).float()
+        return self.decoder.logits(h[rows, lens - 1]).float()
 
     def decode_step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
         """One token per sequence at position cache.lens[b]; returns logits [B, vocab]."""

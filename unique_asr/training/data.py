@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from unique_asr.data.features import BadInputError, BadInputStats, load_features
 from unique_asr.models.config import ModelConfig
-from unique_asr.models.projector import FRAME_SHIFT_S, audio_token_count
+from unique_asr.models.projector import FRAME_SHIFT_S, audio_token_count, input_frame_seconds
 from unique_asr.training.windows import Segment, Window
 
 log = logging.getLogger(__name__)
 
-FRAME_SHIFT = FRAME_SHIFT_S
+FRAME_SHIFT = FRAME_SHIFT_S  # fbank / log-mel; cached encoder outputs: input_frame_seconds
 SAMPLE_RATE = 16000
 MIN_AUDIO_TOKENS = 8  # one page of audio tokens (UNIQUE page size); shorter audio is skipped
 
@@ -70,19 +70,21 @@ def load_recordings(cuts, model_cfg: ModelConfig, skip_bad: bool = False,
                     desc: str = "load"):
     """Load and check every cut (one cut = one recording) for training `model_cfg`.
 
+    num_mel_bins: the feature width (default model_cfg.input_dim).
     Returns (feats: rec_id -> FloatTensor[T, n_mels], recordings: rec_id -> (segments, duration,
     breaks), stats). Unusable input raises BadInputError naming cut and file unless skip_bad;
     recordings shorter than one page of the model's audio tokens and empty transcripts are
     skipped and counted.
     """
     stats = stats or BadInputStats()
-    n_mels = num_mel_bins or model_cfg.n_mels
+    n_mels = num_mel_bins or model_cfg.input_dim
+    shift = input_frame_seconds(model_cfg)
     feats, recs = {}, {}
     for cut in tqdm(list(cuts), desc=desc, leave=False):
         f = _read(cut, model_cfg, n_mels, skip_bad, stats)
         if f is None:
             continue
-        dur = f.shape[0] * FRAME_SHIFT
+        dur = f.shape[0] * shift
         segs, breaks = _segments(cut, dur, stats)
         if not segs:
             stats.add("no_transcribed_speech", cut.id)
@@ -109,19 +111,22 @@ def windows_to_cuts(windows: list[Window]):
 
 class WindowBatcher:
     """Turns a CutSet batch of windows into padded tensors (feats, feat_lens, tokens, token_lens),
-    with per-sentence CTC targets when `with_segments` (model.ctc_segments)."""
+    with per-sentence CTC targets when `with_segments` (model.ctc_segments). frame_shift: seconds
+    per feature frame (the model's input_frame_seconds)."""
 
-    def __init__(self, feats: dict, sp, with_segments: bool = False):
+    def __init__(self, feats: dict, sp, with_segments: bool = False,
+                 frame_shift: float = FRAME_SHIFT):
         self.feats = feats
         self.sp = sp
         self.with_segments = with_segments
+        self.frame_shift = frame_shift
 
     def __call__(self, cuts) -> dict:
         xs, toks, segs = [], [], []
         for i, c in enumerate(cuts):
             f = self.feats[c.custom["rec"]]
-            a = round(c.start / FRAME_SHIFT)
-            xs.append(f[a: a + round(c.duration / FRAME_SHIFT)])
+            a = round(c.start / self.frame_shift)
+            xs.append(f[a: a + round(c.duration / self.frame_shift)])
             toks.append(torch.tensor(self.sp.encode(c.custom["text"]), dtype=torch.long))
             if self.with_segments:
                 segs += [(i, t0, t1, self.sp.encode(text)) for t0, t1, text

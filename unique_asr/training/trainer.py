@@ -22,6 +22,7 @@ import torch
 
 from unique_asr.models.checkpoint import build_model, check_config, load_state_strict
 from unique_asr.models.config import ModelConfig
+from unique_asr.models.projector import input_frame_seconds
 from unique_asr.training import distributed as D
 from unique_asr.training.checkpoint import (
     average_checkpoints,
@@ -137,7 +138,7 @@ class Trainer:
             raise ValueError(f"no usable training recordings ({bad.summary()})")
         self.model = build_model(self.model_cfg)
         self.model.set_train_attention(cfg.attention)
-        self.model.cmvn.set_stats(*cmvn_stats(feats))
+        self.model.set_feature_stats(*cmvn_stats(feats))
         self.model.to(self.device)
         self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas)
         self.sched = warmup_cosine(self.opt, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
@@ -148,13 +149,14 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=self.model_cfg.ctc_weight == 0)
         self.autocast = _autocast(self.device, cfg.bf16)
-        self.batcher = WindowBatcher(feats, self.sp, with_segments=self.model_cfg.ctc_segments)
+        shift = input_frame_seconds(self.model_cfg)
+        self.batcher = WindowBatcher(feats, self.sp, self.model_cfg.ctc_segments, shift)
         if self.rank == 0:
             self._open_logs(bad)
             dev = self.dev_data
             if dev and dev[1]:
                 wins = self.curriculum.valid_windows(dev[1])[: cfg.valid_max_windows]
-                self.dev_batches = fixed_batches(dev[0], wins, self.sp)
+                self.dev_batches = fixed_batches(dev[0], wins, self.sp, frame_shift=shift)
 
     def _resume_or_init(self) -> None:
         last = self.exp_dir / "last.pt"
@@ -397,7 +399,7 @@ class Trainer:
         if not (n_wer and dev and dev[1] and self.greedy):
             return
         wer, rows = greedy_wer(self.model, self.greedy, dev[0], dev[1], self.sp, self.device,
-                               n_wer)
+                               n_wer, frame_shift=input_frame_seconds(self.model_cfg))
         summary["dev_greedy_wer_last"] = round(100 * wer, 2)
         self.writer.add_scalar("valid/greedy_wer", 100 * wer, self.st.step)
         with open(self.exp_dir / "valid_greedy.txt", "w") as fh:

@@ -37,7 +37,7 @@ def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> di
 
 @torch.inference_mode()
 def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
-               tokens_per_second: float = 30.0) -> tuple[float, list[tuple[str, str, str]]]:
+               tokens_per_second: float = 30.0, frame_shift: float = FRAME_SHIFT) -> tuple[float, list[tuple[str, str, str]]]:
     """Decode whole recordings one by one with `greedy` (see Trainer); pooled WER through
     unique_asr.scoring (the same normaliser and alignment as stage 6), with the normalised
     (id, ref, hyp) rows."""
@@ -48,7 +48,7 @@ def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recording
     items = []
     for rid in sorted(recs)[: max_recordings or None]:
         f = feats[rid]
-        n_new = int(f.shape[0] * FRAME_SHIFT * tokens_per_second) + 16
+        n_new = int(f.shape[0] * frame_shift * tokens_per_second) + 16
         out = greedy(model, f[None].to(device), torch.tensor([f.shape[0]], device=device), n_new)
         items.append((rid, " ".join(s.text for s in recs[rid][0]), sp.decode(out[0])))
     model.train(was)
@@ -56,12 +56,13 @@ def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recording
     return scored.wer, [(r.rec_id, r.ref, r.hyp) for r in scored.recordings]
 
 
-def fixed_batches(feats: dict, windows, sp, max_items: int = 8) -> list[dict]:
+def fixed_batches(feats: dict, windows, sp, max_items: int = 8,
+                  frame_shift: float = FRAME_SHIFT) -> list[dict]:
     """Batches of dev windows (fixed order, small) for validation loss."""
     out, cur = [], []
     for w in windows:
-        a = round(w.start / FRAME_SHIFT)
-        x = feats[w.rec_id][a: a + round(w.duration / FRAME_SHIFT)]
+        a = round(w.start / frame_shift)
+        x = feats[w.rec_id][a: a + round(w.duration / frame_shift)]
         cur.append((x, torch.tensor(sp.encode(w.text), dtype=torch.long), w.rec_id))
         if len(cur) == max_items:
             out.append(collate(*map(list, zip(*cur))))

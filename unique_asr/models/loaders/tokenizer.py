@@ -19,6 +19,10 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def get_piece_size(self) -> int:
+        """vocab_size under sentencepiece's name, so training and decoding take either."""
+        return self.vocab_size
+
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         """Token ids of `text` (no special tokens added by the tokenizer's post-processor, so the
         caller decides about BOS)."""

@@ -1,0 +1,44 @@
+"""Low-rank adapters (LoRA) for the pretrained decoder's linear layers.
+
+A LoRALinear keeps the pretrained nn.Linear frozen and adds (alpha / rank) * B A x, with A
+random and B zero, so training starts from the pretrained function exactly and only the
+r * (in + out) adapter weights per layer learn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.base.requires_grad_(False)
+        self.scale = alpha / rank
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.lora_a.to(x.dtype), self.lora_b.to(x.dtype)
+        return self.base(x) + (x @ a.t() @ b.t()) * self.scale
+
+
+def add_lora(module: nn.Module, targets, rank: int, alpha: float) -> int:
+    """Wrap every nn.Linear of `module` whose attribute name is in `targets` (e.g. q, kv, o,
+    w1, w2, w3 of the Decoder) in a LoRALinear; returns how many were wrapped."""
+    names = set(targets)
+    todo = [(parent, name, child) for parent in module.modules()
+            for name, child in parent.named_children()
+            if name in names and isinstance(child, nn.Linear)]
+    for parent, name, child in todo:
+        setattr(parent, name, LoRALinear(child, rank, alpha))
+    return len(todo)
