@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unique_asr.models.checkpoint import build_model
+from unique_asr.models.checkpoint import CheckpointMismatchError, build_model
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.lora import LoRALinear
 from unique_asr.models.whisper_audio import whisper_log_mel
@@ -186,3 +186,32 @@ def test_joint_ctc_decoding_with_the_llm_vocabulary(parts):
         joint = JointCTC(logp, clens, model.ctc_blank, 0.5, candidates=4)
         hyps, _ = greedy_search(model, audio, alens, 5, ctc=joint)
     assert len(hyps) == 2 and all(model.eos_id not in h for h in hyps)
+
+
+def test_checkpoint_leaves_out_the_frozen_pretrained_weights(parts, tmp_path):
+    """A checkpoint stores the trained parts only; loading rebuilds the frozen LLM from its
+    source, and the reloaded model computes the same loss."""
+    from unique_asr.models.checkpoint import load_checkpoint, model_state
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4})).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))  # "trained": differs from a fresh build
+    state = model_state(model)
+    assert not any(k.endswith(("embed.weight", ".base.weight")) for k in state)
+    assert any(k.endswith("lora_b") for k in state) and any(k.startswith("projector.")
+                                                           for k in state)
+    assert sum(v.numel() for v in state.values()) < 0.5 * sum(
+        v.numel() for v in model.state_dict().values())
+    path = tmp_path / "ck.pt"
+    torch.save({"model": state, "model_cfg": model.cfg.to_dict()}, path)
+    again, _ = load_checkpoint(path)
+    batch = _batch(model)
+    with torch.no_grad():
+        torch.testing.assert_close(again(*batch)["loss"], model(*batch)["loss"])
+    torch.save({"model": {k: v for k, v in state.items() if "lora_b" not in k},
+                "model_cfg": model.cfg.to_dict()}, path)
+    with pytest.raises(CheckpointMismatchError, match="lora_b"):
+        load_checkpoint(path)

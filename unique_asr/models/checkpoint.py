@@ -61,9 +61,25 @@ def check_config(saved: dict, current: dict, path: str | Path) -> None:
         )
 
 
+def frozen_keys(model: torch.nn.Module) -> set[str]:
+    """Names of the model's frozen parameters: with pretrained parts these are the weights the
+    model loads from its source (model.encoder.source / model.llm.source) when it is built, so
+    checkpoints need not carry them (a from-scratch model has none)."""
+    return {n for n, p in model.named_parameters() if not p.requires_grad}
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """The state a checkpoint stores: everything but the frozen pretrained weights (a frozen
+    SmolLM2 alone is over 500 MB in float32)."""
+    skip = frozen_keys(model)
+    return {k: v for k, v in model.state_dict().items() if k not in skip}
+
+
 def load_state_strict(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """Load `state` into `model`; every key must match, except frozen pretrained weights that the
+    checkpoint left out (the model already holds them from its source)."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(set(own) - set(state) - frozen_keys(model))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in set(own) & set(state) if state[k].shape != own[k].shape)
@@ -72,7 +88,7 @@ def load_state_strict(model: torch.nn.Module, state: dict, path: str | Path) -> 
             f"checkpoint {path} does not fit this model:\n  missing: {missing[:20]}\n  "
             f"unexpected: {unexpected[:20]}\n  shape mismatches: {shapes[:20]}"
         )
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", model_cfg: dict | None = None,

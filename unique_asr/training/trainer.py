@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unique_asr.models.checkpoint import build_model, check_config, load_state_strict
+from unique_asr.models.checkpoint import build_model, check_config, load_state_strict, model_state
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.projector import input_frame_seconds
 from unique_asr.training import distributed as D
@@ -349,7 +349,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         st = self.st
-        return {"model": self.model.state_dict(), "model_cfg": self.model_cfg.to_dict(),
+        return {"model": model_state(self.model), "model_cfg": self.model_cfg.to_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "step": st.step, "epoch": st.epoch, "batch_idx": st.batch_idx,
                 "bad_total": st.bad_total, "elapsed_s": st.elapsed_s,
