@@ -22,11 +22,13 @@ from collections import Counter
 import numpy as np
 import torch
 
+from unique_asr.models.config import FEATURE_FRAME_SECONDS
+
 SMOOTH_FRAMES = 30  # 0.3 s
 
 
 def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int, *,
-                   frames_per_token: int, frame_seconds: float = 0.01) -> int:
+                   frames_per_token: int, frame_seconds: float = FEATURE_FRAME_SECONDS) -> int:
     """Transcript token limit for a piece with `audio_tokens` audio tokens."""
     seconds = audio_tokens * frames_per_token * frame_seconds
     return math.ceil(tokens_per_second * seconds) + int(min_new)
@@ -34,7 +36,7 @@ def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int, *,
 
 def max_piece_frames(max_positions: int, tokens_per_second: float, min_new: int,
                      max_seconds: float | None = None, *, frames_per_token: int,
-                     frame_seconds: float = 0.01) -> int:
+                     frame_seconds: float = FEATURE_FRAME_SECONDS) -> int:
     """Most fbank frames one piece may have so that audio + task + transcript fit the context."""
     per_token = 1.0 + tokens_per_second * frames_per_token * frame_seconds  # per audio token
     tokens = int((max_positions - 1 - min_new - 1) // per_token)
@@ -93,7 +95,7 @@ def split_points(
     max_frames: int,
     split_at: str = "energy",
     gaps: list[tuple[float, float]] | None = None,
-    frame_seconds: float = 0.01,
+    frame_seconds: float = FEATURE_FRAME_SECONDS,
 ) -> list[tuple[int, int]]:
     """Frame ranges [start, end) covering the recording, each at most `max_frames` long.
 

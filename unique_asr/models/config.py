@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+FEATURE_FRAME_SECONDS = 0.01      # one input feature frame: fbank or log-mel, 10 ms hop
+
 
 @dataclass
 class ConformerConfig:
@@ -35,7 +37,7 @@ class ConformerConfig:
                                   # deep encoders leave the CTC plateau
 
     frame_seconds = 0.04          # one encoder frame: 4 fbank frames of 10 ms
-    input_frame_seconds = 0.01    # one input feature frame (fbank, 10 ms hop)
+    input_frame_seconds = FEATURE_FRAME_SECONDS
     subsampling = 4               # input frames per encoder frame
 
     def validate(self) -> None:
@@ -85,7 +87,7 @@ class WhisperEncoderConfig:
 
     @property
     def input_frame_seconds(self) -> float:
-        return self.frame_seconds if self.cached else 0.01
+        return self.frame_seconds if self.cached else FEATURE_FRAME_SECONDS
 
     @property
     def subsampling(self) -> int:

@@ -17,8 +17,6 @@ from torch import nn
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.encoder import subsampled_lengths
 
-FRAME_SHIFT_S = 0.01  # one fbank / log-mel frame (10 ms hop)
-
 
 def input_frame_seconds(cfg: ModelConfig) -> float:
     """Seconds per input feature frame (0.01; 0.02 for cached Whisper outputs)."""

@@ -27,7 +27,7 @@ SAMPLES_PER_ENC_FRAME = 2 * HOP        # 320: 50 encoder frames per second
 
 
 @dataclass
-class WhisperEncoderConfig:
+class WhisperDims:
     n_mels: int = 80
     n_ctx: int = 1500      # encoder positions (one 30-s window)
     d_model: int = 512
@@ -102,7 +102,7 @@ class WhisperBlock(nn.Module):
 
 
 class WhisperEncoder(nn.Module):
-    def __init__(self, cfg: WhisperEncoderConfig):
+    def __init__(self, cfg: WhisperDims):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model

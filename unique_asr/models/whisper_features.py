@@ -48,12 +48,16 @@ class WhisperFeatures(FeatureExtractor):
         live = WhisperEncoderConfig(source=enc.source, dim=enc.dim)
         return cls(cfg, WhisperAudioEncoder(live, load_whisper(enc.source)))
 
+    def _model_encoder(self) -> WhisperEncoderConfig:
+        return WhisperEncoderConfig(source=self.config.source, dim=self.config.dim,
+                                    cached=self.config.cached)
+
     @property
     def frame_shift(self) -> float:
-        return 0.02 if self.config.cached else 0.01
+        return self._model_encoder().input_frame_seconds
 
     def feature_dim(self, sampling_rate: int) -> int:
-        return self.config.dim if self.config.cached else 80
+        return self._model_encoder().input_dim
 
     @torch.inference_mode()
     def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:

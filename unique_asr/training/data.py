@@ -17,13 +17,13 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.data.features import BadInputError, BadInputStats, load_features
-from unique_asr.models.config import ModelConfig
-from unique_asr.models.projector import FRAME_SHIFT_S, audio_token_count, input_frame_seconds
+from unique_asr.models.config import FEATURE_FRAME_SECONDS, ModelConfig
+from unique_asr.models.projector import audio_token_count, input_frame_seconds
 from unique_asr.training.windows import Segment, Window
 
 log = logging.getLogger(__name__)
 
-FRAME_SHIFT = FRAME_SHIFT_S  # fbank / log-mel; cached encoder outputs: input_frame_seconds
+FRAME_SHIFT = FEATURE_FRAME_SECONDS  # fbank / log-mel; cached encoder outputs: input_frame_seconds
 SAMPLE_RATE = 16000
 MIN_AUDIO_TOKENS = 8  # one page of audio tokens (UNIQUE page size); shorter audio is skipped
 

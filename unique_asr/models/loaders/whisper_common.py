@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from unique_asr.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from unique_asr.models.whisper import WhisperDims, WhisperEncoder
 
 # our block names -> (openai-whisper, Hugging Face) names of the same tensors
 BLOCK_NAMES = {
@@ -33,7 +33,7 @@ def rename_blocks(sd: dict, n_layers: int, prefix: str, style: int) -> dict[str,
     return out
 
 
-def build_encoder(cfg: WhisperEncoderConfig, state: dict, source: str,
+def build_encoder(cfg: WhisperDims, state: dict, source: str,
                   dtype: torch.dtype = torch.float32) -> WhisperEncoder:
     """WhisperEncoder (eval mode, `dtype`) with `state` copied in; names what does not fit."""
     enc = WhisperEncoder(cfg)

@@ -12,7 +12,7 @@ import torch
 from unique_asr.models.loaders.ctranslate2_bin import read_ct2_model_bin
 from unique_asr.models.loaders.safetensors_dir import require_file
 from unique_asr.models.loaders.whisper_common import build_encoder
-from unique_asr.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from unique_asr.models.whisper import WhisperDims, WhisperEncoder
 
 
 def _ct2_block(v: dict, i: int) -> dict[str, torch.Tensor]:
@@ -43,7 +43,7 @@ def load_ct2_whisper_encoder(directory: str | Path, dtype: torch.dtype = torch.f
     v = m.variables
     w1, pos = v["encoder/conv1/weight"], v["encoder/position_encodings/encodings"]
     n_layers = len({m[1] for k in v if (m := re.match(r"encoder/layer_(\d+)/", k))})
-    c = WhisperEncoderConfig(n_mels=w1.shape[1], n_ctx=pos.shape[0], d_model=w1.shape[0],
+    c = WhisperDims(n_mels=w1.shape[1], n_ctx=pos.shape[0], d_model=w1.shape[0],
                              n_heads=int(v["encoder/num_heads"]), n_layers=n_layers)
     state = {"conv1.weight": w1, "conv1.bias": v["encoder/conv1/bias"],
              "conv2.weight": v["encoder/conv2/weight"], "conv2.bias": v["encoder/conv2/bias"],

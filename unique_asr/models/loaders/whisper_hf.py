@@ -10,7 +10,7 @@ import torch
 
 from unique_asr.models.loaders.safetensors_dir import read_safetensors_dir, require_file
 from unique_asr.models.loaders.whisper_common import build_encoder, rename_blocks
-from unique_asr.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from unique_asr.models.whisper import WhisperDims, WhisperEncoder
 
 
 def load_hf_whisper_encoder(directory: str | Path, dtype: torch.dtype = torch.float32
@@ -20,7 +20,7 @@ def load_hf_whisper_encoder(directory: str | Path, dtype: torch.dtype = torch.fl
     if cfg.get("model_type") != "whisper":
         raise ValueError(f"{d}: config.json model_type is {cfg.get('model_type')!r}, "
                          "expected 'whisper'")
-    c = WhisperEncoderConfig(n_mels=cfg["num_mel_bins"], n_ctx=cfg["max_source_positions"],
+    c = WhisperDims(n_mels=cfg["num_mel_bins"], n_ctx=cfg["max_source_positions"],
                              d_model=cfg["d_model"], n_heads=cfg["encoder_attention_heads"],
                              n_layers=cfg["encoder_layers"])
     sd = read_safetensors_dir(d)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from unique_asr.models.loaders.whisper_common import build_encoder, rename_blocks
-from unique_asr.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from unique_asr.models.whisper import WhisperDims, WhisperEncoder
 
 
 def load_openai_whisper_encoder(path: str | Path, dtype: torch.dtype = torch.float32
@@ -21,7 +21,7 @@ def load_openai_whisper_encoder(path: str | Path, dtype: torch.dtype = torch.flo
         raise ValueError(f"{path}: not an openai-whisper checkpoint (needs 'dims' and "
                          "'model_state_dict')")
     dims, sd = ckpt["dims"], ckpt["model_state_dict"]
-    c = WhisperEncoderConfig(n_mels=dims["n_mels"], n_ctx=dims["n_audio_ctx"],
+    c = WhisperDims(n_mels=dims["n_mels"], n_ctx=dims["n_audio_ctx"],
                              d_model=dims["n_audio_state"], n_heads=dims["n_audio_head"],
                              n_layers=dims["n_audio_layer"])
     p = "encoder."
