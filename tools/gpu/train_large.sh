@@ -26,6 +26,9 @@
 #   elsewhere; --keep TAG (repeatable): only those configs' checkpoints.
 #   --per-speaker SPLIT (repeatable): after decoding, the CTC head's CER/WER per speaker of that
 #   split (bench/ctc_per_speaker.py) into $OUT/perspk_<split>_<tag>.tsv.
+#   --skip-build: the corpus and the features the configs read were made by earlier calls (the
+#   pretrained speech LLM reads Whisper outputs that build_corpus.sh's stage 2 makes with the
+#   model's overrides: tools/README.md, "Pretrained speech LLM on the GPU").
 # Sweep of the CPU recipe's tiny model on the default corpus, 8 configs on one GPU:
 #   --size default --per-gpu 8 --workers 1 --common "model=tiny train.max_minutes=0 ..." 
 set -uo pipefail
@@ -53,6 +56,7 @@ resume=false
 decode=true
 train=true
 build_only=false
+skip_build=false
 extra_decode=""
 per_gpu=1
 workers=8
@@ -76,6 +80,7 @@ while [ $# -gt 0 ]; do
     --no-decode) decode=false; shift ;;
     --decode-only) train=false; shift ;;
     --build-only) build_only=true; shift ;;
+    --skip-build) skip_build=true; shift ;;
     --extra-decode) extra_decode=$2; shift 2 ;;
     --per-gpu) per_gpu=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
@@ -96,7 +101,7 @@ ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
 [ ${#configs[@]} -le $((ngpu * per_gpu)) ] ||
   { echo "train_large.sh: ${#configs[@]} configs > $ngpu GPUs x --per-gpu $per_gpu" >&2; exit 1; }
 
-if [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; then
+if $skip_build || { [ -f "$data/fbank/cuts_train.jsonl.gz" ] && [ -d "$data/lang_$lang" ]; }; then
   log "corpus $size already built here ($data): build skipped"
   PYTHONPATH=/tmp/site python3 -c "import lhotse, hydra, jiwer" 2>/dev/null ||
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \

@@ -4,7 +4,8 @@ and read like fbank (one array per recording, a cut manifest pointing at it):
 - cached=false: Whisper log-mel [ceil(n / 160), 80] at 10 ms (whisper_audio.whisper_log_mel);
 - cached=true: the frozen encoder's outputs [ceil(n / 320), dim] at 20 ms, i.e. what the model's
   WhisperAudioEncoder computes from that log-mel over 30-s windows; training then reads them and
-  never runs the encoder.
+  never runs the encoder. The encoder runs on the GPU when there is one (float32), one recording's
+  windows as one batch.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class WhisperFeatures(FeatureExtractor):
         from unique_asr.models.loaders.pretrained import load_whisper
 
         live = WhisperEncoderConfig(source=enc.source, dim=enc.dim)
-        return cls(cfg, WhisperAudioEncoder(live, load_whisper(enc.source)))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(cfg, WhisperAudioEncoder(live, load_whisper(enc.source)).to(device))
 
     def _model_encoder(self) -> WhisperEncoderConfig:
         return WhisperEncoderConfig(source=self.config.source, dim=self.config.dim,
@@ -67,8 +69,10 @@ class WhisperFeatures(FeatureExtractor):
         mel = whisper_log_mel(audio)
         out = mel
         if self.config.cached:
-            out = self.encoder(mel[None], torch.tensor([mel.shape[0]]))[0][0]
-        return _fit(out.float().numpy(), audio.shape[0] / sampling_rate, self.frame_shift,
+            device = next(self.encoder.parameters()).device
+            mel = mel.to(device)
+            out = self.encoder(mel[None], torch.tensor([mel.shape[0]], device=device))[0][0]
+        return _fit(out.float().cpu().numpy(), audio.shape[0] / sampling_rate, self.frame_shift,
                     sampling_rate)
 
 
