@@ -93,6 +93,27 @@ def test_lora_and_trainable_encoder_layers(parts):
     assert model.encoder.whisper.blocks[1].fc1.weight.grad is not None
 
 
+def test_bfloat16_frozen_weights_train_float32_adapters(parts):
+    torch.manual_seed(0)
+    model = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4,
+                                         "dtype": "bfloat16"}))
+    frozen = [p for p in model.decoder.parameters() if not p.requires_grad]
+    adapters = [p for p in model.decoder.parameters() if p.requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)
+    assert adapters and all(p.dtype == torch.float32 for p in adapters)
+    ref = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4}))
+    ref.load_state_dict(model.state_dict())  # same projector / adapters / CTC blank
+    feats, lens, tokens, tlens = _batch(model)
+    model.train(), ref.train()
+    out, want = model(feats, lens, tokens, tlens), ref(feats, lens, tokens, tlens)
+    assert torch.isfinite(out["loss"])
+    assert abs(out["ce_loss"].item() - want["ce_loss"].item()) < 0.05 * want["ce_loss"].item()
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in adapters)
+    with pytest.raises(ValueError, match=r"model.llm.dtype=bfloat16 holds frozen weights"):
+        _cfg(parts, llm={"finetune": "full", "dtype": "bfloat16"})
+
+
 def test_cached_encoder_outputs_give_the_same_loss(parts):
     torch.manual_seed(0)
     live = build_model(_cfg(parts)).eval()

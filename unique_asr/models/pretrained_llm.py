@@ -1,7 +1,9 @@
 """The pretrained decoder of model.llm=pretrained: loaded from its source, RoPE base overridden
-if asked, then frozen, given LoRA adapters, or left fully trainable."""
+if asked, then frozen (in model.llm.dtype), given LoRA adapters, or left fully trainable."""
 
 from __future__ import annotations
+
+import torch
 
 from unique_asr.models.attention import TrainAttentionConfig
 from unique_asr.models.config import PretrainedLLMConfig
@@ -21,6 +23,7 @@ def build_pretrained_decoder(cfg: PretrainedLLMConfig,
     dec.set_train_attention(train_attention or TrainAttentionConfig())
     if cfg.finetune != "full":
         dec.requires_grad_(False)
+        dec.to(getattr(torch, cfg.dtype))
     if cfg.finetune == "lora":
         add_lora(dec, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha)
     return dec.train(), tok
