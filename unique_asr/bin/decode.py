@@ -31,7 +31,7 @@ def device_of(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _tokenizer(ck_bpe, dcfg, cfg):
+def tokenizer(ck_bpe, dcfg, cfg):
     """(sentencepiece processor, the path of its model file)."""
     import sentencepiece as spm
 
@@ -60,26 +60,25 @@ def load_model(dcfg, cfg, ck_path: Path, device: torch.device):
     if model.tokenizer is not None:  # a pretrained LLM's own tokenizer
         return model, mcfg, model.tokenizer, None
     ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
-    sp, bpe_path = _tokenizer(ck_bpe, dcfg, cfg)
-    check_tokenizer(sp, model, "set decode.bpe_model to its bpe.model")
+    sp, bpe_path = tokenizer(ck_bpe, dcfg, cfg)
+    check_tokenizer(sp, model.cfg.n_text, "set decode.bpe_model to its bpe.model")
     return model, mcfg, sp, bpe_path
 
 
-def feature_width(model, cfg) -> int:
-    """Width of the features stage 2 stores for `model`: fbank bins, or its own input width."""
-    return model.cfg.input_dim if model.cfg.encoder.kind == "whisper" else int(
-        cfg.data.fbank.num_mel_bins)
+def feature_width(mcfg, cfg) -> int:
+    """Width of the features stage 2 stores for a ModelConfig: fbank bins, or its input width."""
+    return mcfg.input_dim if mcfg.encoder.kind == "whisper" else int(cfg.data.fbank.num_mel_bins)
 
 
-def run_meta(cfg, dcfg, ck_path, device, res, mcfg, command: str) -> dict:
-    """meta-<set>-<tag>.json of a decoding run (scoring.hyps)."""
+def run_meta(name: str, dcfg, ck_path, device, res, mcfg, command: str) -> dict:
+    """meta-<set>-<tag>.json of a decoding run (scoring.hyps); name: the model preset's."""
     from dataclasses import asdict
 
     from unique_asr.decoding.layout import method_name
     from unique_asr.scoring.results import git_hash
 
     return {
-        "model": f"{cfg.model.get('name', 'model')} ({Path(ck_path).name})",
+        "model": f"{name} ({Path(ck_path).name})",
         "checkpoint": str(ck_path), "attention": dcfg.sparse.method,
         "budget": dcfg.sparse.budget, "method": method_name(dcfg),
         "device": str(device), "dtype": dcfg.dtype, "torch": torch.__version__,
@@ -107,7 +106,7 @@ def run(cfg: DictConfig) -> list[dict]:
     out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
     device = device_of(dcfg.device)
     model, mcfg, sp, bpe_path = load_model(dcfg, cfg, ck_path, device)
-    audio = AudioInput(int(cfg.data.sample_rate), feature_width(model, cfg),
+    audio = AudioInput(int(cfg.data.sample_rate), feature_width(model.cfg, cfg),
                        bool(cfg.data.get("skip_bad", False)), partial(extractor_for, model.cfg))
     lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir, model.cfg.feature_set)
@@ -116,7 +115,8 @@ def run(cfg: DictConfig) -> list[dict]:
     for test_set in dcfg.sets:
         res = decode_cuts(model, rd.load_cuts(test_set), sp, dcfg, device, lm, lexicon, audio)
         write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
-        meta = run_meta(cfg, dcfg, ck_path, device, res, mcfg, command)
+        meta = run_meta(cfg.model.get("name", "model"), dcfg, ck_path, device, res, mcfg,
+                        command)
         write_meta(meta_path(out_dir, test_set, tag), meta)
         sp_ = res.speed
         log.info(

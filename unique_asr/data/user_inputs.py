@@ -7,7 +7,8 @@ with skip_bad, is listed in `Inputs.skipped` and the rest goes on. Audio is not 
 beyond its header; data.features reads it (mono, at the model's rate) when it is decoded.
 
 Recording ids: the file name without its suffix (a list or manifest gives its own). Two inputs
-with one id are refused, naming both: results are written per id.
+with one id are refused, naming both (results are written per id); one file named twice counts
+once.
 """
 
 from __future__ import annotations
@@ -97,30 +98,62 @@ def _manifest_lines(path: Path):
                 yield f"{path}:{n}", BadInputError(f"{path}:{n}: not a JSON line ({e})")
 
 
+_NUMBER = (int, float)
+RECORDING_FIELDS = {"id": str, "sources": list, "sampling_rate": int, "num_samples": int,
+                    "duration": _NUMBER}
+RECORDING_OPTIONAL = {"channel_ids", "transforms", "custom"}
+CUT_FIELDS = {"id": str, "start": _NUMBER, "duration": _NUMBER, "channel": (int, list),
+              "recording": dict}
+CUT_OPTIONAL = {"type", "supervisions", "features", "custom"}
+
+
+def _field_problem(d: dict, fields: dict, optional: set, what: str, prefix: str = "") -> str | None:
+    """The first missing, mistyped or unknown field of a manifest object, in words."""
+    for name, typ in fields.items():
+        if name not in d:
+            return f"{what} without the field '{prefix}{name}'"
+        v = d[name]
+        if not isinstance(v, typ) or isinstance(v, bool):
+            want = "/".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            return f"field '{prefix}{name}' is {v!r}, expected {want}"
+    unknown = sorted(set(d) - set(fields) - optional)
+    if unknown:
+        return f"{what} with unknown fields {[prefix + k for k in unknown]}"
+    return None
+
+
+def _problem(d: dict) -> str | None:
+    if "type" in d:  # a cut
+        if d["type"] not in ("MonoCut", "MultiCut"):
+            return f"cut of type {d['type']!r}: only MonoCut and MultiCut are whole recordings"
+        return (_field_problem(d, CUT_FIELDS, CUT_OPTIONAL, "cut")
+                or _field_problem(d["recording"], RECORDING_FIELDS, RECORDING_OPTIONAL,
+                                  "cut's recording", "recording."))
+    if "recording_id" in d and "sources" not in d:
+        return ("a supervision, not a recording or cut (pass supervisions as references: "
+                "transcribe.refs=FILE)")
+    return _field_problem(d, RECORDING_FIELDS, RECORDING_OPTIONAL, "recording")
+
+
 def _manifest_item(where: str, d):
-    """A recording or cut of a manifest line, validated; BadInputError naming the line's
-    problem (a missing or wrong field, a supervision where a recording was expected)."""
-    from lhotse import Recording, SupervisionSegment
-    from lhotse.cut import Cut
+    """A recording or cut of a manifest line, checked field by field; BadInputError naming the
+    line and its problem (a missing, mistyped or unknown field, a supervision)."""
+    from lhotse import Recording
     from lhotse.qa import validate
     from lhotse.serialization import deserialize_item
 
     if not isinstance(d, dict):
         raise BadInputError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    problem = _problem(d)
+    if problem:
+        raise BadInputError(f"{where}: {problem}")
     try:
         item = deserialize_item(dict(d))
         validate(item)
     except Exception as e:
-        what = f"missing field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
-        raise BadInputError(f"{where}: not a valid lhotse recording or cut ({what})") from e
-    if isinstance(item, SupervisionSegment):
-        raise BadInputError(f"{where}: a supervision, not a recording or cut (pass "
-                            "supervisions as references: transcribe.refs=FILE)")
-    if isinstance(item, Recording):
-        return item.to_cut()
-    if not isinstance(item, Cut):
-        raise BadInputError(f"{where}: a {type(item).__name__}, not a recording or cut")
-    return item
+        raise BadInputError(f"{where}: not a valid lhotse recording or cut "
+                            f"({type(e).__name__}: {e})") from e
+    return item.to_cut() if isinstance(item, Recording) else item
 
 
 def _manifest_cuts(path: Path):
@@ -132,6 +165,14 @@ def _manifest_cuts(path: Path):
             yield where, _manifest_item(where, d)
         except BadInputError as e:
             yield where, e
+
+
+def _sources(cut) -> tuple:
+    rec = getattr(cut, "recording", None)
+    if rec is None:
+        return (cut.id,)
+    return tuple(str(Path(s.source).resolve()) if s.type == "file" else str(s.source)
+                 for s in rec.sources)
 
 
 def _expand(spec: str) -> list[Path]:
@@ -191,11 +232,15 @@ def resolve_inputs(specs: list[str], skip_bad: bool = False) -> Inputs:
                 if isinstance(cut, BadInputError):
                     bad(where, cut)
                     continue
+                src = _sources(cut)
                 if cut.id in seen:
-                    raise BadInputError(f"recording id {cut.id!r} is given twice: {seen[cut.id]} "
-                                        f"and {where}; rename one or list them with their own "
-                                        "ids in a wav.scp")
-                seen[cut.id] = where
+                    if seen[cut.id][1] == src:
+                        continue  # the same file named twice (a glob and a directory, say)
+                    raise BadInputError(f"recording id {cut.id!r} is given twice: "
+                                        f"{seen[cut.id][0]} and {where}; rename one or list them "
+                                        "with their own ids in a wav.scp (not skipped by "
+                                        "--skip-bad: which one is meant?)")
+                seen[cut.id] = (where, src)
                 out.cuts.append(cut)
     out.cuts.sort(key=lambda c: c.id)
     return out

@@ -87,11 +87,11 @@ def is_current(export_dir: str | Path, checkpoint: str | Path) -> bool:
             and info.get("checkpoint_mtime") == ck.stat().st_mtime)
 
 
-def check_tokenizer(sp, model, hint: str) -> None:
+def check_tokenizer(sp, n_text: int, hint: str) -> None:
     """A tokenizer of another size than the model's text vocabulary cannot be the right one."""
-    if sp.get_piece_size() != model.cfg.n_text:
+    if sp.get_piece_size() != n_text:
         raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces but the model was trained "
-                         f"with n_text={model.cfg.n_text}; {hint}")
+                         f"with n_text={n_text}; {hint}")
 
 
 def ready(model, device, dtype: str):
@@ -131,6 +131,6 @@ def load_exported(export_dir: str | Path, device, dtype: str = "float32") -> Exp
     if not (d / "bpe.model").is_file():
         raise FileNotFoundError(f"{d}/bpe.model is missing: export the model again")
     sp = spm.SentencePieceProcessor(model_file=str(d / "bpe.model"))
-    check_tokenizer(sp, model, "export the model again")
+    check_tokenizer(sp, model.cfg.n_text, "export the model again")
     return Exported(model, mcfg, sp, d / "bpe.model", feats["sample_rate"],
                     feats["num_mel_bins"], info)

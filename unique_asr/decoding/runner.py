@@ -232,7 +232,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     speed = Speed(wall_seconds=time.perf_counter() - t_split)
 
     batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds / fs))
-    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}"):
+    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}", leave=False):
         t0 = time.perf_counter()
         lens = torch.tensor([p.feats.shape[0] for p in batch])
         feats = torch.nn.utils.rnn.pad_sequence([p.feats for p in batch], batch_first=True)
