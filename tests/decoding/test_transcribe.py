@@ -177,4 +177,4 @@ def test_bad_input_named_skipped_and_nothing_written_is_lost(recipe, tmp_path):
     assert "no such file or directory" in skipped[0]["error"]
     assert "cannot read audio" in skipped[1]["error"]
     assert (tmp_path / "skip" / "transcripts.txt").read_text().startswith("a_good\t")
-    assert "skipped 2 inputs" in res.stderr
+    assert "skipped 2 inputs" in res.stdout + res.stderr
