@@ -67,6 +67,10 @@ stage_6_score() {     # WER files and a RESULTS.md row per decoding
   "$py" -m unique_asr.bin.score "${hydra_args[@]}"
   [ -z "$decode_also" ] || "$py" -m unique_asr.bin.score "${hydra_args[@]}" $decode_also
 }
+stage_keys_7="corpus seed data model train decode transcribe.model"
+stage_7_export() {    # <decode.model_dir>/export: the model without data/ (bin.transcribe reads it)
+  "$py" -m unique_asr.bin.export "${hydra_args[@]}"
+}
 
 # ---- driver
 log() { echo "[run.sh $(date -u +%H:%M:%S)] $*"; }

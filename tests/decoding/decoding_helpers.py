@@ -108,8 +108,9 @@ class WordTokenizer:
         return self.n
 
 
-def write_audio(path, seconds, sr=16000, seed=0):
-    """Tone bursts (0.8 s) separated by 0.4 s silences: pauses a splitter can find."""
+def write_audio(path, seconds, sr=16000, seed=0, channels=1):
+    """Tone bursts (0.8 s) separated by 0.4 s silences: pauses a splitter can find. Stereo: the
+    second channel is the first, quieter, plus its own noise. The suffix picks the format."""
     import numpy as np
     import soundfile as sf
 
@@ -118,6 +119,8 @@ def write_audio(path, seconds, sr=16000, seed=0):
     t = np.arange(n) / sr
     x = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.05 * rng.standard_normal(n)
     x[(t % 1.2) >= 0.8] *= 0.01
+    if channels == 2:
+        x = np.stack([x, 0.5 * x + 0.02 * rng.standard_normal(n)], axis=1)
     sf.write(path, x.astype("float32"), sr)
     return path
 
@@ -134,11 +137,10 @@ def make_cut(tmp_path, rec_id, seconds, sr=16000, texts=("hello world", "good by
     return MonoCut(rec_id, 0.0, rec.duration, 0, recording=rec, supervisions=sups)
 
 
-def make_tiny_recipe(root, texts, recordings):
-    """A recipe dir as stages 2-4 leave it: a BPE model trained on `texts`, a random-init tiny
-    checkpoint at exp/tiny/last.pt and test cuts `recordings` = [(rec_id, seconds, texts)]."""
+def make_tiny_model(root, texts):
+    """What stages 3-4 leave: data/lang_bpe_30 (a BPE model trained on `texts`, lm_text.txt) and
+    a random-init tiny checkpoint at exp/tiny/last.pt."""
     import sentencepiece as spm
-    from lhotse import CutSet
 
     from unique_asr.models import ModelConfig, build_model
 
@@ -155,6 +157,15 @@ def make_tiny_recipe(root, texts, recordings):
     (root / "exp" / "tiny").mkdir(parents=True)
     torch.save({"model": build_model(cfg).state_dict(), "model_cfg": cfg.to_dict(),
                 "bpe_model": str(lang / "bpe.model")}, root / "exp" / "tiny" / "last.pt")
+    return root
+
+
+def make_tiny_recipe(root, texts, recordings):
+    """A recipe dir as stages 2-4 leave it: make_tiny_model's BPE and checkpoint and test cuts
+    `recordings` = [(rec_id, seconds, texts)]."""
+    from lhotse import CutSet
+
+    make_tiny_model(root, texts)
     (root / "audio").mkdir()
     cuts = CutSet.from_cuts([make_cut(root / "audio", rid, sec, texts=tx)
                              for rid, sec, tx in recordings])

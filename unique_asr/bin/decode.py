@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from functools import partial
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from unique_asr.bin._common import hydra_entry, start, to_dict
 log = logging.getLogger("unique_asr.decode")
 
 
-def _device(name: str) -> torch.device:
+def device_of(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -30,7 +31,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _tokenizer(ck_bpe, dcfg, cfg):
+def tokenizer(ck_bpe, dcfg, cfg):
     """(sentencepiece processor, the path of its model file)."""
     import sentencepiece as spm
 
@@ -49,59 +50,73 @@ def _tokenizer(ck_bpe, dcfg, cfg):
                                                                             lang.model_type)
 
 
-def _load_model(dcfg, cfg, ck_path: Path, device: torch.device):
+def load_model(dcfg, cfg, ck_path: Path, device: torch.device):
     """(model on `device` in decode.dtype, its config dict, tokenizer, tokenizer model path)."""
+    from unique_asr.decoding.export import check_tokenizer, ready
     from unique_asr.models import load_checkpoint
 
     model, mcfg = load_checkpoint(ck_path, map_location="cpu")
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dcfg.dtype]
-    model = model.to(device=device, dtype=dtype)
+    model = ready(model, device, dcfg.dtype)
     if model.tokenizer is not None:  # a pretrained LLM's own tokenizer
         return model, mcfg, model.tokenizer, None
     ck_bpe = torch.load(ck_path, map_location="cpu", weights_only=False).get("bpe_model")
-    sp, bpe_path = _tokenizer(ck_bpe, dcfg, cfg)
-    if sp.get_piece_size() != model.cfg.n_text:
-        raise ValueError(f"tokenizer has {sp.get_piece_size()} pieces but the model was trained "
-                         f"with n_text={model.cfg.n_text}; set decode.bpe_model to its bpe.model")
+    sp, bpe_path = tokenizer(ck_bpe, dcfg, cfg)
+    check_tokenizer(sp, model.cfg.n_text, "set decode.bpe_model to its bpe.model")
     return model, mcfg, sp, bpe_path
 
 
-def run(cfg: DictConfig) -> list[dict]:
+def feature_width(mcfg, cfg) -> int:
+    """Width of the features stage 2 stores for a ModelConfig: fbank bins, or its input width."""
+    return mcfg.input_dim if mcfg.encoder.kind == "whisper" else int(cfg.data.fbank.num_mel_bins)
+
+
+def run_meta(name: str, dcfg, ck_path, device, res, mcfg, command: str) -> dict:
+    """meta-<set>-<tag>.json of a decoding run (scoring.hyps); name: the model preset's."""
     from dataclasses import asdict
 
+    from unique_asr.decoding.layout import method_name
+    from unique_asr.scoring.results import git_hash
+
+    return {
+        "model": f"{name} ({Path(ck_path).name})",
+        "checkpoint": str(ck_path), "attention": dcfg.sparse.method,
+        "budget": dcfg.sparse.budget, "method": method_name(dcfg),
+        "device": str(device), "dtype": dcfg.dtype, "torch": torch.__version__,
+        "speed": res.speed.to_dict(), "skipped": res.skipped, "notes": dict(res.notes),
+        "recordings": len(res.rows), "git": git_hash(), "command": command,
+        "decode_cfg": asdict(dcfg), "model_cfg": mcfg,
+    }
+
+
+def command_line(module: str) -> str:
+    return f"python -m unique_asr.bin.{module} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def run(cfg: DictConfig) -> list[dict]:
     from unique_asr.data.paths import RecipeData
     from unique_asr.decoding.config import DecodeConfig
-    from unique_asr.decoding.layout import find_checkpoint, method_name, run_out_dir, run_tag
+    from unique_asr.decoding.layout import find_checkpoint, run_out_dir, run_tag
     from unique_asr.decoding.ngram_lm import lm_for_decoding
     from unique_asr.decoding.runner import AudioInput, decode_cuts
+    from unique_asr.models.whisper_features import extractor_for
     from unique_asr.scoring.hyps import hyps_path, meta_path, write_hyps, write_meta
-    from unique_asr.scoring.results import git_hash
 
     dcfg = DecodeConfig.from_dict(to_dict(cfg.decode))  # validated before any slow work
     ck_path = find_checkpoint(dcfg.model_dir, dcfg.checkpoint)
     out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
-    device = _device(dcfg.device)
-    model, mcfg, sp, bpe_path = _load_model(dcfg, cfg, ck_path, device)
-    n_feats = model.cfg.input_dim if model.cfg.encoder.kind == "whisper" else int(
-        cfg.data.fbank.num_mel_bins)
-    audio = AudioInput(int(cfg.data.sample_rate), n_feats,
-                       bool(cfg.data.get("skip_bad", False)))
+    device = device_of(dcfg.device)
+    model, mcfg, sp, bpe_path = load_model(dcfg, cfg, ck_path, device)
+    audio = AudioInput(int(cfg.data.sample_rate), feature_width(model.cfg, cfg),
+                       bool(cfg.data.get("skip_bad", False)), partial(extractor_for, model.cfg))
     lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir, model.cfg.feature_set)
-    command = "python -m unique_asr.bin.decode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("decode")
     summaries = []
     for test_set in dcfg.sets:
         res = decode_cuts(model, rd.load_cuts(test_set), sp, dcfg, device, lm, lexicon, audio)
         write_hyps(hyps_path(out_dir, test_set, tag), res.rows)
-        meta = {
-            "model": f"{cfg.model.get('name', 'model')} ({ck_path.name})",
-            "checkpoint": str(ck_path), "attention": dcfg.sparse.method,
-            "budget": dcfg.sparse.budget, "method": method_name(dcfg),
-            "device": str(device), "dtype": dcfg.dtype, "torch": torch.__version__,
-            "speed": res.speed.to_dict(), "skipped": res.skipped, "notes": dict(res.notes),
-            "recordings": len(res.rows), "git": git_hash(), "command": command,
-            "decode_cfg": asdict(dcfg), "model_cfg": mcfg,
-        }
+        meta = run_meta(cfg.model.get("name", "model"), dcfg, ck_path, device, res, mcfg,
+                        command)
         write_meta(meta_path(out_dir, test_set, tag), meta)
         sp_ = res.speed
         log.info(

@@ -23,23 +23,21 @@ def main(cfg: DictConfig) -> None:
     from unique_asr.data.fbank import compute_fbank
     from unique_asr.data.paths import RecipeData
     from unique_asr.models.config import ModelConfig
+    from unique_asr.models.whisper_features import extractor_for
 
     start(cfg, "features")
     mcfg = ModelConfig.from_dict(to_dict(cfg.model))
     rd = RecipeData(cfg.recipe_dir, cfg.data_dir, mcfg.feature_set)
-    extractor = None
-    if mcfg.encoder.kind == "whisper":
+    extractor = extractor_for(mcfg)
+    if extractor is not None:  # runs in this process: give it the workers' threads
         import torch
 
-        from unique_asr.models.whisper_features import WhisperFeatures
-
         torch.set_num_threads(max(1, int(cfg.num_workers)))
-        extractor = WhisperFeatures.for_model(mcfg.encoder)
     t0 = time.perf_counter()
     stats = compute_fbank(rd.manifests_dir, rd.fbank_dir, list(cfg.data.splits),
                           num_mel_bins=int(cfg.data.fbank.num_mel_bins),
                           storage=cfg.data.fbank.storage, num_jobs=int(cfg.num_workers),
-                          extractor=extractor)
+                          extractor=extractor, sample_rate=int(cfg.data.sample_rate))
     log.info("features %s: %s in %.1f s", mcfg.feature_set, stats, time.perf_counter() - t0)
 
 

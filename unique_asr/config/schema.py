@@ -1,6 +1,6 @@
 """The run's config schema (what conf/config.yaml composes onto) and its hydra registration.
 
-Groups: data, model (with model/encoder and model/llm classes), train, decode; `corpus` belongs to
+Groups: data, model (with model/encoder and model/llm classes), train, decode, transcribe; `corpus` belongs to
 the recipe and stays free-form. Interpolated values (train.tag: ${model.name}, decode.model_dir:
 ${exp_dir}/${train.tag}, ...) are set in the YAML files, not here.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unique_asr.data.config import DataConfig
-from unique_asr.decoding.config import DecodeConfig
+from unique_asr.decoding.config import DecodeConfig, TranscribeConfig
 from unique_asr.models.config import ENCODERS, LLMS, ModelConfig
 from unique_asr.training.config import TrainConfig
 
@@ -36,6 +36,7 @@ class RunConfig:
     model: ModelSchema = field(default_factory=ModelSchema)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
     corpus: Any = None                       # the recipe's own group (egs/<name>/conf/corpus/)
 
 

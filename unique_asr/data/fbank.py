@@ -39,11 +39,16 @@ def _writer(storage: str):
 
 def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list[str],
                   num_mel_bins: int = 80, storage: str = "numpy_files",
-                  num_jobs: int = 2, extractor=None) -> dict[str, dict]:
+                  num_jobs: int = 2, extractor=None,
+                  sample_rate: int = 16000) -> dict[str, dict]:
     """Compute and store fbank for each split whose cut manifest does not exist yet.
-    extractor: another lhotse FeatureExtractor instead (one process: it may hold a model)."""
+    extractor: another lhotse FeatureExtractor instead (one process: it may hold a model).
+    Recordings of any rate and channel count are heard as the model hears them (model_audio):
+    mono at `sample_rate`."""
     import torch
     from lhotse import CutSet, Fbank, FbankConfig, RecordingSet, SupervisionSet
+
+    from .model_audio import ModelAudio, model_cut
 
     if extractor is None:  # lhotse's fbank runs in worker processes of one thread each
         torch.set_num_threads(1)
@@ -52,6 +57,7 @@ def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list
         extractor = Fbank(FbankConfig(num_mel_bins=num_mel_bins))
     else:
         num_jobs = 1
+    extractor = ModelAudio(extractor, sample_rate)
     stats = {}
     for split in splits:
         rec_path = manifests_dir / f"recordings_{split}.jsonl.gz"
@@ -68,6 +74,7 @@ def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list
             shutil.rmtree(storage_dir)
         cuts = CutSet.from_manifests(recordings=RecordingSet.from_file(rec_path),
                                      supervisions=SupervisionSet.from_file(sup_path))
+        cuts = CutSet.from_cuts(model_cut(c, sample_rate) for c in cuts)
         cuts = cuts.compute_and_store_features(
             # a process pool costs seconds to start: only worth it with several recordings
             extractor=extractor, storage_path=storage_dir,

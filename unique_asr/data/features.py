@@ -1,8 +1,10 @@
 """Features of one whole cut, for training and decoding alike, and the one bad-input policy.
 
-Cuts from stage 2 carry stored fbank and are read as they are. Cuts without features (another
-recipe's manifests, a quick test) get the same lhotse fbank computed from the audio, after
-resampling to the expected rate (counted in `notes["resampled"]`).
+Cuts from stage 2 carry stored features and are read as they are. Cuts without features
+(another recipe's manifests, a user's own files) get them computed from the audio exactly as
+stage 2 computes them: the same extractor (lhotse fbank unless the caller passes the model's),
+fed mono audio at the model's rate by data.model_audio (resampling and channel mixing are
+counted in `notes["resampled"]`, `notes["mixed_to_mono"]`).
 
 Bad input is never repaired silently: a cut whose audio or features cannot be read, whose
 features have the wrong shape, or whose features hold NaN/inf values raises BadInputError naming
@@ -67,8 +69,10 @@ def source_of(cut) -> str:
 
 
 def load_features(cut, num_mel_bins: int = 80, sample_rate: int = 16000,
-                  notes: Counter | None = None) -> torch.Tensor:
-    """FloatTensor [T, num_mel_bins] of a whole cut; BadInputError for unusable input."""
+                  notes: Counter | None = None, extractor=None) -> torch.Tensor:
+    """FloatTensor [T, num_mel_bins] of a whole cut; BadInputError for unusable input.
+    extractor: the lhotse extractor of a cut without stored features (None: fbank of
+    num_mel_bins bins); num_mel_bins is then its feature width."""
     notes = Counter() if notes is None else notes
     if cut.has_features:
         try:
@@ -78,7 +82,7 @@ def load_features(cut, num_mel_bins: int = 80, sample_rate: int = 16000,
                 f"cut {cut.id}: cannot read its features {_feature_path(cut)} "
                 f"({type(e).__name__}: {e}); re-run stage 2 (features) or {SKIP_HINT}") from e
     else:
-        feats = _fbank_from_audio(cut, notes, sample_rate, num_mel_bins)
+        feats = _features_from_audio(cut, notes, sample_rate, extractor or _fbank(num_mel_bins))
     feats = torch.as_tensor(np.asarray(feats, dtype=np.float32))
     if feats.ndim != 2 or feats.shape[1] != num_mel_bins:
         raise BadInputError(
@@ -93,8 +97,14 @@ def load_features(cut, num_mel_bins: int = 80, sample_rate: int = 16000,
     return feats
 
 
-def _fbank_from_audio(cut, notes: Counter, sample_rate: int, num_mel_bins: int):
+def _fbank(num_mel_bins: int):
     from lhotse import Fbank, FbankConfig
+
+    return Fbank(FbankConfig(num_mel_bins=num_mel_bins))
+
+
+def _features_from_audio(cut, notes: Counter, sample_rate: int, extractor):
+    from unique_asr.data.model_audio import ModelAudio, model_cut
 
     for p in _audio_paths(cut):
         if not Path(p).is_file():
@@ -102,7 +112,9 @@ def _fbank_from_audio(cut, notes: Counter, sample_rate: int, num_mel_bins: int):
                                 f"manifest or {SKIP_HINT}")
     if cut.sampling_rate != sample_rate:
         notes["resampled"] += 1
-        cut = cut.resample(sample_rate)
+    if cut.num_channels > 1:
+        notes["mixed_to_mono"] += 1
+    cut = model_cut(cut, sample_rate)
     try:
         audio = cut.load_audio()
     except Exception as e:
@@ -111,4 +123,4 @@ def _fbank_from_audio(cut, notes: Counter, sample_rate: int, num_mel_bins: int):
             f"{SKIP_HINT}") from e
     if audio.size == 0:
         raise BadInputError(f"cut {cut.id}: audio {source_of(cut)} is empty; {SKIP_HINT}")
-    return Fbank(FbankConfig(num_mel_bins=num_mel_bins)).extract(audio, sample_rate)
+    return ModelAudio(extractor, sample_rate).extract(audio, sample_rate)

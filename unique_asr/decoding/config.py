@@ -112,3 +112,31 @@ class DecodeConfig:
             bad("device", f"use one of {DEVICES}")
         self.sparse.validate()
         return self
+
+
+@dataclass
+class TranscribeConfig:
+    """`transcribe.*`: bin.transcribe (a user's own recordings) and bin.export; the search is
+    `decode.*`, bad input `data.skip_bad` (or --skip-bad)."""
+
+    # an exported model (bin.export), or a training run's directory whose newest checkpoint is
+    # exported to <dir>/export first (None: decode.model_dir)
+    model: str | None = None
+    # audio files, globs, directories, wav.scp-style lists (`<id> <path>` or `<path>` lines),
+    # lhotse recordings or cuts manifests; bare command-line arguments are added here
+    inputs: list[str] = field(default_factory=list)
+    refs: str | None = None       # references: lhotse supervisions manifest or `<id>\t<text>`
+    out_dir: str = "transcripts"  # transcripts.txt, transcripts.jsonl, skipped.jsonl, scoring
+    set_name: str = "audio"       # <set> in the hyps/meta/recogs/errs/wer-summary file names
+    group_seconds: float = 600.0  # audio decoded (and written) at a time
+
+    def __post_init__(self):
+        if float(self.group_seconds) <= 0:
+            raise ValueError(f"transcribe.group_seconds={self.group_seconds!r}: must be > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TranscribeConfig:
+        d = dict(d)
+        check_keys(cls, d, "transcribe")
+        d["inputs"] = [str(x) for x in d.get("inputs") or []]
+        return cls(**d)

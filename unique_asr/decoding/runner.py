@@ -4,7 +4,13 @@ Every recording is decoded whole when it fits the model's context (longform.py s
 ones are split and joined). Pieces of all recordings are sorted by length and batched across
 recordings (at most `batch_size` pieces and `max_batch_seconds` of audio per batch), so padding
 stays small. Timings cover everything after the model is loaded: feature reading, encoder,
-prefill and decode steps (see scoring.speed for RTF/RTFx/tokens per second).
+prefill and decode steps (see scoring.speed for RTF/RTFx/tokens per second). Each recording's
+`seconds` is its feature reading plus its share (by frames) of the batches its pieces were in.
+
+Stage 5 decodes a test set as one group; bin.transcribe decodes a user's recordings in groups
+of `group_seconds` of audio and writes each group's results before the next is read, so memory
+holds one group and a later bad file loses nothing already written. Batching does not change a
+recording's transcript (padding is masked), so both give the same tokens.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from unique_asr.data.features import BadInputError, load_features
+from unique_asr.data.references import join_supervisions
 from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
@@ -39,11 +48,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class AudioInput:
     """How test recordings are read (the data config: data.sample_rate,
-    data.fbank.num_mel_bins, data.skip_bad)."""
+    data.fbank.num_mel_bins, data.skip_bad; the model's stage-2 extractor)."""
 
     sample_rate: int = 16000
-    num_mel_bins: int = 80
+    num_mel_bins: int = 80  # the feature width (fbank bins, or the model's input_dim)
     skip_bad: bool = False  # skip recordings that cannot be read instead of failing
+    # builds the model's stage-2 extractor for cuts without stored features (None: fbank); called
+    # once, when the first such cut comes (a cached Whisper encoder is not loaded otherwise)
+    make_extractor: Callable[[], Any] | None = None
+    _extractor: Any = field(default=None, init=False, repr=False)
+
+    def extractor(self):
+        if self._extractor is None and self.make_extractor is not None:
+            self._extractor = self.make_extractor()
+        return self._extractor
 
 
 @dataclass
@@ -59,11 +77,6 @@ class DecodeResult:
     speed: Speed
     skipped: list[dict] = field(default_factory=list)  # id, error
     notes: Counter = field(default_factory=Counter)
-
-
-def _reference(cut) -> str:
-    sups = sorted(cut.supervisions, key=lambda s: s.start)
-    return " ".join(s.text.strip() for s in sups if s.text and s.text.strip())
 
 
 def _batches(pieces: list[Piece], batch_size: int, max_frames: int) -> list[list[Piece]]:
@@ -89,39 +102,73 @@ class TestRecording:
     ref: str
     duration: float  # seconds
     gaps: list[tuple[float, float]] = field(default_factory=list)  # supervision gaps (s)
+    load_seconds: float = 0.0  # reading (or computing) its features
 
 
 def load_recordings(cuts, audio: AudioInput, notes: Counter, skipped: list[dict]):
     """Features and references of every cut, sorted by id; bad ones raise or are skipped."""
     out = []
     for cut in tqdm(sorted(cuts, key=lambda c: c.id), desc="features", leave=False):
+        t0 = time.perf_counter()
         try:
-            feats = load_features(cut, audio.num_mel_bins, audio.sample_rate, notes)
+            feats = load_features(cut, audio.num_mel_bins, audio.sample_rate, notes,
+                                  None if cut.has_features else audio.extractor())
         except BadInputError as e:
             if not audio.skip_bad:
                 raise
             log.warning("skipping: %s", e)
             skipped.append({"id": cut.id, "error": str(e)})
             continue
-        out.append(TestRecording(cut.id, feats, _reference(cut), float(cut.duration),
-                                 supervision_gaps(cut)))
+        out.append(TestRecording(cut.id, feats, join_supervisions(cut.supervisions),
+                                 float(cut.duration), supervision_gaps(cut),
+                                 time.perf_counter() - t0))
     if skipped:
         log.warning("skipped %d bad recordings (data.skip_bad=true)", len(skipped))
     return out
 
 
+def _groups(cuts: list, group_seconds: float | None) -> list[list]:
+    """Consecutive runs of cuts of at most `group_seconds` of audio (at least one cut each)."""
+    if not group_seconds:
+        return [cuts] if cuts else []
+    out, cur, total = [], [], 0.0
+    for c in cuts:
+        if cur and total + c.duration > group_seconds:
+            out.append(cur)
+            cur, total = [], 0.0
+        cur.append(c)
+        total += c.duration
+    return out + [cur] if cur else out
+
+
 def decode_cuts(model, cuts, tokenizer, opts: DecodeConfig, device, lm=None, lexicon=None,
-                audio: AudioInput | None = None) -> DecodeResult:
-    """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text)."""
-    notes: Counter = Counter()
-    skipped: list[dict] = []
-    t0 = time.perf_counter()
-    recordings = load_recordings(cuts, audio or AudioInput(), notes, skipped)
-    t_load = time.perf_counter() - t0
-    res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm, lexicon)
-    res.skipped = skipped
-    res.speed.wall_seconds += t_load  # feature reading counts toward RTF
-    return res
+                audio: AudioInput | None = None, group_seconds: float | None = None,
+                on_group: Callable[[DecodeResult], None] | None = None) -> DecodeResult:
+    """Decode every cut (recording) of `cuts`; tokenizer: sentencepiece processor (ids -> text).
+    group_seconds: decode the cuts (sorted by id) in groups of about this much audio, calling
+    on_group with each group's result as soon as it is decoded (None: one group)."""
+    audio = audio or AudioInput()
+    total = DecodeResult([], Speed(), [], Counter())
+    cuts = sorted(cuts, key=lambda c: c.id)
+    bar = tqdm(total=len(cuts), desc="recordings", unit="rec")
+    for group in _groups(cuts, group_seconds):
+        notes: Counter = Counter()
+        skipped: list[dict] = []
+        t0 = time.perf_counter()
+        recordings = load_recordings(group, audio, notes, skipped)
+        t_load = time.perf_counter() - t0
+        res = decode_recordings(model, recordings, tokenizer, opts, device, notes, lm, lexicon)
+        res.skipped = skipped
+        res.speed.wall_seconds += t_load  # feature reading counts toward RTF
+        if on_group is not None:
+            on_group(res)
+        total.rows += res.rows
+        total.skipped += res.skipped
+        total.notes.update(res.notes)
+        total.speed = total.speed.add(res.speed)
+        bar.update(len(group))
+    bar.close()
+    return total
 
 
 def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexicon):
@@ -180,11 +227,12 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         for i, (s, e) in enumerate(spans):
             pieces.append(Piece(len(recs), i, feats[s:e]))
         recs.append({"id": rec.id, "ref": rec.ref, "duration": rec.duration,
-                     "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0})
+                     "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0,
+                     "seconds": rec.load_seconds})
     speed = Speed(wall_seconds=time.perf_counter() - t_split)
 
     batches = _batches(pieces, opts.batch_size, int(opts.max_batch_seconds / fs))
-    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}"):
+    for batch in tqdm(batches, desc=f"decode {opts.method}/{opts.sparse.method}", leave=False):
         t0 = time.perf_counter()
         lens = torch.tensor([p.feats.shape[0] for p in batch])
         feats = torch.nn.utils.rnn.pad_sequence([p.feats for p in batch], batch_first=True)
@@ -212,8 +260,12 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
             recs[p.rec]["tokens"] += len(ids)
             if len(ids) >= lim and opts.method not in CTC_ONLY:  # CTC outputs have no limit
                 notes["pieces_hit_token_limit"] += 1
+        wall = time.perf_counter() - t0
+        frames = sum(p.feats.shape[0] for p in batch)
+        for p in batch:  # each piece's share of the batch's time, by its frames
+            recs[p.rec]["seconds"] += wall * p.feats.shape[0] / frames
         speed = speed.add(Speed(
-            wall_seconds=time.perf_counter() - t0,
+            wall_seconds=wall,
             prefill_seconds=t_enc + st.prefill_seconds, step_seconds=st.step_seconds,
             tokens=st.tokens,
         ))

@@ -76,6 +76,12 @@ class WhisperFeatures(FeatureExtractor):
                     sampling_rate)
 
 
+def extractor_for(mcfg) -> WhisperFeatures | None:
+    """The extractor of a model's stage-2 features (a ModelConfig): Whisper's for
+    model.encoder=whisper, None for fbank (the data layer's default extractor)."""
+    return WhisperFeatures.for_model(mcfg.encoder) if mcfg.encoder.kind == "whisper" else None
+
+
 def _fit(feats: np.ndarray, duration: float, frame_shift: float, sampling_rate: int):
     """Trim or pad (repeating the last frame) to lhotse's frame count for this duration (it
     rounds where Whisper's convolutions round up: they differ by at most one frame)."""
