@@ -4,7 +4,6 @@ a random tiny model, and the errors for a missing or incomplete corpus."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -12,18 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import PARTS, UTTERANCES
+from lhotse.serialization import load_jsonl
+from librispeech_mock import PARTS, UTTERANCES
 
 from unique_asr.data.text_norm import normalize_text
 
 RECIPE = "librispeech_longform"
 LONGFORM = {"dev_clean": "dev-clean", "dev_other": "dev-other", "test_clean": "test-clean",
             "test_other": "test-other"}
-
-
-def read_jsonl_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +45,9 @@ def test_longform_recordings_join_each_chapter_in_order(prepared):
     manifests = tmp / "data" / "manifests"
     for split, part in LONGFORM.items():
         chapters = {f"{spk}-{ch}" for spk, chs in PARTS[part].items() for ch in chs}
-        recs = {r["id"]: r for r in read_jsonl_gz(manifests / f"recordings_{split}.jsonl.gz")}
+        recs = {r["id"]: r for r in load_jsonl(manifests / f"recordings_{split}.jsonl.gz")}
         assert set(recs) == chapters
-        sups = read_jsonl_gz(manifests / f"supervisions_{split}.jsonl.gz")
+        sups = list(load_jsonl(manifests / f"supervisions_{split}.jsonl.gz"))
         for chapter in chapters:
             mine = sorted((s for s in sups if s["recording_id"] == chapter),
                           key=lambda s: s["start"])
