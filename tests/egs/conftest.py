@@ -48,11 +48,14 @@ def random_checkpoint(exp_dir: Path, bpe_model: Path) -> Path:
     return path
 
 
-DECODE_FAST = ["decode.max_tokens_per_second=2", "decode.min_new_tokens=2"]
+def decode_fast(tmp: Path) -> list[str]:
+    """Overrides for a short decode whose RESULTS.md row goes under tmp, not into the recipe."""
+    return ["decode.max_tokens_per_second=2", "decode.min_new_tokens=2",
+            f"decode.results_md={tmp}/RESULTS.md"]
 
 
 @pytest.fixture(scope="session")
 def recipe_tools():
     """tone, run_recipe, random_checkpoint and the decode overrides that keep it short."""
     return {"tone": tone, "run_recipe": run_recipe, "random_checkpoint": random_checkpoint,
-            "decode_fast": DECODE_FAST}
+            "decode_fast": decode_fast}

@@ -44,10 +44,9 @@ def read_span(span: Span, rate: int) -> np.ndarray:
         f.seek(first)
         audio = f.read(count, dtype="float32", always_2d=True).mean(axis=1)
     if sr != rate:
-        import torch
         from lhotse.augmentation import Resample
 
-        audio = Resample(sr, rate)(torch.from_numpy(audio)[None]).numpy()[0]
+        audio = Resample(sr, rate)(audio[None])[0].astype(np.float32)
     return audio
 
 

@@ -110,8 +110,9 @@ def test_stages_2_3_then_a_short_decode(prepared, recipe_tools):
     recipe_tools["random_checkpoint"](tmp / "exp", bpe)
     r = recipe_tools["run_recipe"](RECIPE, tmp, "--stage", "5", "--stop-stage", "6",
                                    "--decode-also", "", *common, "train.tag=tiny",
-                                   *recipe_tools["decode_fast"])
+                                   *recipe_tools["decode_fast"](tmp))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| test_clean | tiny (last.pt) |" in (tmp / "RESULTS.md").read_text()
     out = tmp / "exp" / "tiny" / "decode" / "last"
     for split in ("test_clean", "test_other"):
         hyps = [json.loads(x) for x in

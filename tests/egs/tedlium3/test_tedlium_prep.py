@@ -67,8 +67,9 @@ def test_stages_2_3_then_a_per_talk_decode(prepared, recipe_tools):
     recipe_tools["random_checkpoint"](tmp / "exp", bpe)
     r = recipe_tools["run_recipe"](RECIPE, tmp, "--stage", "5", "--stop-stage", "6",
                                    "--decode-also", "", *common, "train.tag=tiny",
-                                   *recipe_tools["decode_fast"])
+                                   *recipe_tools["decode_fast"](tmp))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "| test | tiny (last.pt) |" in (tmp / "RESULTS.md").read_text()
     errs = (tmp / "exp" / "tiny" / "decode" / "last" /
             "errs-test-greedy-ctc0.9-dense.txt").read_text()
     for talk in TALKS["test"]:  # one WER line per talk, on the three kept segments' words
