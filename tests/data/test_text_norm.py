@@ -29,6 +29,12 @@ def test_ordinals(n, words):
      "pi is three point one four it's two thousand five and number seven cafe"),
     ("rock 'n' roll, well-known e.g. here", "rock n roll well known for example here"),
     ("  Don't   STOP  ", "don't stop"),
+    # TED-LIUM / Kaldi non-speech markers are dropped, not read as words
+    ("[NOISE] so <unk> we {BREATH} went", "so we went"),
+    # money as it is said (egs/earnings21/README.md)
+    ("$5.2 billion in Q4, up 3.5%", "five point two billion dollars in q four up three point five percent"),
+    ("$1 or $0.25 or $3.01 or $2.5", "one dollar or twenty five cents or three dollars one cent or two point five dollars"),
+    ("$120 Million", "one hundred twenty million dollars"),
 ])
 def test_normalize_text(raw, norm):
     assert normalize_text(raw) == norm

@@ -1,12 +1,19 @@
 """The one text normaliser for references and hypotheses (ASR scoring imports it).
 
-Policy (documented in egs/synth_longform/README.md, keep them in sync):
+Policy (documented in egs/synth_longform/README.md and, for money and decimals, in
+egs/earnings21/README.md; keep them in sync):
+- Non-speech markers in angle, square or curly brackets are dropped ("<unk>", "[NOISE]",
+  "{BREATH}": TED-LIUM's and Kaldi's conventions), on references and hypotheses alike.
 - Unicode is folded to ASCII (accents dropped, curly quotes and dashes made plain).
 - Common abbreviations are expanded ("Mr." -> "mister", "Dr." -> "doctor", "etc." -> "et cetera").
 - Numbers are spelled out: cardinals ("42" -> "forty two"), ordinals ("3rd" -> "third"),
   decimals ("3.5" -> "three point five"), thousands separators ("1,000" -> "one thousand"),
   years 1100-1999 and 2010-2099 read in pairs ("1984" -> "nineteen eighty four"), decades
-  ("1960s" -> "nineteen sixties"), "$5" -> "five dollars", "50%" -> "fifty percent".
+  ("1960s" -> "nineteen sixties"), "50%" -> "fifty percent", "5.5%" -> "five point five
+  percent".
+- Money is read the way it is said: "$5" -> "five dollars", "$1" -> "one dollar", "$5.2
+  billion" -> "five point two billion dollars" (thousand, million, billion, trillion),
+  "$3.25" -> "three dollars twenty five cents", "$0.25" -> "twenty five cents".
 - "&" -> "and", "+" -> "plus", "=" -> "equals", "@" -> "at".
 - Everything is lower case. The only punctuation kept is an apostrophe between two letters
   ("don't", "o'clock"); every other mark, hyphens included, becomes a word break.
@@ -43,6 +50,9 @@ _ABBREV_RE = re.compile(r"\b(" + "|".join(_ABBREVIATIONS) + r")\.(?=\s|$)", re.I
 _NO_RE = re.compile(r"\bno\.(?=\s*\d)", re.IGNORECASE)
 _LATIN_RE = [(re.compile(r"\be\.\s?g\.", re.IGNORECASE), " for example "),
              (re.compile(r"\bi\.\s?e\.", re.IGNORECASE), " that is ")]
+
+_MARKER_RE = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|\{[^{}]*\}")
+_SCALE_WORDS = "thousand|million|billion|trillion"
 
 _CHAR_MAP = {
     "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
@@ -118,20 +128,44 @@ def _int_words(digits: str) -> str:
     return number_to_words(n)
 
 
+def _decimal_words(whole: str, frac: str) -> str:
+    return "{} point {}".format(_int_words(whole), " ".join(_ONES[int(d)] for d in frac))
+
+
+def _money(m: re.Match) -> str:
+    """$<amount>[.<fraction>][ <scale word>] -> words with 'dollars' at the end, as said."""
+    whole, frac, scale = m.group(1), m.group(2), m.group(3)
+    if scale:
+        amount = _decimal_words(whole, frac) if frac else _int_words(whole)
+        return f" {amount} {scale.lower()} dollars "
+    if frac:
+        if len(frac) != 2:
+            return f" {_decimal_words(whole, frac)} dollars "
+        n = int(whole.replace(",", ""))
+        cents = f"{number_to_words(int(frac))} cent{'' if int(frac) == 1 else 's'}"
+        if n == 0:
+            return f" {cents} "
+        return f" {_int_words(whole)} dollar{'' if n == 1 else 's'} {cents} "
+    n = int(whole.replace(",", ""))
+    return f" {_int_words(whole)} dollar{'' if n == 1 else 's'} "
+
+
 def _expand_numbers(text: str) -> str:
-    text = re.sub(r"\$(\d[\d,]*)", lambda m: f" {_int_words(m.group(1))} dollars ", text)
-    text = re.sub(r"(\d[\d,]*)\s?%", lambda m: f" {_int_words(m.group(1))} percent ", text)
+    text = re.sub(r"\$(\d[\d,]*)(?:\.(\d+))?(?:\s+(" + _SCALE_WORDS + r")\b)?", _money, text,
+                  flags=re.IGNORECASE)
+    text = re.sub(r"(\d[\d,]*)(?:\.(\d+))?\s?%", lambda m: " {} percent ".format(
+        _decimal_words(m.group(1), m.group(2)) if m.group(2) else _int_words(m.group(1))), text)
     text = re.sub(r"(\d+)(?:st|nd|rd|th)\b", lambda m: f" {ordinal_to_words(int(m.group(1)))} ",
                   text, flags=re.IGNORECASE)
     text = re.sub(r"(\d+)'?s\b", lambda m: f" {_plural(_int_words(m.group(1)))} ", text)
-    text = re.sub(r"(\d+)\.(\d+)", lambda m: " {} point {} ".format(
-        _int_words(m.group(1)), " ".join(_ONES[int(d)] for d in m.group(2))), text)
+    text = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_decimal_words(m.group(1), m.group(2))} ", text)
     text = re.sub(r"\d{1,3}(?:,\d{3})+|\d+", lambda m: f" {_int_words(m.group(0))} ", text)
     return text
 
 
 def normalize_text(text: str) -> str:
     """Normalise text for ASR references and hypotheses (policy in the module docstring)."""
+    text = _MARKER_RE.sub(" ", text)
     for src, dst in _CHAR_MAP.items():
         text = text.replace(src, dst)
     text = unicodedata.normalize("NFKD", text)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Stage 0 of egs/earnings21: a local Earnings-21 copy (corpus.path) -> <data_dir>/corpus
+# (local/earnings21_prep.py). Called by the top run.sh with its hydra arguments.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+exec "$here/../../../.venv/bin/python" -m earnings21_prep "$@"
