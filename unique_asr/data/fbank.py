@@ -53,7 +53,8 @@ def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list
     if extractor is None:  # lhotse's fbank runs in worker processes of one thread each
         torch.set_num_threads(1)
     manifests_dir, fbank_dir = Path(manifests_dir), Path(fbank_dir)
-    if extractor is None:
+    fbank = extractor is None
+    if fbank:
         extractor = Fbank(FbankConfig(num_mel_bins=num_mel_bins))
     else:
         num_jobs = 1
@@ -80,8 +81,8 @@ def compute_fbank(manifests_dir: str | Path, fbank_dir: str | Path, splits: list
             extractor=extractor, storage_path=storage_dir,
             num_jobs=max(1, min(num_jobs, len(cuts) // 2)),
             storage_type=_writer(storage)).sort_by_recording_id()
-        if split == "train":
-            write_json(fbank_dir / "global_stats_train.json", _global_stats(cuts))
+        if split == "train" and fbank:  # the conformer's CMVN statistics (Whisper normalises
+            write_json(fbank_dir / "global_stats_train.json", _global_stats(cuts))  # its own)
         write_manifest(cuts_path, cuts)
         frames = sum(c.num_frames for c in cuts)
         stats[split] = {"cuts": len(cuts), "frames": frames}
