@@ -114,6 +114,18 @@ def test_vectorised_equals_per_frame_loop_on_long_random_input():
             assert float(got[b, k]) == pytest.approx(want, rel=1e-9, abs=1e-9), (b, c)
 
 
+def test_scorer_keeps_no_per_class_copy_of_the_log_probs():
+    """With a pretrained LLM's vocabulary-wide CTC (~50k classes) a float64 copy per class of a
+    batch of long recordings is tens of GB: the scorer reads the given log-probs in place and
+    keeps only per-sequence tables."""
+    B, T, C = 2, 50, 300
+    logp = torch.randn(B, T, C).log_softmax(-1)
+    scorer = CTCPrefixScorer(logp, torch.tensor([50, 31]), blank=C - 1, eos=C)
+    tensors = [v for v in vars(scorer).values() if torch.is_tensor(v)]
+    assert any(t.data_ptr() == logp.data_ptr() for t in tensors)
+    assert max(t.numel() for t in tensors if t.data_ptr() != logp.data_ptr()) <= B * (T + 1)
+
+
 def test_end_score_of_full_hypothesis_equals_ctc_loss():
     g = torch.Generator().manual_seed(2)
     B, T, C, blank = 3, 300, 8, 7

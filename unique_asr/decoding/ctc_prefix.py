@@ -91,24 +91,39 @@ class CTCPrefixScorer:
         self.full_steps = 0  # windowed calls that needed all frames (diagnostics)
         dev = logp.device
         self.lens = torch.as_tensor(lens, device=dev).long().clamp(0, T)
-        pad = torch.arange(T, device=dev)[None, :] >= self.lens[:, None]  # [B, T]
-        x = logp.detach().to(torch.float64).clamp_min(LOG_FLOOR)
-        x = x.masked_fill(pad[:, :, None], 0.0)  # padding: finite, never read for real frames
-        x = x.transpose(1, 2).contiguous()  # [B, C, T]: one row per (sequence, class)
-        self.y = x.exp().view(-1)  # posteriors y_t(c) at (b * C + c) * T + t
-        cum = torch.zeros(B, C, T + 1, dtype=torch.float64, device=dev)
-        cum[:, :, 1:] = x.cumsum(-1)
-        self.cum = cum.view(-1)  # X[tau] = sum_{u<tau} log y_u(c) at (b * C + c) * (T+1) + tau
+        # the log-probs are read where a step needs them (log_y): no copy per class, which with
+        # a pretrained LLM's ~50k classes would be tens of GB for a batch of long recordings
+        self.logp = logp.detach()
+        seq = torch.arange(B, device=dev)
+        frames = torch.arange(T, device=dev).expand(B, T)
+        blank = self.log_y(seq, torch.full((B, 1), blank, device=dev), frames)[:, 0]
+        # X_blank[tau] = sum_{u<tau} log y_u(blank): the empty prefix's r^b
+        self.cum_blank = torch.cat([blank.new_zeros(B, 1), blank.cumsum(-1)], 1)  # [B, T+1]
+
+    def log_y(self, seq: torch.Tensor, labels: torch.Tensor, frames: torch.Tensor
+              ) -> torch.Tensor:
+        """float64 log y_t(c) [N, K, W] of sequences seq [N], classes labels [N, K] at frames
+        [N, W]: clamped at LOG_FLOOR, 0 (log 1) on padding frames so every sum stays finite."""
+        fr = frames.clamp(max=self.T - 1)
+        v = self.logp[seq[:, None, None], fr[:, None, :], labels[:, :, None]].to(torch.float64)
+        pad = frames >= self.lens[seq][:, None]
+        return v.clamp_min(LOG_FLOOR).masked_fill(pad[:, None, :], 0.0)
+
+    def _cum(self, seq, labels, frames) -> torch.Tensor:
+        """[N, W+1] sums of log y_u(labels[n]) over the first k frames of each row's window
+        (k = 0..W): the X of the closed form up to a per-row constant, which cancels in r^n,
+        r^b and psi (each is X[tau] plus a logcumsumexp of terms minus X)."""
+        x = self.log_y(seq, labels[:, None], frames)[:, 0]
+        return torch.cat([x.new_zeros(x.shape[0], 1), x.cumsum(-1)], 1)
 
     # ------------------------------------------------------------------ states
     def initial(self, seq: torch.Tensor | None = None) -> CTCState:
         """The empty prefix for each row; seq[i] = its batch row (default: one row per sequence)."""
-        dev = self.y.device
+        dev = self.lens.device
         seq = torch.arange(self.B, device=dev) if seq is None else seq.to(dev).long()
         N, T1 = seq.numel(), self.T + 1
-        tau = torch.arange(T1, device=dev)
         rn = torch.full((N, T1), NEG_INF, dtype=torch.float64, device=dev)
-        rb = self.cum[((seq * self.C + self.blank) * T1)[:, None] + tau]  # rb[0] = log 1
+        rb = self.cum_blank[seq]  # rb[0] = log 1
         lo, hi = self._live(rn, rb, seq, torch.zeros_like(seq))
         return CTCState(rn, rb, torch.full((N,), -1, dtype=torch.long, device=dev),
                         torch.zeros(N, dtype=torch.float64, device=dev), seq, lo, hi)
@@ -163,8 +178,7 @@ class CTCPrefixScorer:
 
         w_b = weights(rb)
         w = torch.stack([w_b, w_b + weights(rn)], 1)  # [N, 2, W]
-        rows = (st.seq[:, None] * self.C + labels) * self.T  # [N, K]
-        yc = self.y[rows[:, :, None] + fr[:, None, :]]  # [N, K, W]
+        yc = self.log_y(st.seq, labels, fr).exp()  # [N, K, W]
         psi = torch.bmm(w, yc.transpose(1, 2)).log() + m[:, :, None]  # [N, 2, K]
         same = labels == st.last[:, None]
         psi = torch.where(same, psi[:, 0], psi[:, 1])
@@ -179,10 +193,9 @@ class CTCPrefixScorer:
         valid = self._valid(tokens)
         labels = torch.where(valid, tokens, 0)
         lo, W = self._span(st, force_full)
-        T1 = self.T + 1
         tau = lo[:, None] + torch.arange(W + 1, device=lo.device)  # [N, W+1]
-        X = self.cum[((st.seq * self.C + labels) * T1)[:, None] + tau]
-        Xb = self.cum[((st.seq * self.C + self.blank) * T1)[:, None] + tau]
+        X = self._cum(st.seq, labels, tau[:, :W])
+        Xb = self._cum(st.seq, torch.full_like(labels, self.blank), tau[:, :W])
         rb_g, rn_g = st.rb.gather(1, tau[:, :W]), st.rn.gather(1, tau[:, :W])
         same = (labels == st.last)[:, None]
         phi = torch.where(same, rb_g, torch.logaddexp(rb_g, rn_g))  # [N, W]
