@@ -399,7 +399,7 @@ class Trainer:
         if not (n_wer and dev and dev[1] and self.greedy):
             return
         wer, rows = greedy_wer(self.model, self.greedy, dev[0], dev[1], self.sp, self.device,
-                               n_wer, frame_shift=input_frame_seconds(self.model_cfg))
+                               n_wer)
         summary["dev_greedy_wer_last"] = round(100 * wer, 2)
         self.writer.add_scalar("valid/greedy_wer", 100 * wer, self.st.step)
         with open(self.exp_dir / "valid_greedy.txt", "w") as fh:

@@ -36,11 +36,13 @@ def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> di
 
 
 @torch.inference_mode()
-def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recordings: int = 0,
-               tokens_per_second: float = 30.0, frame_shift: float = FRAME_SHIFT) -> tuple[float, list[tuple[str, str, str]]]:
+def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recordings: int = 0
+               ) -> tuple[float, list[tuple[str, str, str]]]:
     """Decode whole recordings one by one with `greedy` (see Trainer); pooled WER through
     unique_asr.scoring (the same normaliser and alignment as stage 6), with the normalised
-    (id, ref, hyp) rows."""
+    (id, ref, hyp) rows. A hypothesis stops at twice its reference's token count: a decoder
+    that has not stopped by then has failed on that recording, and running it on to a cap per
+    second of audio costs minutes per recording on a large vocabulary."""
     from unique_asr.scoring.wer import score_set
 
     was = model.training
@@ -48,9 +50,10 @@ def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recording
     items = []
     for rid in sorted(recs)[: max_recordings or None]:
         f = feats[rid]
-        n_new = int(f.shape[0] * frame_shift * tokens_per_second) + 16
+        ref = " ".join(s.text for s in recs[rid][0])
+        n_new = 2 * len(sp.encode(ref)) + 16
         out = greedy(model, f[None].to(device), torch.tensor([f.shape[0]], device=device), n_new)
-        items.append((rid, " ".join(s.text for s in recs[rid][0]), sp.decode(out[0])))
+        items.append((rid, ref, sp.decode(out[0])))
     model.train(was)
     scored = score_set(items)
     return scored.wer, [(r.rec_id, r.ref, r.hyp) for r in scored.recordings]
