@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The pretrained speech LLM (model=whisper_base_smollm2) on the GPU host, one step per device call
+# on a warm machine (its weights exceed one carry; tools/README.md, "Pretrained speech LLM on the
+# GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:15 .gpu2:24 .gpu3`.
+#
+#   call 1, carry [".gpu"]:   bash tools/gpu/slm_gpu.sh send1
+#   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2
+#   call 3, carry [".gpu3"]:  bash tools/gpu/slm_gpu.sh run [--train-h 10] [train_large.sh options]
+#   later calls (no carry):   bash tools/gpu/slm_gpu.sh run --resume ...   (or --decode-only ...)
+#
+# `run` joins the GGUF (sha256 checked), builds `large` with --train-h hours of train (stages 0-2,
+# Whisper on the GPU; skipped once built), then runs train_large.sh --skip-build with the model's
+# overrides as --common prefix (any --common given is appended to them) and the other options
+# passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...).
+# Everything lives in /tmp/slm (weights, bundle) and the repository's egs/*/data, egs/*/exp.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+w=/tmp/slm/w
+b=/tmp/slm/b
+die() { echo "[slm_gpu] ERROR: $*" >&2; exit 1; }
+need() { [ -e "$1" ] || die "$1 missing: this machine is not the one the earlier calls used \
+(/tmp is kept only while it stays warm); start again with send1"; }
+
+case ${1:-} in
+  send1)
+    mkdir -p "$w" "$b"
+    cp -r .gpu/wheels .gpu/tts "$b/"
+    cp .gpu/smollm2.gguf.part0 .gpu/smollm2.gguf.sha256 "$w/"
+    nvidia-smi -L; du -sh "$w" "$b" ;;
+  send2)
+    need "$w/smollm2.gguf.part0"
+    cp -r .gpu2/smollm2.gguf.part1 .gpu2/whisper-base-enc "$w/"
+    ls -la "$w" ;;
+  run)
+    shift
+    train_h=10
+    common=""
+    pass=()
+    while [ $# -gt 0 ]; do
+      case $1 in
+        --train-h) train_h=$2; shift 2 ;;
+        --common) common=$2; shift 2 ;;
+        *) pass+=("$1"); shift ;;
+      esac
+    done
+    need "$w/whisper-base-enc"
+    if [ ! -f "$w/smollm2.gguf" ]; then
+      need "$w/smollm2.gguf.part1"
+      [ -f .gpu3/smollm2.gguf.part2 ] || die ".gpu3/smollm2.gguf.part2 missing: carry .gpu3"
+      cat "$w/smollm2.gguf.part0" "$w/smollm2.gguf.part1" .gpu3/smollm2.gguf.part2 > "$w/smollm2.gguf"
+      (cd "$w" && echo "$(cat smollm2.gguf.sha256)  smollm2.gguf" | sha256sum -c) ||
+        { rm -f "$w/smollm2.gguf"; die "the joined GGUF does not match its sha256"; }
+    fi
+    model="model=whisper_base_smollm2 model.encoder.source=$w/whisper-base-enc"
+    data=egs/synth_longform/data/large
+    if [ ! -f "$data/whisper_enc_whisper-base-enc/cuts_test.jsonl.gz" ]; then
+      bash tools/gpu/build_corpus.sh --size large --nj "$(nproc)" --stop-stage 2 \
+        --wheels "$b/wheels" --tts-debs "$b/tts" -- \
+        "corpus.splits.train.target_s=$((train_h * 3600))" $model > "${OUT:-/tmp}/build.log" 2>&1 ||
+        { tail -n 30 "${OUT:-/tmp}/build.log"; die "corpus build failed"; }
+      grep -E '^\| |^  (train|dev|test)|all done' "${OUT:-/tmp}/build.log"
+    fi
+    exec bash tools/gpu/train_large.sh --skip-build \
+      --common "$model model.llm.source=$w/smollm2.gguf train=gpu decode.max_tokens_per_second=6 $common" \
+      "${pass[@]+"${pass[@]}"}" ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
+esac
