@@ -20,6 +20,13 @@ def test_context_arithmetic():
     assert tokens + 1 + max_new_tokens(tokens, 8.0, 16, frames_per_token=8) <= 65536
     assert (tokens + 8) + 1 + max_new_tokens(tokens + 8, 8.0, 16, frames_per_token=8) > 65536
     assert max_piece_frames(65536, 8.0, 16, max_seconds=30, frames_per_token=8) == 3000
+    # a pretrained LLM's text prompt takes its positions too
+    frames = max_piece_frames(8192, 8.0, 16, frames_per_token=4, frame_seconds=0.02,
+                              prompt_tokens=5)
+    tokens = frames // 4
+    new = max_new_tokens(tokens, 8.0, 16, frames_per_token=4, frame_seconds=0.02)
+    assert tokens + 5 + new <= 8192 < (tokens + 4) + 5 + max_new_tokens(
+        tokens + 4, 8.0, 16, frames_per_token=4, frame_seconds=0.02)
     with pytest.raises(ValueError, match="max_tokens_per_second"):
         max_piece_frames(30, 8.0, 16, frames_per_token=8)
 

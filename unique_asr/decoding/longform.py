@@ -1,7 +1,8 @@
 """Long-form decoding plan: whole recordings, split at pauses only when they exceed the context.
 
 A recording is decoded WHOLE — all its audio tokens in the decoder's context, then its whole
-transcript — whenever  audio_tokens + 1 (task) + max_new_tokens <= model.cfg.llm.max_positions.
+transcript — whenever  audio_tokens + prompt + max_new_tokens <= model.cfg.llm.max_positions (the
+prompt: the scratch decoder's one task token, or a pretrained LLM's text prompt).
 Longer ones are cut into the fewest pieces that fit, each cut placed at a pause, and the pieces'
 transcripts are joined with a space in time order (no overlap, so no words are merged or dropped
 at a joint unless the pause was a word):
@@ -36,10 +37,12 @@ def max_new_tokens(audio_tokens: int, tokens_per_second: float, min_new: int, *,
 
 def max_piece_frames(max_positions: int, tokens_per_second: float, min_new: int,
                      max_seconds: float | None = None, *, frames_per_token: int,
-                     frame_seconds: float = FEATURE_FRAME_SECONDS) -> int:
-    """Most fbank frames one piece may have so that audio + task + transcript fit the context."""
+                     frame_seconds: float = FEATURE_FRAME_SECONDS, prompt_tokens: int = 1) -> int:
+    """Most feature frames one piece may have so that audio + prompt + transcript fit the
+    context."""
     per_token = 1.0 + tokens_per_second * frames_per_token * frame_seconds  # per audio token
-    tokens = int((max_positions - 1 - min_new - 1) // per_token)
+    # the last 1: max_new_tokens rounds the transcript's share up
+    tokens = int((max_positions - prompt_tokens - min_new - 1) // per_token)
     frames = tokens * frames_per_token
     if max_seconds:
         frames = min(frames, int(max_seconds / frame_seconds))

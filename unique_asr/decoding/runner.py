@@ -215,6 +215,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         max_frames = max_piece_frames(
             model.cfg.llm.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
             opts.max_segment_seconds, frames_per_token=model.frames_per_token, frame_seconds=fs,
+            prompt_tokens=model.prompt_ids.numel(),
         )
     shortest = min_frames(opts.sparse.page_size, model.frames_per_token)
     recs, pieces = [], []
