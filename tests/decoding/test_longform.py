@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from unique_asr.decoding.config import DecodeConfig
 from unique_asr.decoding.longform import (
     max_new_tokens,
     max_piece_frames,
@@ -103,3 +104,17 @@ def test_bad_options_fail_early():
         DecodeConfig(method="sampling")
     with pytest.raises(ValueError, match="decode.split_at"):
         DecodeConfig(split_at="middle")
+
+
+def test_token_limit_per_second_follows_the_tokenizer():
+    """A pretrained LLM's tokens are coarser than char/BPE ids: its default limit is lower, so
+    that a 4-minute recording still fits SmolLM2's 8K context whole."""
+    opts = DecodeConfig()
+    assert opts.tokens_per_second(pretrained_llm=False) == 30.0
+    assert opts.tokens_per_second(pretrained_llm=True) == 8.0
+    assert DecodeConfig(max_tokens_per_second=5.0).tokens_per_second(True) == 5.0
+    frames = max_piece_frames(8192, opts.tokens_per_second(True), 16, frames_per_token=4,
+                              frame_seconds=0.02, prompt_tokens=5)
+    assert frames * 0.02 > 290  # the longest test recording of the synthetic corpus
+    with pytest.raises(ValueError, match="max_tokens_per_second"):
+        DecodeConfig(max_tokens_per_second=0.0)

@@ -52,7 +52,10 @@ class DecodeConfig:
     dtype: str = "float32"            # float32 | bfloat16 (GPU)
     batch_size: int = 8               # pieces (recordings) per batch
     max_batch_seconds: float = 3600.0  # audio per batch, counted at the longest piece's length
-    max_tokens_per_second: float = 30.0  # transcript token limit per audio second
+    # transcript token limit per audio second; None: 30 for the scratch decoder's char/BPE ids,
+    # 8 for a pretrained LLM's tokens (~3.5 per second of read speech; 30 would also cut every
+    # recording over ~190 s into pieces to fit an 8K context)
+    max_tokens_per_second: float | None = None
     min_new_tokens: int = 16          # added to every piece's limit
     max_segment_seconds: float | None = None  # split longer pieces too (None: context decides)
     split_at: str = "energy"          # energy | supervisions (where long recordings are cut)
@@ -61,6 +64,13 @@ class DecodeConfig:
 
     def __post_init__(self):
         self.validate()
+
+    def tokens_per_second(self, pretrained_llm: bool) -> float:
+        """The transcript token limit per audio second for a decoder with (True) a pretrained
+        LLM's tokenizer or (False) our char/BPE ids."""
+        if self.max_tokens_per_second is not None:
+            return float(self.max_tokens_per_second)
+        return 8.0 if pretrained_llm else 30.0
 
     @property
     def joint_ctc_weight(self) -> float:
@@ -101,8 +111,9 @@ class DecodeConfig:
                 bad(key, "must be >= 0")
         if self.oov_penalty > 0:
             bad("oov_penalty", "must be <= 0")
-        if self.max_tokens_per_second <= 0 or self.max_batch_seconds <= 0:
-            bad("max_tokens_per_second" if self.max_tokens_per_second <= 0
+        tps = self.max_tokens_per_second
+        if (tps is not None and tps <= 0) or self.max_batch_seconds <= 0:
+            bad("max_tokens_per_second" if tps is not None and tps <= 0
                 else "max_batch_seconds", "must be > 0")
         if self.split_at not in SPLIT_AT:
             bad("split_at", f"use one of {', '.join(SPLIT_AT)}")

@@ -213,7 +213,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                       else sys.maxsize)
     else:
         max_frames = max_piece_frames(
-            model.cfg.llm.max_positions, opts.max_tokens_per_second, opts.min_new_tokens,
+            model.cfg.llm.max_positions, opts.tokens_per_second(model.tokenizer is not None),
+            opts.min_new_tokens,
             opts.max_segment_seconds, frames_per_token=model.frames_per_token, frame_seconds=fs,
             prompt_tokens=model.prompt_ids.numel(),
         )
@@ -248,7 +249,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                 audio, audio_lens = model.encode(feats.to(dtype), lens)
         sync(device)
         t_enc = time.perf_counter() - t0
-        limits = [max_new_tokens(int(n), opts.max_tokens_per_second, opts.min_new_tokens,
+        tps = opts.tokens_per_second(model.tokenizer is not None)
+        limits = [max_new_tokens(int(n), tps, opts.min_new_tokens,
                                  frames_per_token=model.frames_per_token, frame_seconds=fs)
                   for n in audio_lens.tolist()]
         hyps, st, joint = _search(model, opts, audio, audio_lens, limits,
