@@ -114,6 +114,28 @@ def test_bfloat16_frozen_weights_train_float32_adapters(parts):
         _cfg(parts, llm={"finetune": "full", "dtype": "bfloat16"})
 
 
+def test_ctc_alone_skips_a_frozen_decoder_only(parts, monkeypatch):
+    torch.manual_seed(0)
+    frozen = build_model(_cfg(parts)).train()
+    lora = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4})).train()
+    feats, lens, tokens, tlens = _batch(frozen)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("decoder ran")
+    for model in (frozen, lora):
+        monkeypatch.setattr(model.decoder, "hidden", refuse)
+    out = frozen(feats, lens, tokens, tlens, ce_weight=0.0)  # CTC alone, frozen: not run
+    assert out["ce_sum"] == 0 and int(out["ntokens"]) == int((tlens + 1).sum())
+    want = frozen.cfg.ctc_weight * out["ctc_sum"] / out["ntokens"]
+    torch.testing.assert_close(out["loss"].detach(), want.float())
+    out["loss"].backward()
+    assert all(p.grad is not None for p in frozen.projector.parameters())
+    with pytest.raises(RuntimeError, match="decoder ran"):  # trainable decoder: stays in graph
+        lora(feats, lens, tokens, tlens, ce_weight=0.0)
+    with pytest.raises(RuntimeError, match="decoder ran"):  # the CE on: the decoder runs
+        frozen(feats, lens, tokens, tlens)
+
+
 def test_cached_encoder_outputs_give_the_same_loss(parts):
     torch.manual_seed(0)
     live = build_model(_cfg(parts)).eval()
