@@ -21,6 +21,7 @@ CTC_ONLY = ("ctc_greedy", "ctc_beam")  # search methods that never run the decod
 DEVICES = "auto | cpu | cuda | cuda:N"
 DTYPES = ("float32", "bfloat16")
 SPLIT_AT = ("energy", "supervisions")
+ENGINES = ("static", "continuous")  # generate.greedy_search per batch | engine.continuous_greedy
 
 
 @dataclass
@@ -51,6 +52,10 @@ class DecodeConfig:
     device: str = "auto"              # auto (cuda if present) | cpu | cuda | cuda:N
     dtype: str = "float32"            # float32 | bfloat16 (GPU)
     batch_size: int = 8               # pieces (recordings) per batch
+    # static: each batch decodes together (finished rows dropped); continuous: a batch's pieces
+    # queue for `slots` cache rows and a finished piece's row takes the next (greedy only)
+    engine: str = "static"
+    slots: int | None = None          # continuous: rows decoding at once (None: batch_size)
     max_batch_seconds: float = 3600.0  # audio per batch, counted at the longest piece's length
     # transcript token limit per audio second; None: 30 for the scratch decoder's char/BPE ids,
     # 8 for a pretrained LLM's tokens (~3.5 per second of read speech; 30 would also cut every
@@ -115,6 +120,13 @@ class DecodeConfig:
         if (tps is not None and tps <= 0) or self.max_batch_seconds <= 0:
             bad("max_tokens_per_second" if tps is not None and tps <= 0
                 else "max_batch_seconds", "must be > 0")
+        if self.engine not in ENGINES:
+            bad("engine", f"use one of {', '.join(ENGINES)}")
+        if self.engine == "continuous" and self.method != "greedy":
+            bad("engine", f"continuous batching runs decode.method=greedy only (method is "
+                          f"{self.method!r}); use decode.engine=static")
+        if self.slots is not None and int(self.slots) < 1:
+            bad("slots", "must be >= 1 (or null: decode.batch_size)")
         if self.split_at not in SPLIT_AT:
             bad("split_at", f"use one of {', '.join(SPLIT_AT)}")
         if self.dtype not in DTYPES:

@@ -62,6 +62,14 @@ class CTCState:
         return CTCState(*(getattr(self, f)[idx] for f in
                           ("rn", "rb", "last", "score", "seq", "lo", "hi")))
 
+    def put(self, rows: torch.Tensor, other: CTCState) -> CTCState:
+        """These states with `rows` replaced by other's rows (a slot taking a new sequence)."""
+        def fill(f):
+            x = getattr(self, f).clone()
+            x[rows] = getattr(other, f)
+            return x
+        return CTCState(*(fill(f) for f in ("rn", "rb", "last", "score", "seq", "lo", "hi")))
+
 
 class CTCPrefixScorer:
     """Prefix scores of hypotheses against CTC log-probs [B, T, C] with lengths [B].

@@ -104,6 +104,24 @@ def _prefill(model, audio_emb, audio_lens, max_new, sparse):
     return lim, n_max, cache, logits, stats
 
 
+def greedy_pick(logits, model, ctc: JointCTC | None, scorer: CTCPrefixScorer | None, state,
+                stats: GenStats):
+    """The next token of each row: the argmax of the decoder's logits, or with joint CTC the
+    best joint candidate, whose CTC state is extended by it. -> (tokens [N], state)."""
+    suppress = tuple(model.suppress_ids)
+    if ctc is None:
+        return _mask_logits(logits, suppress).argmax(-1), state
+    tc = time.perf_counter()
+    logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
+    cands = candidate_tokens(logp, model.eos_id, ctc.candidates, ctc.weight, scorer.C)
+    inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
+    tok = cands.gather(1, inc.argmax(-1, keepdim=True)).squeeze(1)
+    state = scorer.extend(state, tok)
+    sync(logits.device)
+    stats.ctc_seconds += time.perf_counter() - tc
+    return tok, state
+
+
 @torch.inference_mode()
 def greedy_search(
     model,
@@ -118,15 +136,14 @@ def greedy_search(
 
     With `ctc`, each step takes the best joint CTC/attention candidate instead of the argmax."""
     B, dev = audio_emb.shape[0], audio_emb.device
-    eos, suppress = model.eos_id, tuple(model.suppress_ids)
+    eos = model.eos_id
     lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
     t1 = time.perf_counter()
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
     live = lim > 0
-    if ctc is not None:
-        scorer = ctc.scorer(eos)
-        state = scorer.initial()
+    scorer = ctc.scorer(eos) if ctc is not None else None
+    state = scorer.initial() if ctc is not None else None
     for t in _steps(n_max):
         if not bool(live.all()):  # drop finished sequences from the batch (compaction)
             keep = live.nonzero().squeeze(1)
@@ -134,17 +151,7 @@ def greedy_search(
             rows, lim, logits = rows[keep], lim[keep], logits[keep]
             if ctc is not None:
                 state = state.index(keep)
-        if ctc is None:
-            tok = _mask_logits(logits, suppress).argmax(-1)
-        else:
-            tc = time.perf_counter()
-            logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
-            cands = candidate_tokens(logp, eos, ctc.candidates, ctc.weight, scorer.C)
-            inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
-            tok = cands.gather(1, inc.argmax(-1, keepdim=True)).squeeze(1)
-            state = scorer.extend(state, tok)
-            sync(dev)
-            stats.ctc_seconds += time.perf_counter() - tc
+        tok, state = greedy_pick(logits, model, ctc, scorer, state, stats)
         out[rows, t] = tok
         live = (tok != eos) & (lim > t + 1)
         stats.steps += 1

@@ -11,6 +11,9 @@ Stage 5 decodes a test set as one group; bin.transcribe decodes a user's recordi
 of `group_seconds` of audio and writes each group's results before the next is read, so memory
 holds one group and a later bad file loses nothing already written. Batching does not change a
 recording's transcript (padding is masked), so both give the same tokens.
+
+decode.engine=continuous decodes each batch's pieces as a queue through decode.slots cache rows
+(engine.py); with batch_size > slots a finished piece's row is refilled at once.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from unique_asr.data.features import BadInputError, load_features
 from unique_asr.data.references import join_supervisions
 from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
+from unique_asr.decoding.engine import continuous_greedy
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
 from unique_asr.decoding.longform import (
     max_new_tokens,
@@ -192,6 +196,10 @@ def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexic
                 for b, n in enumerate(ctc[1].tolist())]
         st = GenStats(step_seconds=time.perf_counter() - t1, tokens=sum(len(h) for h in hyps))
         return hyps, st, joint
+    if opts.method == "greedy" and opts.engine == "continuous":
+        slots = opts.slots or opts.batch_size
+        return (*continuous_greedy(model, audio, audio_lens, limits, slots, opts.sparse,
+                                   ctc=joint), joint)
     if opts.method == "greedy":
         return (*greedy_search(model, audio, audio_lens, limits, opts.sparse, ctc=joint), joint)
     return (*beam_search(model, audio, audio_lens, limits, opts.beam, opts.length_penalty,

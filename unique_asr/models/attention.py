@@ -10,7 +10,9 @@
   `prefill(layer, q, k, v, lens)` stores the prompt and returns its attention output,
   `step(layer, q, k, v)` appends one token per sequence and attends, `advance(n)` moves the
   lengths once all layers are done, `set_lens(lens)`, `reorder(index)` (beam search,
-  batch compaction).
+  batch compaction). prefill and set_lens take `rows=` to fill only some rows; `slot_rows(
+  cache, rows)` empties those rows and gives the model a cache-shaped view that prefills them
+  (continuous batching: a finished sequence's row takes the next recording).
 """
 
 from __future__ import annotations
@@ -80,13 +82,15 @@ class DenseKVCache:
         self.lens = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
 
-    def prefill(self, layer: int, q, k, v, lens: torch.Tensor) -> torch.Tensor:
-        """Store the right-padded prompt K/V (length L) and return causal attention output."""
+    def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:
+        """Store the right-padded prompt K/V (length L) in all rows (or `rows`, one per prompt)
+        and return causal attention output."""
         L = k.shape[2]
         if L > self.max_len:
             raise ValueError(f"prompt of {L} tokens exceeds cache max_len={self.max_len}")
-        self.k[layer][:, :, :L] = k.to(self.k[layer].dtype)
-        self.v[layer][:, :, :L] = v.to(self.v[layer].dtype)
+        at = slice(None) if rows is None else rows
+        self.k[layer][at, :, :L] = k.to(self.k[layer].dtype)
+        self.v[layer][at, :, :L] = v.to(self.v[layer].dtype)
         return dense_attention(q, k, v)
 
     def step(self, layer: int, q, k, v) -> torch.Tensor:
@@ -104,8 +108,18 @@ class DenseKVCache:
             enable_gqa=q.shape[1] != kk.shape[1],
         )
 
-    def set_lens(self, lens: torch.Tensor) -> None:
-        self.lens = lens.to(self.lens.device, torch.long).clone()
+    def set_lens(self, lens: torch.Tensor, rows=None) -> None:
+        lens = lens.to(self.lens.device, torch.long)
+        if rows is None:
+            self.lens = lens.clone()
+        else:
+            self.lens = self.lens.clone()
+            self.lens[rows] = lens
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Empty `rows` (lengths 0); their stale K/V lie past the length, where steps mask."""
+        self.lens = self.lens.clone()
+        self.lens[rows] = 0
 
     def advance(self, n: int = 1) -> None:
         self.lens = self.lens + n
@@ -115,6 +129,26 @@ class DenseKVCache:
         self.k = [t.index_select(0, index) for t in self.k]
         self.v = [t.index_select(0, index) for t in self.v]
         self.lens = self.lens.index_select(0, index)
+
+
+class SlotRows:
+    """Some rows of a decode cache, emptied, seen by the model's prefill as a whole cache: the
+    model code stays the same for a batch prefill and for refilling freed slots."""
+
+    def __init__(self, cache, rows: torch.Tensor):
+        self.cache = cache
+        self.rows = torch.as_tensor(rows, dtype=torch.long, device=cache.lens.device)
+        cache.reset(self.rows)
+
+    @property
+    def lens(self) -> torch.Tensor:
+        return self.cache.lens[self.rows]
+
+    def prefill(self, layer: int, q, k, v, lens: torch.Tensor) -> torch.Tensor:
+        return self.cache.prefill(layer, q, k, v, lens, rows=self.rows)
+
+    def set_lens(self, lens: torch.Tensor) -> None:
+        self.cache.set_lens(lens, rows=self.rows)
 
 
 def new_decode_cache(n_layers: int, batch: int, max_len: int, n_kv_heads: int, head_dim: int,

@@ -10,6 +10,8 @@ swaps dense decoding for top-k page-sparse decoding (docs/method.md):
 - step: the new token's K/V are appended (one page-table slot per batch row), then the query
   attends through api.decode with the cache's SparseConfig (method, budget, sink_pages, lam,
   impl, dense_layers; impl auto = the Triton kernels on CUDA, reference.decode_step otherwise).
+- reset(rows) + prefill(..., rows=): a row's pages return to the pool and the row takes a new
+  prompt while the other rows keep theirs (continuous batching; attention.SlotRows).
 - reorder(index): rows are sequence slots of the cache, so dropping rows frees slots, a
   permutation is a relabelling, and a row used twice (beam search) gets its pages copied.
 """
@@ -50,33 +52,45 @@ class PagedAttentionCache:
                             quest=self.method == "quest")
 
     # ---------------------------------------------------------------- prefill
-    def prefill(self, layer: int, q, k, v, lens: torch.Tensor) -> torch.Tensor:
+    def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:
         """Dense causal attention over the right-padded prompt (q [B,H,L,D], k/v [B,Hkv,L,D]);
-        the real tokens (lens[b] per row) are paged once every layer has been seen."""
+        the real tokens (lens[b] per row) are paged into all rows (or `rows`, emptied first by
+        reset) once every layer has been seen."""
         if k.shape[2] > self.max_len:
             raise ValueError(f"prompt of {k.shape[2]} tokens exceeds cache max_len="
                              f"{self.max_len}")
-        if any(self.kv.seq_length(s) for s in self.slots):
-            raise RuntimeError("PagedAttentionCache.prefill: the cache already holds a prompt; "
-                               "build a new cache per batch (model.new_cache)")
+        targets = list(range(len(self.slots))) if rows is None else [int(r) for r in rows]
+        if any(self.kv.seq_length(self.slots[r]) for r in targets):
+            raise RuntimeError("PagedAttentionCache.prefill: a row already holds a prompt; "
+                               "empty it first (reset) or build a new cache (model.new_cache)")
         g = q.shape[1] // k.shape[1]
         out = F.scaled_dot_product_attention(q, _expand_kv(k, g), _expand_kv(v, g),
                                              is_causal=True)
         self._prompt[layer] = (k, v)
         if len(self._prompt) == self.n_layers:
-            self._write_prompt(lens)
+            self._write_prompt(lens, targets)
         return out
 
-    def _write_prompt(self, lens: torch.Tensor) -> None:
+    def _write_prompt(self, lens: torch.Tensor, targets: list[int]) -> None:
         n = lens.tolist()
-        for b, s in enumerate(self.slots):
+        for b, r in enumerate(targets):
+            s = self.slots[r]
             self.kv.reserve([s], int(n[b]))
             for layer in range(self.n_layers):
                 k, v = self._prompt[layer]
                 self.kv.write(layer, k[b, :, : n[b]].transpose(0, 1),
                               v[b, :, : n[b]].transpose(0, 1))
         self._prompt.clear()
-        self.lens = lens.to(self.device, torch.long).clone()
+        self.lens = self.lens.clone()
+        self.lens[targets] = lens.to(self.device, torch.long)
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Empty `rows`: their pages go back to the pool and each gets a fresh sequence slot."""
+        self.lens = self.lens.clone()
+        for r in [int(r) for r in rows]:
+            self.kv.free_sequence(self.slots[r])
+            self.slots[r] = self.kv.add_sequence()
+            self.lens[r] = 0
 
     # ---------------------------------------------------------------- decode steps
     def step(self, layer: int, q, k, v) -> torch.Tensor:
@@ -90,11 +104,14 @@ class PagedAttentionCache:
         """q [B, H, D] of the rows' newest tokens over the paged cache -> [B, H, D]."""
         return decode(q, self.kv, layer, self.sparse, self.slots)
 
-    def set_lens(self, lens: torch.Tensor) -> None:
-        self.lens = lens.to(self.device, torch.long).clone()
-        stored = [self.kv.seq_length(s) for s in self.slots]
-        if stored != self.lens.tolist():
-            raise RuntimeError(f"PagedAttentionCache.set_lens: lengths {self.lens.tolist()} "
+    def set_lens(self, lens: torch.Tensor, rows=None) -> None:
+        lens = lens.to(self.device, torch.long)
+        targets = list(range(len(self.slots))) if rows is None else [int(r) for r in rows]
+        self.lens = self.lens.clone()
+        self.lens[targets] = lens
+        stored = [self.kv.seq_length(self.slots[r]) for r in targets]
+        if stored != lens.tolist():
+            raise RuntimeError(f"PagedAttentionCache.set_lens: lengths {lens.tolist()} "
                                f"differ from the paged prompt's {stored}")
 
     def advance(self, n: int = 1) -> None:
