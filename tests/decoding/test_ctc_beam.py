@@ -131,3 +131,16 @@ def test_trie_compaction_changes_nothing_but_memory(monkeypatch, with_lm_and_lex
     assert every == never and len(never) > 20
     # live: 6 hypotheses, each an ancestry of about the output's length; never: all branches
     assert sizes["every"] <= 6 * (len(never) + 10) and 5 * sizes["every"] < sizes["never"]
+
+
+def test_lm_without_a_lang_dir_tokenizer_names_decode_lm_text():
+    """A pretrained LLM's tokenizer has no lang dir beside it: ctc_beam with an LM must be told
+    where its text is, and says so instead of failing on a missing path."""
+    from unique_asr.decoding.config import DecodeConfig
+    from unique_asr.decoding.ngram_lm import lm_for_decoding
+
+    cfg = DecodeConfig(method="ctc_beam", lm_weight=0.5)
+    with pytest.raises(ValueError, match="decode.lm_text=FILE"):
+        lm_for_decoding(cfg, None, None)
+    assert lm_for_decoding(DecodeConfig(method="ctc_beam", lm_weight=0.0, oov_penalty=0.0),
+                           None, None) == (None, None)

@@ -156,6 +156,12 @@ def lm_for_decoding(cfg, sp, bpe_path) -> tuple[TokenNgramLM | None, Lexicon | N
     want_lex = float(cfg.oov_penalty) != 0.0
     if cfg.method != "ctc_beam" or not (want_lm or want_lex):
         return None, None
+    if not cfg.lm_text and bpe_path is None:
+        raise ValueError("decode.method=ctc_beam with an LM: this model's tokenizer is not a lang "
+                         "dir's BPE (a pretrained LLM's), so there is no lm_text.txt beside it: "
+                         "set decode.lm_text=FILE (one sentence per line; stage 3 writes "
+                         "<data>/lang_<type>/lm_text.txt), or decode.lm_weight=0 "
+                         "decode.oov_penalty=0")
     path = Path(cfg.lm_text or Path(bpe_path).parent / "lm_text.txt")
     if not path.is_file():
         raise FileNotFoundError(f"LM text {path} not found: run stage 3 again (run.sh --stage 3 "
