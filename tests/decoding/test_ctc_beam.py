@@ -144,3 +144,20 @@ def test_lm_without_a_lang_dir_tokenizer_names_decode_lm_text():
         lm_for_decoding(cfg, None, None)
     assert lm_for_decoding(DecodeConfig(method="ctc_beam", lm_weight=0.0, oov_penalty=0.0),
                            None, None) == (None, None)
+
+
+def test_ngram_rows_are_sparse_and_the_cache_is_bounded():
+    """With a pretrained LLM's ~50k-token vocabulary a dense row per history does not fit in
+    memory: rows hold only the tokens seen after their history, and the logprobs cache empties
+    itself at its size bound."""
+    vocab = 50_000
+    lm = TokenNgramLM([[1, 2, 3, 4, 2, 3, 5], [2, 3, 4]], vocab=vocab, order=3)
+    for table in lm.tables:
+        for ids, disc, _ in table.values():
+            assert len(ids) == len(disc) <= 4
+    p = np.exp(lm.logprobs((2, 3)))
+    assert p.shape == (vocab,) and abs(p.sum() - 1.0) < 1e-9 and p[4] > p[5] > p[7]
+    lm._cache_max = 3
+    for h in [(1,), (2,), (3,), (4,), (5,)]:
+        lm.logprobs(h)
+    assert len(lm._log_cache) <= 3

@@ -31,7 +31,11 @@ class TokenNgramLM:
     """log P(next token | last order-1 tokens) over a vocabulary of `vocab` ids.
 
     `logprobs(history)` returns the whole distribution as a float64 array (cached per history):
-    the beam search asks for a few candidates of many hypotheses that share histories."""
+    the beam search asks for a few candidates of many hypotheses that share histories. Each
+    history's discounted counts are stored sparse (the tokens seen after it): a dense [vocab] row
+    per history would need ~400 KB each with a pretrained LLM's ~50k-token vocabulary."""
+
+    CACHE_BYTES = 512 << 20  # the logprobs cache is emptied when it would grow past this
 
     def __init__(self, sequences: list[list[int]], vocab: int, order: int = 9):
         if order < 1:
@@ -46,8 +50,9 @@ class TokenNgramLM:
                 for n in range(min(order, i + 1)):
                     counts[n][tuple(s[i - n:i])][s[i]] += 1.0
         # lower orders: continuation counts (distinct left extensions), KN style
-        # tables[n][history of n tokens] = (discounted relative counts [vocab], back-off weight)
-        self.tables: list[dict[tuple, tuple[np.ndarray, float]]] = []
+        # tables[n][history of n tokens] = (token ids, their discounted relative counts,
+        # back-off weight)
+        self.tables: list[dict[tuple, tuple[np.ndarray, np.ndarray, float]]] = []
         for n in range(order):
             if n < order - 1:
                 cont: dict = defaultdict(lambda: defaultdict(float))
@@ -60,13 +65,13 @@ class TokenNgramLM:
             d = _discount(table_counts)
             table = {}
             for h, nxt in table_counts.items():
-                arr = np.zeros(vocab)
-                for w, c in nxt.items():
-                    arr[w] = c
-                total = arr.sum()
-                table[h] = (np.maximum(arr - d, 0.0) / total, d * (arr > 0).sum() / total)
+                ids = np.fromiter(nxt.keys(), dtype=np.int64, count=len(nxt))
+                c = np.fromiter(nxt.values(), dtype=np.float64, count=len(nxt))
+                total = c.sum()  # whole counts: exact in any order
+                table[h] = (ids, np.maximum(c - d, 0.0) / total, d * len(nxt) / total)
             self.tables.append(table)
         self._log_cache: dict[tuple, np.ndarray] = {}
+        self._cache_max = max(1, self.CACHE_BYTES // (8 * vocab))
 
     def _context(self, history) -> tuple:
         return tuple(history[max(0, len(history) - (self.order - 1)):]) if self.order > 1 else ()
@@ -79,8 +84,9 @@ class TokenNgramLM:
             entry = self.tables[n].get(h[len(h) - n:])
             if entry is None:
                 break  # a longer context is unseen too
-            disc, backoff = entry
-            p = disc + backoff * p
+            ids, disc, backoff = entry
+            p = backoff * p
+            p[ids] += disc
         return p
 
     def logprobs(self, history) -> np.ndarray:
@@ -88,6 +94,8 @@ class TokenNgramLM:
         h = self._context(history)
         hit = self._log_cache.get(h)
         if hit is None:
+            if len(self._log_cache) >= self._cache_max:
+                self._log_cache.clear()
             hit = self._log_cache[h] = np.log(np.maximum(self.probs(h), 1e-300))
         return hit
 
