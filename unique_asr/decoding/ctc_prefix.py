@@ -203,7 +203,7 @@ class CTCPrefixScorer:
         lo, W = self._span(st, force_full)
         tau = lo[:, None] + torch.arange(W + 1, device=lo.device)  # [N, W+1]
         X = self._cum(st.seq, labels, tau[:, :W])
-        Xb = self._cum(st.seq, torch.full_like(labels, self.blank), tau[:, :W])
+        Xb = self.cum_blank[st.seq].gather(1, tau)
         rb_g, rn_g = st.rb.gather(1, tau[:, :W]), st.rn.gather(1, tau[:, :W])
         same = (labels == st.last)[:, None]
         phi = torch.where(same, rb_g, torch.logaddexp(rb_g, rn_g))  # [N, W]

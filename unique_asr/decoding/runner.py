@@ -214,6 +214,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
     when lm_weight > 0 and oov_penalty < 0."""
     notes = Counter() if notes is None else notes
     fs = model.input_frame_seconds  # seconds per feature frame
+    tps = opts.tokens_per_second(model.tokenizer is not None)
     if opts.method in CTC_ONLY:
         # no decoder context to fit (the chunked encoder takes any length): a recording stays
         # whole unless decode.max_segment_seconds asks for pieces
@@ -221,8 +222,7 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                       else sys.maxsize)
     else:
         max_frames = max_piece_frames(
-            model.cfg.llm.max_positions, opts.tokens_per_second(model.tokenizer is not None),
-            opts.min_new_tokens,
+            model.cfg.llm.max_positions, tps, opts.min_new_tokens,
             opts.max_segment_seconds, frames_per_token=model.frames_per_token, frame_seconds=fs,
             prompt_tokens=model.prompt_ids.numel(),
         )
@@ -257,7 +257,6 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
                 audio, audio_lens = model.encode(feats.to(dtype), lens)
         sync(device)
         t_enc = time.perf_counter() - t0
-        tps = opts.tokens_per_second(model.tokenizer is not None)
         limits = [max_new_tokens(int(n), tps, opts.min_new_tokens,
                                  frames_per_token=model.frames_per_token, frame_seconds=fs)
                   for n in audio_lens.tolist()]

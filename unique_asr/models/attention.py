@@ -10,7 +10,7 @@
   `prefill(layer, q, k, v, lens)` stores the prompt and returns its attention output,
   `step(layer, q, k, v)` appends one token per sequence and attends, `advance(n)` moves the
   lengths once all layers are done, `set_lens(lens)`, `reorder(index)` (beam search,
-  batch compaction). prefill and set_lens take `rows=` to fill only some rows; `slot_rows(
+  batch compaction). prefill and set_lens take `rows=` to fill only some rows; `SlotRows(
   cache, rows)` empties those rows and gives the model a cache-shaped view that prefills them
   (continuous batching: a finished sequence's row takes the next recording).
 """
