@@ -157,6 +157,25 @@ def test_cached_encoder_outputs_give_the_same_loss(parts):
     torch.testing.assert_close(a["ctc_sum"], b["ctc_sum"], rtol=1e-5, atol=1e-4)
 
 
+def test_encoder_output_masks_only_in_training(parts):
+    torch.manual_seed(0)
+    cfg = _cfg(parts, encoder={"cached": True, "specaug": True}, specaug_time_masks=3,
+               specaug_time_width_ratio=0.2, specaug_freq_masks=2, specaug_freq_width=8)
+    model = build_model(cfg)
+    feats = torch.randn(2, 3000, 32) + 5.0  # no real frame is zero
+    lens = torch.tensor([3000, 2200])
+    model.train()
+    enc, _ = model._encode(feats, lens)
+    zero_frames = (enc == 0).all(-1)
+    assert zero_frames[0].any() and zero_frames[1, :2200].any()  # time masks
+    assert (enc == 0).all(1).any()                              # channel masks
+    assert not torch.equal(enc, feats)
+    model.eval()
+    torch.testing.assert_close(model._encode(feats, lens)[0], feats)
+    off = build_model(_cfg(parts, encoder={"cached": True})).train()
+    torch.testing.assert_close(off._encode(feats, lens)[0], feats)
+
+
 def test_greedy_decoding_gives_text(parts):
     from unique_asr.decoding.generate import greedy_search
 

@@ -11,7 +11,8 @@
 # `run` joins the GGUF (sha256 checked), builds `large` with --train-h hours of train (stages 0-2,
 # Whisper on the GPU; skipped once built), then runs train_large.sh --skip-build with the model's
 # overrides as --common prefix (any --common given is appended to them) and the other options
-# passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...).
+# passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...);
+# train_large.sh's clock (--deadline-s, --halt-at-s) starts at this call's start, build included.
 # Everything lives in /tmp/slm (weights, bundle) and the repository's egs/*/data, egs/*/exp.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -61,7 +62,7 @@ case ${1:-} in
         { tail -n 30 "${OUT:-/tmp}/build.log"; die "corpus build failed"; }
       grep -E '^\| |^  (train|dev|test)|all done' "${OUT:-/tmp}/build.log"
     fi
-    exec bash tools/gpu/train_large.sh --skip-build \
+    CALL_ELAPSED_S=$SECONDS exec bash tools/gpu/train_large.sh --skip-build \
       --common "$model model.llm.source=$w/smollm2.gguf train=gpu decode.max_tokens_per_second=6 $common" \
       "${pass[@]+"${pass[@]}"}" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;

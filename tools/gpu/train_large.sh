@@ -22,8 +22,9 @@
 #   --per-gpu N: up to N configs share one GPU (small models such as tiny leave a GPU idle);
 #   --workers W: data-loader workers per config (default 8; lower it when many configs share);
 #   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
-#   from a call only up to 16 MiB each and ~64 MiB in all: tiny's are ~15 MB) to decode them
-#   elsewhere; --keep TAG (repeatable): only those configs' checkpoints.
+#   from a call only up to 16 MiB each and ~64 MiB in all: a larger one comes as 15-MiB
+#   $OUT/<tag>.pt.part-NN, joined with cat) to decode them elsewhere; --keep TAG
+#   (repeatable): only those configs' checkpoints.
 #   --per-speaker SPLIT (repeatable): after decoding, the CTC head's CER/WER per speaker of that
 #   split (bench/ctc_per_speaker.py) into $OUT/perspk_<split>_<tag>.tsv.
 #   --skip-build: the corpus and the features the configs read were made by earlier calls (the
@@ -32,6 +33,7 @@
 # Sweep of the CPU recipe's tiny model on the default corpus, 8 configs on one GPU:
 #   --size default --per-gpu 8 --workers 1 --common "model=tiny train.max_minutes=0 ..." 
 set -uo pipefail
+SECONDS=${CALL_ELAPSED_S:-0}  # seconds of the device call spent before this script (slm_gpu.sh)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
@@ -195,7 +197,12 @@ if $keep_models; then
     tag=${c%%=*}
     if [ ${#keep_tags[@]} -gt 0 ] && [[ " ${keep_tags[*]} " != *" $tag "* ]]; then continue; fi
     ckpt=$(ls -t "$exp/$tag"/avg-*.pt 2>/dev/null | head -n 1)
-    [ -n "$ckpt" ] && cp "$ckpt" "$out/$tag.pt"
+    [ -n "$ckpt" ] || continue
+    if [ "$(stat -c %s "$ckpt")" -le $((15 * 1024 * 1024)) ]; then
+      cp "$ckpt" "$out/$tag.pt"
+    else  # a call returns files up to 16 MiB: join with `cat $tag.pt.part-* > $tag.pt`
+      split -b 15M -d "$ckpt" "$out/$tag.pt.part-"
+    fi
   done
 fi
 ls -la "$out"
