@@ -82,8 +82,6 @@ class WhisperEncoderConfig:
     dim: int = 512                # the checkpoint's width (checked when loading)
     trainable_layers: int = 0     # 0: frozen; N: the top N blocks (and the final norm) train
     cached: bool = False          # input features are the frozen encoder's outputs (stage 2)
-    specaug: bool = False         # training: time and channel masks (model.specaug_*) on the
-                                  # encoder's outputs, so the decoder cannot rely on every frame
 
     frame_seconds = 0.02          # one encoder frame
 

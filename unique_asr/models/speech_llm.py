@@ -131,8 +131,7 @@ class SpeechLLM(nn.Module):
     # ---------------------------------------------------------------- encoder side
     def _encode(self, feats, feat_lens, taps=(), tapped=None):
         if self.cfg.encoder.kind == "whisper":
-            enc, enc_lens = self.encoder(feats, feat_lens)
-            return (self.specaug(enc, enc_lens) if self.cfg.encoder.specaug else enc), enc_lens
+            return self.encoder(feats, feat_lens)
         x = self.cmvn(self.specaug.warp(feats))
         x = sliding_cmn(x, feat_lens, self.cfg.cmn_window)
         x = self.specaug(x, feat_lens)
