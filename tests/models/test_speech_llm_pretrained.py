@@ -157,25 +157,6 @@ def test_cached_encoder_outputs_give_the_same_loss(parts):
     torch.testing.assert_close(a["ctc_sum"], b["ctc_sum"], rtol=1e-5, atol=1e-4)
 
 
-def test_encoder_output_masks_only_in_training(parts):
-    torch.manual_seed(0)
-    cfg = _cfg(parts, encoder={"cached": True, "specaug": True}, specaug_time_masks=3,
-               specaug_time_width_ratio=0.2, specaug_freq_masks=2, specaug_freq_width=8)
-    model = build_model(cfg)
-    feats = torch.randn(2, 3000, 32) + 5.0  # no real frame is zero
-    lens = torch.tensor([3000, 2200])
-    model.train()
-    enc, _ = model._encode(feats, lens)
-    zero_frames = (enc == 0).all(-1)
-    assert zero_frames[0].any() and zero_frames[1, :2200].any()  # time masks
-    assert (enc == 0).all(1).any()                              # channel masks
-    assert not torch.equal(enc, feats)
-    model.eval()
-    torch.testing.assert_close(model._encode(feats, lens)[0], feats)
-    off = build_model(_cfg(parts, encoder={"cached": True})).train()
-    torch.testing.assert_close(off._encode(feats, lens)[0], feats)
-
-
 def test_greedy_decoding_gives_text(parts):
     from unique_asr.decoding.generate import greedy_search
 
@@ -205,6 +186,19 @@ def test_embedding_ctc_uses_the_llm_embeddings(parts):
     ref = (20.0 * xn @ W.T).log_softmax(-1)
     torch.testing.assert_close(logp, ref, rtol=1e-5, atol=1e-5)
     assert not any(p is E for p in model.ctc.parameters())
+    # gradients: the blank vector and the input get the reference's, the frozen E none
+    E.requires_grad_(True)
+    x.requires_grad_(True)
+    g = torch.randn_like(logp)
+    (model.ctc.logprobs(x) * g).sum().backward()
+    blank = model.ctc.blank_vec.detach().clone().requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    W2 = torch.nn.functional.normalize(torch.cat([E.detach(), blank[None]]), dim=-1)
+    ref2 = (20.0 * torch.nn.functional.normalize(x2, dim=-1) @ W2.T).log_softmax(-1)
+    (ref2 * g).sum().backward()
+    torch.testing.assert_close(model.ctc.blank_vec.grad, blank.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-4, atol=1e-4)
+    assert E.grad is None and model.ctc.blank_vec.grad.abs().sum() > 0
 
 
 def test_config_errors_name_the_key(parts):

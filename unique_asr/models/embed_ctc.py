@@ -34,8 +34,12 @@ class EmbeddingCTC(nn.Module):
 
     def logprobs(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, dim] audio tokens -> CTC log-probs [B, T, vocab + 1] (float32)."""
-        w = torch.cat([self.embedding().detach().to(x.dtype), self.blank_vec[None].to(x.dtype)])
-        cos = F.linear(F.normalize(x, dim=-1), F.normalize(w, dim=-1)).float()
+        # E is frozen: its rows are normalised outside the graph, so the backward does not
+        # differentiate through the norms of all vocab rows to reach the blank's
+        with torch.no_grad():
+            e = F.normalize(self.embedding().to(x.dtype), dim=-1)
+        w = torch.cat([e, F.normalize(self.blank_vec.to(x.dtype), dim=-1)[None]])
+        cos = F.linear(F.normalize(x, dim=-1), w).float()
         return (cos * self.log_scale.exp()).log_softmax(-1)
 
     def frames(self, lens: torch.Tensor) -> torch.Tensor:
