@@ -6,7 +6,7 @@
 #   tools/gpu/build_corpus.sh --size large --nj 16 [-- hydra overrides]
 #
 # What it does, in order:
-#   1. pip-installs .gpu/wheels into $site (lhotse, hydra, soundfile, ...; see .gpu/README.txt)
+#   1. pip-installs .gpu/wheels into $site (lhotse, hydra, soundfile, ...; tools/gpu/fetch_wheels.sh)
 #      and puts it and the repo on PYTHONPATH, unless $site already holds lhotse;
 #   2. unpacks the TTS bundle (.gpu/tts) into $tts with tools/gpu/unpack_tts.sh (wrappers on
 #      PATH; nothing is written under /usr);
@@ -57,7 +57,7 @@ exp_dir=$(cd "$exp_dir" && pwd)
 t_all=$SECONDS
 # ---- 1. python packages
 if ! PYTHONPATH=$site "$python" -c "import lhotse, hydra, soundfile, jiwer" 2>/dev/null; then
-  ls "$wheels"/*.whl >/dev/null 2>&1 || die "no wheels in $wheels: carry .gpu (see .gpu/README.txt)"
+  ls "$wheels"/*.whl >/dev/null 2>&1 || die "no wheels in $wheels: carry .gpu (tools/gpu/fetch_wheels.sh)"
   log "installing $(ls "$wheels"/*.whl | wc -l) wheels into $site"
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
     "$wheels"/*.whl || die "pip install of $wheels failed"

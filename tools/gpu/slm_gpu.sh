@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The pretrained speech LLM (model=whisper_base_smollm2) on the GPU host, one step per device call
 # on a warm machine (its weights exceed one carry; tools/README.md, "Pretrained speech LLM on the
-# GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:15 .gpu2:24 .gpu3`.
+# GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:19 .gpu2:24 .gpu3`.
 #
 #   call 1, carry [".gpu"]:   bash tools/gpu/slm_gpu.sh send1
 #   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2
 #   call 3, carry [".gpu3"]:  bash tools/gpu/slm_gpu.sh run [--train-h 10] [train_large.sh options]
 #   later calls (no carry):   bash tools/gpu/slm_gpu.sh run --resume ...   (or --decode-only ...)
 #
-# `run` joins the GGUF (sha256 checked), builds `large` with --train-h hours of train (stages 0-2,
-# Whisper on the GPU; skipped once built), then runs train_large.sh --skip-build with the model's
+# `run` joins the GGUF (sha256 checked), unpacks the text packages of .gpu3/text/*.deb (if any)
+# into /tmp/slm/text, builds `large` with --train-h hours of train and the --corpus-args
+# overrides (stages 0-2, Whisper on the GPU; skipped once built), e.g. more distinct training
+# text: --corpus-args "corpus.text.wordnet_dir=/tmp/slm/text/usr/share/wordnet" with
+# wordnet-base_*.deb in .gpu3/text (tools/README.md); then runs train_large.sh --skip-build with the model's
 # overrides as --common prefix (any --common given is appended to them) and the other options
 # passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...);
 # train_large.sh's clock (--deadline-s, --halt-at-s) starts at this call's start, build included.
@@ -36,12 +39,14 @@ case ${1:-} in
   run)
     shift
     train_h=10
+    corpus_args=""
     common=""
     pass=()
     while [ $# -gt 0 ]; do
       case $1 in
         --train-h) train_h=$2; shift 2 ;;
         --common) common=$2; shift 2 ;;
+        --corpus-args) corpus_args=$2; shift 2 ;;
         *) pass+=("$1"); shift ;;
       esac
     done
@@ -53,12 +58,17 @@ case ${1:-} in
       (cd "$w" && echo "$(cat smollm2.gguf.sha256)  smollm2.gguf" | sha256sum -c) ||
         { rm -f "$w/smollm2.gguf"; die "the joined GGUF does not match its sha256"; }
     fi
-    model="model=whisper_base_smollm2 model.encoder.source=$w/whisper-base-enc"
+    shopt -s nullglob
+    for deb in .gpu3/text/*.deb; do mkdir -p /tmp/slm/text && dpkg -x "$deb" /tmp/slm/text; done
+    shopt -u nullglob
+    # the frozen LLM's weights in bf16: no per-call casts under autocast (bench/profile_slm_step.py)
+    model="model=whisper_base_smollm2 model.encoder.source=$w/whisper-base-enc model.llm.dtype=bfloat16"
     data=egs/synth_longform/data/large
     if [ ! -f "$data/whisper_enc_whisper-base-enc/cuts_test.jsonl.gz" ]; then
       bash tools/gpu/build_corpus.sh --size large --nj "$(nproc)" --stop-stage 2 \
         --wheels "$b/wheels" --tts-debs "$b/tts" -- \
-        "corpus.splits.train.target_s=$((train_h * 3600))" $model > "${OUT:-/tmp}/build.log" 2>&1 ||
+        "corpus.splits.train.target_s=$((train_h * 3600))" $corpus_args $model \
+        > "${OUT:-/tmp}/build.log" 2>&1 ||
         { tail -n 30 "${OUT:-/tmp}/build.log"; die "corpus build failed"; }
       grep -E '^\| |^  (train|dev|test)|all done' "${OUT:-/tmp}/build.log"
     fi
