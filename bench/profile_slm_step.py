@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOLLM2 = dict(hidden=576, layers=30, heads=9, kv_heads=3, head_dim=64, ffn=1536, vocab=49152,
-               rope_theta=1e5, eps=1e-5)
+SMOLLM2 = {"hidden": 576, "layers": 30, "heads": 9, "kv_heads": 3, "head_dim": 64, "ffn": 1536,
+           "vocab": 49152, "rope_theta": 1e5, "eps": 1e-5}
 TOKENS_PER_S = 3.5   # SmolLM2 tokens per second of this corpus's speech
 
 
