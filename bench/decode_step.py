@@ -65,12 +65,13 @@ def copy_bandwidth() -> float:
     return 2 * n * 2 / t
 
 
-def build_cache(B: int, ctx: int, gen: torch.Generator) -> tuple[PagedKVCache, list[int]]:
+def build_cache(B: int, ctx: int, gen: torch.Generator,
+                stats_dtype: str = "bf16") -> tuple[PagedKVCache, list[int]]:
     """One-layer bf16 cache of B sequences of ctx random tokens, filled through reserve/write
     (post-RoPE-like keys: unit noise plus a per-dimension offset)."""
     n_pages = B * (-(-ctx // S))
     cache = PagedKVCache(1, HKV, D, n_pages, B, page_size=S, dtype=torch.bfloat16,
-                         device=DEV)
+                         device=DEV, stats_dtype=stats_dtype)
     seqs = [cache.add_sequence() for _ in range(B)]
     bias = torch.randn(1, HKV, D, device=DEV, generator=gen)
     for s in seqs:
@@ -185,11 +186,21 @@ def check_step(q, cache, pt, out, sel, P, kp):
     sel_l = torch.stack([torch.searchsorted(pt[b, :P].long().contiguous(),
                                             sel[b].long().clamp_min(0)) for b in chk])
     ref = R.sparse_attention(q[chk].double(), kk.double(), vv.double(), ll, sel_l, S)
-    mean, std = cache.mean[0], cache.std[0]
-    ref_sel = R.select_pages(R.unique_page_scores(
-        q[chk], mean[pt[chk, :P].long()].permute(0, 2, 1, 3), std[pt[chk, :P].long()]
-        .permute(0, 2, 1)), ll, S, kp)
-    return rel(out[chk], ref), (sel_l.sort(-1).values == ref_sel).float().mean().item()
+    mean, std = cache.page_means(0), cache.std[0]
+    pages = pt[chk, :P].long()
+
+    def selection(m):
+        return R.select_pages(R.unique_page_scores(
+            q[chk], m[pages].permute(0, 2, 1, 3), std[pages].permute(0, 2, 1)), ll, S, kp)
+
+    ref_sel = selection(mean)
+    match = (sel_l.sort(-1).values == ref_sel).float().mean().item()
+    # fp8 means: the share of the pages that bf16 means (the float32 means rounded) select too
+    bf16 = (cache.ksum[0] / cache.page_count.float().clamp_min(1)[:, None, None]).bfloat16()
+    sel16 = selection(bf16)
+    agree = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in
+                zip(ref_sel.flatten(0, 1), sel16.flatten(0, 1))) / sel16.numel()
+    return rel(out[chk], ref), match, agree
 
 
 def time_step_variants(variants, step, out, sel):
@@ -214,24 +225,27 @@ def time_step_variants(variants, step, out, sel):
     return step_us, step_diff
 
 
-def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False):
-    cache, seqs = build_cache(B, ctx, gen)
+def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=False,
+               stats_dtype="bf16"):
+    cache, seqs = build_cache(B, ctx, gen, stats_dtype)
     pt, lens = cache.batch(seqs)
     batch = (pt, lens)
     P = -(-ctx // S)
     kp = budget // S
     q = torch.randn(B, H, D, device=DEV, generator=gen).bfloat16()
     mean, std = cache.mean[0], cache.std[0]
+    scale = None if cache.mean_scale is None else cache.mean_scale[0]
 
     # the library's step (api.sparse_step = what unique_decode runs), checked before timing
     out, sel = sparse_step(q, cache, 0, budget, batch, P)
-    err_sparse, overlap = check_step(q, cache, pt, out, sel, P, kp)
+    err_sparse, overlap, agree_bf16 = check_step(q, cache, pt, out, sel, P, kp)
 
     # stages alone with the library defaults (L2 flushed before each call)
     scores = torch.empty(B, HKV, P, device=DEV)
     sel2 = torch.empty(B, HKV, kp, device=DEV, dtype=torch.int32)
     out2 = torch.empty(B, H, D, device=DEV, dtype=torch.bfloat16)
-    t_sc = med_us(lambda: unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores))
+    t_sc = med_us(lambda: unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores,
+                                        mean_scale=scale))
     t_tk = med_us(lambda: topk_pages(scores, lens, S, kp, page_table=pt, out=sel2))
     t_at = med_us(lambda: paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2))
     at_cfg, at_all, t_at_best = None, {}, None
@@ -246,7 +260,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
         lambda streams: sparse_step(q, cache, 0, budget, batch, P, streams=streams), out, sel)
     if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
         def manual():
-            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores)
+            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, mean_scale=scale)
             topk_pages(scores, lens, S, kp, page_table=pt, out=sel2)
             return paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **at_cfg)
         t, o = graph_us(manual)
@@ -263,12 +277,13 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     err_dense_vs_sdpa = rel(dense_out, o_sdpa)
     err_fi = rel(o_fi, o_sdpa) if o_fi is not None else None
 
-    floor_bytes = (B * HKV * P * (D * 2 + 4)          # page means (bf16) + stds (fp32)
+    mean_bytes = D + 4 if scale is not None else D * 2  # fp8 + its scale, or bf16
+    floor_bytes = (B * HKV * P * (mean_bytes + 4)     # page means + stds (fp32)
                    + B * HKV * kp * S * D * 2 * 2)    # selected K and V pages
     floor = floor_bytes / bw * 1e6
     unique = step_us.get("lib") or t_eager
     rec = dict(bench="decode_step", **info, batch=B, context=ctx, budget=budget, page_size=S,
-               heads=H, kv_heads=HKV, head_dim=D, dtype="bf16",
+               heads=H, kv_heads=HKV, head_dim=D, dtype="bf16", stats_dtype=stats_dtype,
                unique_us=round(unique, 2), unique_eager_us=round(t_eager, 2),
                score_us=round(t_sc, 2), topk_us=round(t_tk, 2), attn_us=round(t_at, 2),
                floor_us=round(floor, 2), copy_bw_tbs=round(bw / 1e12, 3),
@@ -284,6 +299,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
                attn_best_cfg=at_cfg, attn_best_us=round(t_at_best, 2) if t_at_best else None,
                sweep_us={"attn": at_all},
                rel_err_sparse_vs_f64=err_sparse, sel_match_vs_reference=overlap,
+               sel_agree_vs_bf16_means=round(agree_bf16, 4),
                rel_err_triton_dense_vs_sdpa=err_dense_vs_sdpa, rel_err_flashinfer_vs_sdpa=err_fi,
                timing="do_bench median, L2 flushed per call; unique_us = CUDA-graph replay of "
                       "api.sparse_step with library defaults (what unique_decode runs: single "
@@ -364,6 +380,8 @@ def main(argv=None) -> None:
     ap.add_argument("--long-contexts", default="65536,131072")
     ap.add_argument("--long-batch", type=int, default=16)
     ap.add_argument("--budget", type=int, default=512)
+    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8"),
+                    help="page means of the cache (decode.sparse.stats_dtype)")
     ap.add_argument("--skip-tables", action="store_true")
     ap.add_argument("--tables", default="8,9",
                     help="which paper tables to run (8: score grid, 9: top-k grid)")
@@ -394,12 +412,12 @@ def main(argv=None) -> None:
         args.contexts, args.long_contexts, args.batch, args.budget = "200,77", "", 3, 64
     for ctx in ints(args.contexts):
         bench_step(args.batch, ctx, args.budget, bw, info, gen, log, args.fast,
-                   args.all_variants)
+                   args.all_variants, args.stats_dtype)
         if DEV == "cuda":
             torch.cuda.empty_cache()
     for ctx in ints(args.long_contexts):
         bench_step(args.long_batch, ctx, args.budget, bw, info, gen, log, args.fast,
-                   args.all_variants)
+                   args.all_variants, args.stats_dtype)
         if DEV == "cuda":
             torch.cuda.empty_cache()
     tables = set() if args.skip_tables else set(args.tables.split(","))

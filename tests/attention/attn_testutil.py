@@ -22,13 +22,14 @@ def sizes(small, full):
 
 
 def make_cache(lengths, num_kv_heads, head_dim, page_size=8, dtype=torch.float32, quest=False,
-               decode_steps=3, gen=None, layers=1):
+               decode_steps=3, gen=None, layers=1, stats_dtype="bf16"):
     """A cache filled with random keys/values: each sequence gets a prefill of all but the last
     `decode_steps` tokens, then single-token decode appends (so physical pages interleave).
     Returns the cache and the sequence slots."""
     n_pages = sum(-(-L // page_size) for L in lengths) + 3
     cache = PagedKVCache(layers, num_kv_heads, head_dim, n_pages, len(lengths),
-                         page_size=page_size, dtype=dtype, device=DEV, quest=quest)
+                         page_size=page_size, dtype=dtype, device=DEV, quest=quest,
+                         stats_dtype=stats_dtype)
     gen = gen or torch.Generator(device=DEV).manual_seed(torch.seed() % 2**31)
     seqs = [cache.add_sequence() for _ in lengths]
 

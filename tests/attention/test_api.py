@@ -40,11 +40,12 @@ def test_triton_step_matches_reference(method, size):
     assert rel_err(out, ref) <= 1e-5
 
 
+@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8"])
 @sizes(small={"lengths": [40, 7, 1], "Hkv": 2, "G": 4, "D": 64},
        full={"lengths": [4096, 999, 1], "Hkv": 8, "G": 4, "D": 128})
-def test_budget_above_context_is_dense_bf16(size):
+def test_budget_above_context_is_dense_bf16(stats_dtype, size):
     lengths, Hkv, G, D = (size[x] for x in ("lengths", "Hkv", "G", "D"))
-    cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.bfloat16)
+    cache, seqs = make_cache(lengths, Hkv, D, dtype=torch.bfloat16, stats_dtype=stats_dtype)
     q = torch.randn(len(lengths), Hkv * G, D, device=DEV).bfloat16()
     budget = max(lengths) + 8
     out = unique_decode(q, cache, 0, budget, "unique", seqs, impl="triton")
@@ -96,3 +97,5 @@ def test_sparse_config_validation_names_key_and_values():
         SparseConfig(method="unique", budget=0).validate()
     with pytest.raises(ValueError, match=r"decode\.sparse\.sink_pages"):
         SparseConfig(sink_pages=-1).validate()
+    with pytest.raises(ValueError, match=r"decode\.sparse\.stats_dtype='fp16'.*bf16, fp8"):
+        SparseConfig(stats_dtype="fp16").validate()

@@ -53,3 +53,25 @@ def test_alloc_free_and_errors():
     c.free_sequence(b2)
     with pytest.raises(ValueError, match="not allocated"):
         c.reserve([b2], 1)
+
+
+def test_fp8_means_are_the_means_within_fp8_precision():
+    """stats_dtype=fp8 stores each (page, head) mean as e4m3 times a float32 scale: dequantized,
+    every entry is within e4m3's half-ulp (2^-4 relative) of the bf16 cache's float32 mean, and
+    the scale maps the row's largest entry to 448."""
+    from unique_asr.attention.paged_cache import FP8_MAX
+
+    gen = torch.Generator(device=DEV).manual_seed(3)
+    ref, seqs = make_cache([70, 13], 2, 64, gen=gen)
+    gen = torch.Generator(device=DEV).manual_seed(3)
+    c8, _ = make_cache([70, 13], 2, 64, gen=gen, stats_dtype="fp8")
+    pt, _ = ref.batch(seqs)
+    used = pt[pt >= 0].long()
+    m32 = ref.mean[0][used].float()
+    m8 = c8.page_means(0)[used]
+    big = m32.abs().amax(-1, keepdim=True)
+    assert ((m8 - m32).abs() <= m32.abs() * 2 ** -4 + big * 2 ** -9 + 1e-7).all()
+    assert (c8.mean[0][used].float().abs().amax(-1) == FP8_MAX).all()
+    torch.testing.assert_close(c8.std[0][used], ref.std[0][used])
+    with pytest.raises(ValueError, match="stats_dtype"):
+        PagedKVCache(1, 1, 8, 4, 1, stats_dtype="fp16")

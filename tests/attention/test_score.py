@@ -51,3 +51,25 @@ def test_quest_scores(G, size):
     ref = R.quest_page_scores(q, *R.quest_page_stats(k, lens, 8))
     got = quest_scores(q, cache.kmin[0], cache.kmax[0], pt, lens, 8, sink_pages=1)
     _check(got, ref, lengths, 8, 1, atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("G,D,dtype", [(4, 128, torch.bfloat16), (1, 64, torch.float32)])
+@sizes(small={"lengths": [75, 9, 130], "Hkv": 2}, full={"lengths": [8192, 3001, 32768], "Hkv": 8})
+def test_fp8_mean_scores(G, D, dtype, size):
+    """stats_dtype=fp8: the kernel scores the dequantized fp8 means as the reference does."""
+    lengths, Hkv = size["lengths"], size["Hkv"]
+    cache, seqs = make_cache(lengths, Hkv, D, dtype=dtype, stats_dtype="fp8")
+    assert cache.mean.dtype == torch.float8_e4m3fn and cache.mean_scale.dtype == torch.float32
+    pt, lens = cache.batch(seqs)
+    q = torch.randn(len(lengths), Hkv * G, D, device=DEV).to(dtype)
+    pages = pt.long().clamp_min(0)
+    mean = cache.page_means(0)[pages].permute(0, 2, 1, 3)
+    std = cache.std[0][pages].permute(0, 2, 1)
+    tol = {"atol": 1e-4, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 1e-2}
+    for lam, sink in ((0.5, 0), (0.0, 1)):
+        got = unique_scores(q, cache.mean[0], cache.std[0], pt, lens, 8, lam=lam,
+                            sink_pages=sink, max_pages=pt.shape[1],
+                            mean_scale=cache.mean_scale[0])
+        _check(got, R.unique_page_scores(q, mean, std, lam), lengths, 8, sink, **tol)
+    with pytest.raises(ValueError, match="mean_scale"):
+        unique_scores(q, cache.mean[0], cache.std[0], pt, lens, 8)

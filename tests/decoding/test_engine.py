@@ -75,6 +75,8 @@ def test_unique_with_budget_above_context_equals_dense(model):
     for method in ("unique", "quest"):
         assert continuous_greedy(model, emb, lens, LIMITS, 2, SparseConfig(method, 1024))[0] \
             == dense
+    fp8 = SparseConfig("unique", 1024, stats_dtype="fp8")
+    assert continuous_greedy(model, emb, lens, LIMITS, 2, fp8)[0] == dense
 
 
 @pytest.mark.parametrize("sparse", [DENSE, SPARSE], ids=["dense", "unique16"])

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import reference
-from .paged_cache import PagedKVCache
+from .paged_cache import STATS_DTYPES, PagedKVCache
 
 METHODS = ("dense", "unique", "quest", "meanonly", "oracle")
 IMPLS = ("auto", "triton", "reference")
@@ -57,6 +57,9 @@ class SparseConfig:
     lam: float = 0.5        # unique: weight of the std term in the page score
     sink_pages: int = 0     # first pages always kept (besides the newest page)
     impl: str = "auto"      # auto (triton on CUDA tensors, reference otherwise) | triton | reference
+    # page means the unique/meanonly score reads: bf16 = in the cache's dtype (bf16 when decoding
+    # in bf16); fp8 = float8 e4m3 with a float32 scale per (page, KV head): half the bytes
+    stats_dtype: str = "bf16"
     dense_layers: list[int] = field(default_factory=list)  # decoder layers that attend densely
 
     def validate(self) -> SparseConfig:
@@ -68,6 +71,8 @@ class SparseConfig:
             bad("method", f"use one of {', '.join(METHODS)}")
         if self.impl not in IMPLS:
             bad("impl", f"use one of {', '.join(IMPLS)}")
+        if self.stats_dtype not in STATS_DTYPES:
+            bad("stats_dtype", f"use one of {', '.join(STATS_DTYPES)}")
         if not isinstance(self.page_size, int) or self.page_size < 1:
             bad("page_size", "use a positive int (tokens per KV page)")
         if not isinstance(self.budget, int) or self.budget < 1:
@@ -162,9 +167,10 @@ def page_scores(q, cache, layer, method="unique", seqs=None, lam=reference.LAMBD
     S = cache.page_size
     P = max_pages or -(-max(cache.seq_length(s) for s in seqs) // S)
     if method in ("unique", "meanonly"):
+        scale = None if cache.mean_scale is None else cache.mean_scale[layer]
         return unique_scores(q, cache.mean[layer], cache.std[layer], pt, lens, S,
                              lam=lam if method == "unique" else 0.0, sink_pages=sink_pages,
-                             max_pages=P)
+                             max_pages=P, mean_scale=scale)
     if method == "quest":
         return quest_scores(q, cache.kmin[layer], cache.kmax[layer], pt, lens, S,
                             sink_pages=sink_pages, max_pages=P)

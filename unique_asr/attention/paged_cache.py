@@ -8,7 +8,10 @@ Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV he
   k, v        [layers, N, Hkv, S, D]   cache dtype ("HND" pages, FlashInfer's HND layout)
   ksum        [layers, N, Hkv, D]      float32 running sum of the keys of the page
   ksq         [layers, N, Hkv]         float32 running sum of ||k||^2
-  mean        [layers, N, Hkv, D]      cache dtype, ksum / count (what the score kernel reads)
+  mean        [layers, N, Hkv, D]      ksum / count (what the score kernel reads): in the cache
+                                       dtype, or (stats_dtype="fp8") float8 e4m3 scaled per
+                                       (page, head) so that its largest |value| is 448
+  mean_scale  [layers, N, Hkv]         float32, only with fp8 means: mean = fp8 value * scale
   std         [layers, N, Hkv]         float32, sqrt(max(ksq/count - ||mean||^2, 0))
   kmin, kmax  [layers, N, Hkv, D]      cache dtype, only with quest=True
   page_table  [max_seqs, max_pages_per_seq] int32 physical page ids (-1 = none)
@@ -33,6 +36,18 @@ from collections.abc import Sequence
 import torch
 
 
+STATS_DTYPES = ("bf16", "fp8")  # bf16: page means in the cache's dtype; fp8: e4m3 + a scale
+FP8_MAX = 448.0                 # largest finite float8 e4m3fn
+
+
+def quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [..., D] -> (float8 e4m3fn values [..., D], float32 scale [...]) with x ~= values * scale:
+    one scale per row, mapping the row's largest |x| to the format's largest value."""
+    xf = x.float()
+    scale = xf.abs().amax(-1).clamp_min(1e-30) / FP8_MAX
+    return (xf / scale[..., None]).to(torch.float8_e4m3fn), scale
+
+
 class PagedKVCache:
     """Page pool + page tables + page statistics for `num_layers` attention layers."""
 
@@ -48,9 +63,14 @@ class PagedKVCache:
         dtype: torch.dtype = torch.bfloat16,
         device: str | torch.device = "cpu",
         quest: bool = False,
+        stats_dtype: str = "bf16",
     ) -> None:
         if page_size < 1 or num_pages < 1 or max_seqs < 1:
             raise ValueError("PagedKVCache: page_size, num_pages and max_seqs must be >= 1")
+        if stats_dtype not in STATS_DTYPES:
+            raise ValueError(f"PagedKVCache: stats_dtype must be one of {STATS_DTYPES}, got "
+                             f"{stats_dtype!r}")
+        self.stats_dtype = stats_dtype
         self.num_layers, self.num_kv_heads, self.head_dim = num_layers, num_kv_heads, head_dim
         self.num_pages, self.max_seqs, self.page_size = num_pages, max_seqs, page_size
         self.max_pages_per_seq = max_pages_per_seq or num_pages
@@ -62,7 +82,10 @@ class PagedKVCache:
         self.v = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
         self.ksum = torch.zeros(L, N, H, D, dtype=torch.float32, device=dev)
         self.ksq = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
-        self.mean = torch.zeros(L, N, H, D, dtype=dtype, device=dev)
+        fp8 = stats_dtype == "fp8"
+        self.mean = torch.zeros(L, N, H, D, dtype=torch.float8_e4m3fn if fp8 else dtype,
+                                device=dev)
+        self.mean_scale = torch.zeros(L, N, H, dtype=torch.float32, device=dev) if fp8 else None
         self.std = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
         if quest:
             self.kmin = torch.full((L, N, H, D), float("inf"), dtype=dtype, device=dev)
@@ -123,6 +146,8 @@ class PagedKVCache:
         self.ksum[:, idx] = 0
         self.ksq[:, idx] = 0
         self.mean[:, idx] = 0
+        if self.mean_scale is not None:
+            self.mean_scale[:, idx] = 0
         self.std[:, idx] = 0
         self.page_count[idx] = 0
         if self.quest:
@@ -197,8 +222,20 @@ class PagedKVCache:
         cnt = self.page_count[touched].float().clamp_min(1)
         mean = self.ksum[layer, touched] / cnt[:, None, None]
         var = self.ksq[layer, touched] / cnt[:, None] - (mean * mean).sum(-1)
-        self.mean[layer, touched] = mean.to(self.dtype)
+        if self.mean_scale is None:
+            self.mean[layer, touched] = mean.to(self.dtype)
+        else:
+            q, scale = quantize_fp8(mean)
+            self.mean[layer, touched] = q
+            self.mean_scale[layer, touched] = scale
         self.std[layer, touched] = var.clamp_min(0).sqrt()
+
+    def page_means(self, layer: int) -> torch.Tensor:
+        """The page means of one layer [N, Hkv, D] as the score kernel sees them (fp8 means
+        dequantized to float32; otherwise the stored tensor)."""
+        if self.mean_scale is None:
+            return self.mean[layer]
+        return self.mean[layer].float() * self.mean_scale[layer][..., None]
 
     # ---------------------------------------------------------------- views for kernels/tests
     def batch(self, seqs: Sequence[int] | torch.Tensor | None = None):

@@ -237,7 +237,7 @@ def paged_page_scores(
     statistics; oracle: its keys), with the formulas above. Pages past a sequence's end hold
     garbage scores (select_pages ignores them)."""
     if method in ("unique", "meanonly"):
-        mean = cache.mean[layer][pages].transpose(1, 2)  # [B, Hkv, P, D]
+        mean = cache.page_means(layer)[pages].transpose(1, 2)  # [B, Hkv, P, D]
         std = cache.std[layer][pages].transpose(1, 2)
         return unique_page_scores(q, mean, std, lam if method == "unique" else 0.0)
     if method == "quest":

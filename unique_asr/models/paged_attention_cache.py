@@ -49,7 +49,7 @@ class PagedAttentionCache:
         return PagedKVCache(self.n_layers, self.n_kv_heads, self.head_dim,
                             rows * self.pages_per_seq, rows, self.pages_per_seq,
                             self.page_size, self.dtype, self.device,
-                            quest=self.method == "quest")
+                            quest=self.method == "quest", stats_dtype=self.sparse.stats_dtype)
 
     # ---------------------------------------------------------------- prefill
     def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:

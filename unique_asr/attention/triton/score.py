@@ -65,14 +65,16 @@ def _force(best, offs_p, n, sink_pages, FORCE: tl.constexpr):
 
 @triton.jit
 def _unique_score_rows(
-    q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, pid_bh, pid_p,
+    q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, pid_bh, pid_p,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
     stride_ob, stride_oh,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
-    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr,
+    FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, SCALED: tl.constexpr,
 ):
-    """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh."""
+    """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh.
+    SCALED: the means are float8 with one float32 scale per (page, head) at scale_ptr (same
+    strides as std); they are widened to q's dtype for the dot and the dot is scaled."""
     b = pid_bh // HKV
     h = pid_bh % HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -86,7 +88,10 @@ def _unique_score_rows(
                     + offs_d[None, :], mask=gmask[:, None], other=0.0)
         qf = q.to(tl.float32)
         qn = tl.sqrt(tl.sum(qf * qf, 1))  # [GP]
-        qt = tl.trans(q.to(mean_ptr.dtype.element_ty))
+        if SCALED:
+            qt = tl.trans(q)
+        else:
+            qt = tl.trans(q.to(mean_ptr.dtype.element_ty))
         # several page blocks per program, software-pipelined, so loads stay in flight
         for p0 in tl.range(start, end, BLOCK_P, num_stages=NUM_STAGES):
             offs_p = p0 + tl.arange(0, BLOCK_P)
@@ -97,8 +102,13 @@ def _unique_score_rows(
             s = tl.load(std_ptr + page * stride_sp + h * stride_sh, mask=pmask, other=0.0)
             if IEEE:
                 dot = tl.dot(m.to(tl.float32), tl.trans(qf), input_precision="ieee")
+            elif SCALED:
+                dot = tl.dot(m.to(q_ptr.dtype.element_ty), qt)
             else:
                 dot = tl.dot(m, qt)
+            if SCALED:
+                dot = dot * tl.load(scale_ptr + page * stride_sp + h * stride_sh, mask=pmask,
+                                    other=0.0)[:, None]
             sc = dot + lam * s[:, None] * qn[None, :]
             sc = tl.where(gmask[None, :], sc, float("-inf"))
             best = tl.max(sc, 1)
@@ -108,19 +118,20 @@ def _unique_score_rows(
 
 @triton.jit
 def _unique_score_kernel(
-    q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
+    q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
     stride_ob, stride_oh,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
     FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, PDL_ON: tl.constexpr,
+    SCALED: tl.constexpr,
 ):
     _pdl_enter(PDL_ON)
     _unique_score_rows(
-        q_ptr, mean_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, tl.program_id(0), tl.program_id(1),
-        stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
-        stride_ob, stride_oh, lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
-        G, GP, D, BLOCK_P, FORCE, IEEE, NUM_STAGES)
+        q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, tl.program_id(0),
+        tl.program_id(1), stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh,
+        stride_ptb, stride_ob, stride_oh, lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
+        G, GP, D, BLOCK_P, FORCE, IEEE, NUM_STAGES, SCALED)
 
 
 @triton.jit
@@ -179,10 +190,12 @@ def unique_scores(
     num_stages: int = 2,
     pages_per_prog: int | None = 128,
     pdl: bool | None = None,
+    mean_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """UNIQUE page scores over a paged cache's statistics.
 
-    q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean); std [N, Hkv] float32;
+    q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean; float8 e4m3 with its
+    float32 scales mean_scale [N, Hkv], laid out as std, for stats_dtype="fp8"); std [N, Hkv] float32;
     page_table [B, >=P] int32; lengths [B] int32. Returns float32 scores [B, Hkv, P] with
     P = max_pages (default page_table.shape[1]); entries past a sequence's pages are not written.
     lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
@@ -197,6 +210,11 @@ def unique_scores(
     P = max_pages or page_table.shape[1]
     if mean.stride(-1) != 1:
         raise ValueError("unique_scores: mean's last dimension must be contiguous")
+    scaled = mean.dtype == torch.float8_e4m3fn
+    if scaled != (mean_scale is not None):
+        raise ValueError("unique_scores: float8 means need their mean_scale (and only they)")
+    if scaled and mean_scale.stride() != std.stride():
+        raise ValueError("unique_scores: mean_scale must have std's layout [N, Hkv]")
     if out is None:
         out = torch.empty(B, Hkv, P, dtype=torch.float32, device=q.device)
     if pages_per_prog is None:
@@ -207,12 +225,13 @@ def unique_scores(
     pdl = use_pdl(q, pdl)
     grid = (B * Hkv, triton.cdiv(P, pages_per_prog))
     _unique_score_kernel[grid](
-        q, mean, std, page_table, lengths, out,
+        q, mean, mean_scale if scaled else std, std, page_table, lengths, out,
         q.stride(0), q.stride(1), mean.stride(0), mean.stride(1), std.stride(0), std.stride(1),
         page_table.stride(0), out.stride(0), out.stride(1),
         float(lam), int(sink_pages), Hkv, page_size, pages_per_prog,
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, BLOCK_P=block_p, FORCE=force,
-        IEEE=f32_dot(mean.dtype), NUM_STAGES=num_stages, PDL_ON=pdl, num_warps=num_warps,
+        IEEE=f32_dot(q.dtype if scaled else mean.dtype), NUM_STAGES=num_stages, PDL_ON=pdl,
+        SCALED=scaled, num_warps=num_warps,
         **({"launch_pdl": True} if pdl else {}),
     )
     return out
