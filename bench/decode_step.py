@@ -235,6 +235,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     q = torch.randn(B, H, D, device=DEV, generator=gen).bfloat16()
     mean, std = cache.mean[0], cache.std[0]
     scale = None if cache.mean_scale is None else cache.mean_scale[0]
+    center = cache.row_centers(0, seqs)
 
     # the library's step (api.sparse_step = what unique_decode runs), checked before timing
     out, sel = sparse_step(q, cache, 0, budget, batch, P)
@@ -245,7 +246,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     sel2 = torch.empty(B, HKV, kp, device=DEV, dtype=torch.int32)
     out2 = torch.empty(B, H, D, device=DEV, dtype=torch.bfloat16)
     t_sc = med_us(lambda: unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores,
-                                        mean_scale=scale))
+                                        mean_scale=scale, mean_center=center))
     t_tk = med_us(lambda: topk_pages(scores, lens, S, kp, page_table=pt, out=sel2))
     t_at = med_us(lambda: paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2))
     at_cfg, at_all, t_at_best = None, {}, None
@@ -260,7 +261,8 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
         lambda streams: sparse_step(q, cache, 0, budget, batch, P, streams=streams), out, sel)
     if at_cfg is not None and DEV == "cuda":  # the step with the attention sweep's winner
         def manual():
-            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, mean_scale=scale)
+            unique_scores(q, mean, std, pt, lens, S, max_pages=P, out=scores, mean_scale=scale,
+                          mean_center=center)
             topk_pages(scores, lens, S, kp, page_table=pt, out=sel2)
             return paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **at_cfg)
         t, o = graph_us(manual)

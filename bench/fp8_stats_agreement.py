@@ -5,8 +5,9 @@ Runs a pretrained decoder (default SmolLM2-135M, the speech LLM's) over a long E
 (Debian fortunes), keeps every layer's post-RoPE keys and queries, fills one PagedKVCache per
 stats dtype with the keys (bf16 cache), scores the pages for the queries of the last positions
 with the UNIQUE score (reference implementation) and reports, per budget, the share of the pages
-picked with bf16 means that fp8 means pick too. Random keys (attn_testutil) give the same figure
-for comparison. Appends one JSON line per setting to bench/results/fp8_stats_agreement.jsonl.
+picked with bf16 means that fp8 means pick too (all keys are written at once, so each head's
+centre is the mean of all of them, as a prefill's is). Random keys (unit noise plus a
+per-dimension offset of std 0.5) give the same figure for comparison. Appends one JSON line per setting to bench/results/fp8_stats_agreement.jsonl.
 
     .venv/bin/python bench/fp8_stats_agreement.py [--tokens 4096] [--budgets 256 512 1024]
 """
@@ -102,6 +103,8 @@ def main() -> None:
     kr = torch.randn(Hkv, a.tokens, D, generator=g) + 0.5 * torch.randn(1, 1, D, generator=g)
     rnd = agreement(torch.randn(a.queries, H, D, generator=g), kr, a.budgets)
     out = {"bench": "fp8_stats_agreement", "llm": a.llm, "tokens": int(ids.numel()),
+           "fp8_layout": "e4m3 offsets from the sequence's centre (mean of its prefill keys), "
+                         "float32 scale per (page, KV head)",
            "layers": len(layers), "queries": a.queries, "page_size": 8, "lam": 0.5,
            "agreement_mean_over_layers": res, "agreement_worst_layer": worst,
            "agreement_random_keys": rnd, "seconds": round(time.perf_counter() - t0, 1),

@@ -69,7 +69,8 @@ def test_fp8_mean_scores(G, D, dtype, size):
     for lam, sink in ((0.5, 0), (0.0, 1)):
         got = unique_scores(q, cache.mean[0], cache.std[0], pt, lens, 8, lam=lam,
                             sink_pages=sink, max_pages=pt.shape[1],
-                            mean_scale=cache.mean_scale[0])
+                            mean_scale=cache.mean_scale[0],
+                            mean_center=cache.row_centers(0, seqs))
         _check(got, R.unique_page_scores(q, mean, std, lam), lengths, 8, sink, **tol)
     with pytest.raises(ValueError, match="mean_scale"):
         unique_scores(q, cache.mean[0], cache.std[0], pt, lens, 8)

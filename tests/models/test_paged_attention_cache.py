@@ -156,6 +156,37 @@ def test_steps_and_reorder_match_reference(method, impl):
             assert torch.allclose(got_s, std[b, :, :npg], atol=1e-4)
 
 
+def test_fp8_stats_survive_reorder_and_growth():
+    """stats_dtype=fp8: a beam-style reorder (rows duplicated, pool grown) copies each page's
+    fp8 mean, its scale and the sequence's centre, so the copies' dequantized means stay the
+    means of their keys (within e4m3 precision) and the steps run."""
+    g = torch.Generator().manual_seed(5)
+    L, Hkv, G, D = 2, 2, 4, 16
+    lens = torch.tensor([37, 12, 20])
+    paged = PagedAttentionCache(L, 3, 80, Hkv, D, "cpu", torch.float32,
+                                SparseConfig("unique", 24, stats_dtype="fp8"))
+    for layer in range(L):
+        q, k, v = _rand(g, 3, Hkv * G, 37, D), _rand(g, 3, Hkv, 37, D), _rand(g, 3, Hkv, 37, D)
+        paged.prefill(layer, q, k, v, lens)
+    paged.set_lens(lens)
+    centers = [paged.kv.row_centers(layer, paged.slots) for layer in range(L)]
+    index = torch.tensor([2, 0, 0, 2, 1, 0])
+    paged.reorder(index)
+    for layer in range(L):
+        torch.testing.assert_close(paged.kv.row_centers(layer, paged.slots), centers[layer][index])
+        q, k, v = _rand(g, 6, Hkv * G, 1, D), _rand(g, 6, Hkv, 1, D), _rand(g, 6, Hkv, 1, D)
+        assert torch.isfinite(paged.step(layer, q, k, v)).all()
+    paged.advance(1)
+    for layer in range(L):
+        k, _, klens = paged.kv.contiguous(layer, paged.slots)
+        mean, _ = R.page_stats_varlen(k, klens, 8)
+        pt = paged.kv.page_table[paged.slots].long()
+        for b in range(len(paged.slots)):
+            npg = -(-int(klens[b]) // 8)
+            got = paged.kv.page_means(layer)[pt[b, :npg]].transpose(0, 1)
+            assert torch.allclose(got, mean[b, :, :npg], atol=0.08), (layer, b)
+
+
 def test_registry_and_config():
     """One cache per api.METHODS entry: dense is the contiguous cache, the rest are paged."""
     for method in METHODS:

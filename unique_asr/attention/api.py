@@ -170,7 +170,8 @@ def page_scores(q, cache, layer, method="unique", seqs=None, lam=reference.LAMBD
         scale = None if cache.mean_scale is None else cache.mean_scale[layer]
         return unique_scores(q, cache.mean[layer], cache.std[layer], pt, lens, S,
                              lam=lam if method == "unique" else 0.0, sink_pages=sink_pages,
-                             max_pages=P, mean_scale=scale)
+                             max_pages=P, mean_scale=scale,
+                             mean_center=cache.row_centers(layer, seqs))
     if method == "quest":
         return quest_scores(q, cache.kmin[layer], cache.kmax[layer], pt, lens, S,
                             sink_pages=sink_pages, max_pages=P)

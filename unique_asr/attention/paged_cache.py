@@ -12,6 +12,11 @@ Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV he
                                        dtype, or (stats_dtype="fp8") float8 e4m3 scaled per
                                        (page, head) so that its largest |value| is 448
   mean_scale  [layers, N, Hkv]         float32, only with fp8 means: mean = fp8 value * scale
+                                       + the sequence's centre
+  center      [layers, max_seqs, Hkv, D] float32, only with fp8 means: the mean of a
+                                       sequence's first written keys (its prefill); fp8 holds
+                                       each page mean's offset from it, whose range is far
+                                       smaller than the means' own (keys share large offsets)
   std         [layers, N, Hkv]         float32, sqrt(max(ksq/count - ||mean||^2, 0))
   kmin, kmax  [layers, N, Hkv, D]      cache dtype, only with quest=True
   page_table  [max_seqs, max_pages_per_seq] int32 physical page ids (-1 = none)
@@ -34,7 +39,6 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-
 
 STATS_DTYPES = ("bf16", "fp8")  # bf16: page means in the cache's dtype; fp8: e4m3 + a scale
 FP8_MAX = 448.0                 # largest finite float8 e4m3fn
@@ -86,6 +90,9 @@ class PagedKVCache:
         self.mean = torch.zeros(L, N, H, D, dtype=torch.float8_e4m3fn if fp8 else dtype,
                                 device=dev)
         self.mean_scale = torch.zeros(L, N, H, dtype=torch.float32, device=dev) if fp8 else None
+        self.center = (torch.zeros(L, max_seqs, H, D, dtype=torch.float32, device=dev) if fp8
+                       else None)
+        self.page_seq = torch.zeros(N, dtype=torch.long, device=dev)  # owner slot of each page
         self.std = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
         if quest:
             self.kmin = torch.full((L, N, H, D), float("inf"), dtype=dtype, device=dev)
@@ -100,6 +107,8 @@ class PagedKVCache:
         self._pages: list[list[int] | None] = [None] * max_seqs
         self._len = [0] * max_seqs
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending_seq: torch.Tensor | None = None  # slot of each reserved token
+        self._first: list[int] = []  # slots whose first tokens the last reserve() made room for
 
     # ---------------------------------------------------------------- sequences and pages
     def add_sequence(self) -> int:
@@ -162,8 +171,9 @@ class PagedKVCache:
         if n < 1:
             raise ValueError(f"PagedKVCache.reserve: n must be >= 1, got {n}")
         S = self.page_size
-        page_ids, offsets = [], []
+        page_ids, offsets, owners = [], [], []
         new_rows = []
+        self._first = [s for s in seqs if self._len[s] == 0]
         for s in seqs:
             pages = self._check_seq(s)
             start, end = self._len[s], self._len[s] + n
@@ -179,10 +189,12 @@ class PagedKVCache:
             pos = range(start, end)
             page_ids.extend(pages[p // S] for p in pos)
             offsets.extend(p % S for p in pos)
+            owners.extend([s] * n)
             self._len[s] = end
         for s, first, new in new_rows:
             self.page_table[s, first:first + len(new)] = torch.tensor(
                 new, dtype=torch.int32, device=self.device)
+            self.page_seq[torch.tensor(new, dtype=torch.long, device=self.device)] = s
         idx = torch.tensor(list(seqs), dtype=torch.long, device=self.device)
         self.lengths[idx] = torch.tensor([self._len[s] for s in seqs], dtype=torch.int32,
                                          device=self.device)
@@ -190,6 +202,7 @@ class PagedKVCache:
         off = torch.tensor(offsets, dtype=torch.long, device=self.device)
         self.page_count.index_add_(0, pid, torch.ones_like(pid, dtype=torch.int32))
         self._pending = (pid, off)
+        self._pending_seq = torch.tensor(owners, dtype=torch.long, device=self.device)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the reserved tokens' keys/values of one layer and update the page statistics.
@@ -225,17 +238,49 @@ class PagedKVCache:
         if self.mean_scale is None:
             self.mean[layer, touched] = mean.to(self.dtype)
         else:
-            q, scale = quantize_fp8(mean)
+            if self._first:
+                self._set_centers(layer, kf)
+            q, scale = quantize_fp8(mean - self.center[layer, self.page_seq[touched]])
             self.mean[layer, touched] = q
             self.mean_scale[layer, touched] = scale
         self.std[layer, touched] = var.clamp_min(0).sqrt()
 
+    def _set_centers(self, layer: int, kf: torch.Tensor) -> None:
+        """Centres of the sequences written for the first time: the mean of their keys here."""
+        sid = self._pending_seq
+        first = torch.tensor(self._first, dtype=torch.long, device=self.device)
+        tot = torch.zeros(self.max_seqs, self.num_kv_heads, self.head_dim, device=self.device)
+        tot.index_add_(0, sid, kf)
+        cnt = torch.bincount(sid, minlength=self.max_seqs)[first].clamp_min(1).float()
+        self.center[layer, first] = tot[first] / cnt[:, None, None]
+
     def page_means(self, layer: int) -> torch.Tensor:
         """The page means of one layer [N, Hkv, D] as the score kernel sees them (fp8 means
-        dequantized to float32; otherwise the stored tensor)."""
+        dequantized to float32, their sequence's centre added; otherwise the stored tensor)."""
         if self.mean_scale is None:
             return self.mean[layer]
-        return self.mean[layer].float() * self.mean_scale[layer][..., None]
+        deq = self.mean[layer].float() * self.mean_scale[layer][..., None]
+        return deq + self.center[layer, self.page_seq]
+
+    def row_centers(self, layer: int, seqs: Sequence[int]) -> torch.Tensor | None:
+        """The fp8 centres [len(seqs), Hkv, D] float32 of the given slots (None: bf16 means)."""
+        if self.center is None:
+            return None
+        return self.center[layer, torch.as_tensor(list(seqs), dtype=torch.long,
+                                                  device=self.device)]
+
+    @property
+    def page_stat_names(self) -> list[str]:
+        """The per-page tensors ([layers, N, ...]) a copy of a page must carry."""
+        return (["k", "v", "ksum", "ksq", "mean", "std"]
+                + (["mean_scale"] if self.mean_scale is not None else [])
+                + (["kmin", "kmax"] if self.quest else []))
+
+    def copy_center(self, src: PagedKVCache, src_seq: int, dst_seq: int) -> None:
+        """Give slot dst_seq the fp8 centre of src's slot src_seq (its pages' means are stored
+        relative to it)."""
+        if self.center is not None:
+            self.center[:, dst_seq] = src.center[:, src_seq]
 
     # ---------------------------------------------------------------- views for kernels/tests
     def batch(self, seqs: Sequence[int] | torch.Tensor | None = None):

@@ -161,6 +161,7 @@ class PagedAttentionCache:
         if not src_pages:
             return
         si, di = torch.cat(src_pages).long(), torch.cat(dst_pages).long()
-        names = ["k", "v", "ksum", "ksq", "mean", "std"] + (["kmin", "kmax"] if src.quest else [])
-        for name in names:
+        for name in src.page_stat_names:
             getattr(dst, name)[:, di] = getattr(src, name)[:, si]
+        for s, d in pairs:
+            dst.copy_center(src, s, d)

@@ -65,16 +65,17 @@ def _force(best, offs_p, n, sink_pages, FORCE: tl.constexpr):
 
 @triton.jit
 def _unique_score_rows(
-    q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, pid_bh, pid_p,
+    q_ptr, mean_ptr, scale_ptr, center_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, pid_bh, pid_p,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
-    stride_ob, stride_oh,
+    stride_ob, stride_oh, stride_cb, stride_ch,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
     FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, SCALED: tl.constexpr,
 ):
     """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh.
-    SCALED: the means are float8 with one float32 scale per (page, head) at scale_ptr (same
-    strides as std); they are widened to q's dtype for the dot and the dot is scaled."""
+    SCALED: the means are float8 offsets from the row's centre (center_ptr [B, Hkv, D]
+    float32) with one float32 scale per (page, head) at scale_ptr (same strides as std); they
+    are widened to q's dtype for the dot, the dot is scaled and q.centre added."""
     b = pid_bh // HKV
     h = pid_bh % HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
@@ -90,6 +91,8 @@ def _unique_score_rows(
         qn = tl.sqrt(tl.sum(qf * qf, 1))  # [GP]
         if SCALED:
             qt = tl.trans(q)
+            c = tl.load(center_ptr + b * stride_cb + h * stride_ch + offs_d)
+            qc = tl.sum(qf * c[None, :], 1)  # [GP]
         else:
             qt = tl.trans(q.to(mean_ptr.dtype.element_ty))
         # several page blocks per program, software-pipelined, so loads stay in flight
@@ -108,7 +111,7 @@ def _unique_score_rows(
                 dot = tl.dot(m, qt)
             if SCALED:
                 dot = dot * tl.load(scale_ptr + page * stride_sp + h * stride_sh, mask=pmask,
-                                    other=0.0)[:, None]
+                                    other=0.0)[:, None] + qc[None, :]
             sc = dot + lam * s[:, None] * qn[None, :]
             sc = tl.where(gmask[None, :], sc, float("-inf"))
             best = tl.max(sc, 1)
@@ -118,9 +121,9 @@ def _unique_score_rows(
 
 @triton.jit
 def _unique_score_kernel(
-    q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
+    q_ptr, mean_ptr, scale_ptr, center_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
     stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh, stride_ptb,
-    stride_ob, stride_oh,
+    stride_ob, stride_oh, stride_cb, stride_ch,
     lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
     G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
     FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, PDL_ON: tl.constexpr,
@@ -128,9 +131,10 @@ def _unique_score_kernel(
 ):
     _pdl_enter(PDL_ON)
     _unique_score_rows(
-        q_ptr, mean_ptr, scale_ptr, std_ptr, pt_ptr, len_ptr, out_ptr, tl.program_id(0),
-        tl.program_id(1), stride_qb, stride_qh, stride_mp, stride_mh, stride_sp, stride_sh,
-        stride_ptb, stride_ob, stride_oh, lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
+        q_ptr, mean_ptr, scale_ptr, center_ptr, std_ptr, pt_ptr, len_ptr, out_ptr,
+        tl.program_id(0), tl.program_id(1), stride_qb, stride_qh, stride_mp, stride_mh,
+        stride_sp, stride_sh, stride_ptb, stride_ob, stride_oh, stride_cb, stride_ch,
+        lam, sink_pages, HKV, PAGE_SIZE, PAGES_PER_PROG,
         G, GP, D, BLOCK_P, FORCE, IEEE, NUM_STAGES, SCALED)
 
 
@@ -191,13 +195,16 @@ def unique_scores(
     pages_per_prog: int | None = 128,
     pdl: bool | None = None,
     mean_scale: torch.Tensor | None = None,
+    mean_center: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """UNIQUE page scores over a paged cache's statistics.
 
-    q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean; float8 e4m3 with its
-    float32 scales mean_scale [N, Hkv], laid out as std, for stats_dtype="fp8"); std [N, Hkv] float32;
-    page_table [B, >=P] int32; lengths [B] int32. Returns float32 scores [B, Hkv, P] with
-    P = max_pages (default page_table.shape[1]); entries past a sequence's pages are not written.
+    q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean; for stats_dtype="fp8"
+    float8 e4m3 offsets with their float32 scales mean_scale [N, Hkv], laid out as std, and
+    each row's centre mean_center [B, Hkv, D] float32, PagedKVCache.row_centers);
+    std [N, Hkv] float32; page_table [B, >=P] int32; lengths [B] int32. Returns float32
+    scores [B, Hkv, P] with P = max_pages (default page_table.shape[1]); entries past a
+    sequence's pages are not written.
     lam = 0 gives the mean-only baseline. Each program scores `pages_per_prog` pages of one
     (sequence, KV head) row in blocks of block_p (None: about 8 programs per SM). Defaults are
     the fastest of the block sweep in bench/NOTES.md (batch 80 and 16).
@@ -211,10 +218,16 @@ def unique_scores(
     if mean.stride(-1) != 1:
         raise ValueError("unique_scores: mean's last dimension must be contiguous")
     scaled = mean.dtype == torch.float8_e4m3fn
-    if scaled != (mean_scale is not None):
-        raise ValueError("unique_scores: float8 means need their mean_scale (and only they)")
+    if scaled != (mean_scale is not None) or scaled != (mean_center is not None):
+        raise ValueError("unique_scores: float8 means need their mean_scale and mean_center "
+                         "(and only they)")
     if scaled and mean_scale.stride() != std.stride():
         raise ValueError("unique_scores: mean_scale must have std's layout [N, Hkv]")
+    if scaled and (tuple(mean_center.shape) != (B, Hkv, D) or mean_center.stride(-1) != 1
+                   or mean_center.dtype != torch.float32):
+        raise ValueError(f"unique_scores: mean_center must be float32 [{B}, {Hkv}, {D}] with a "
+                         "contiguous last dimension")
+    center = mean_center if scaled else std
     if out is None:
         out = torch.empty(B, Hkv, P, dtype=torch.float32, device=q.device)
     if pages_per_prog is None:
@@ -225,9 +238,9 @@ def unique_scores(
     pdl = use_pdl(q, pdl)
     grid = (B * Hkv, triton.cdiv(P, pages_per_prog))
     _unique_score_kernel[grid](
-        q, mean, mean_scale if scaled else std, std, page_table, lengths, out,
+        q, mean, mean_scale if scaled else std, center, std, page_table, lengths, out,
         q.stride(0), q.stride(1), mean.stride(0), mean.stride(1), std.stride(0), std.stride(1),
-        page_table.stride(0), out.stride(0), out.stride(1),
+        page_table.stride(0), out.stride(0), out.stride(1), center.stride(0), center.stride(1),
         float(lam), int(sink_pages), Hkv, page_size, pages_per_prog,
         G=G, GP=max(16, triton.next_power_of_2(G)), D=D, BLOCK_P=block_p, FORCE=force,
         IEEE=f32_dot(q.dtype if scaled else mean.dtype), NUM_STAGES=num_stages, PDL_ON=pdl,
