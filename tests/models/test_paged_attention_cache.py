@@ -187,6 +187,24 @@ def test_fp8_stats_survive_reorder_and_growth():
             assert torch.allclose(got, mean[b, :, :npg], atol=0.08), (layer, b)
 
 
+def test_dense_cache_tracks_its_longest_row_on_the_host():
+    """DenseKVCache.top (what a step reads instead of lens.max() on the device) follows the
+    lengths through set_lens, advance, reset, reorder, and the full-cache error uses it."""
+    c = DenseKVCache(1, 3, 10, 1, 4, "cpu", torch.float32)
+    c.set_lens(torch.tensor([3, 7, 2]))
+    c.advance(2)
+    assert c.top == int(c.lens.max()) == 9
+    c.reorder(torch.tensor([0, 2]))  # the longest row leaves
+    assert c.top == int(c.lens.max()) == 5
+    c.set_lens(torch.tensor([8]), rows=torch.tensor([1]))
+    assert c.top == 8
+    c.reset(torch.tensor([1]))
+    assert c.top == 5
+    c.set_lens(torch.tensor([10, 1]))
+    with pytest.raises(ValueError, match="KV cache full"):
+        c.step(0, *(torch.randn(2, 1, 1, 4) for _ in range(3)))
+
+
 def test_registry_and_config():
     """One cache per api.METHODS entry: dense is the contiguous cache, the rest are paged."""
     for method in METHODS:

@@ -73,7 +73,11 @@ TRAIN_ATTENTION: dict[str, Callable] = {
 
 
 class DenseKVCache:
-    """Contiguous per-layer K/V storage [B, Hkv, max_len, D] with per-sequence lengths."""
+    """Contiguous per-layer K/V storage [B, Hkv, max_len, D] with per-sequence lengths.
+
+    The host keeps the longest length (`top`: read once per set_lens, reset and reorder, +n per
+    advance), so a step reads no device value: it attends over the first top + 1 positions and
+    masks each row past its own length."""
 
     def __init__(self, n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype):
         shape = (batch, n_kv_heads, max_len, head_dim)
@@ -81,6 +85,7 @@ class DenseKVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.lens = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
+        self.top = 0
 
     def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:
         """Store the right-padded prompt K/V (length L) in all rows (or `rows`, one per prompt)
@@ -95,12 +100,12 @@ class DenseKVCache:
 
     def step(self, layer: int, q, k, v) -> torch.Tensor:
         """Append one token per sequence (q/k/v [B,*,1,D]) at position lens[b] and attend."""
-        if int(self.lens.max()) >= self.max_len:
+        if self.top >= self.max_len:
             raise ValueError(f"KV cache full (max_len={self.max_len}); allocate a larger cache")
         b = torch.arange(k.shape[0], device=k.device)
         self.k[layer][b, :, self.lens] = k[:, :, 0].to(self.k[layer].dtype)
         self.v[layer][b, :, self.lens] = v[:, :, 0].to(self.v[layer].dtype)
-        n = int(self.lens.max()) + 1
+        n = self.top + 1
         kk, vv = self.k[layer][:, :, :n], self.v[layer][:, :, :n]
         mask = torch.arange(n, device=k.device)[None, :] <= self.lens[:, None]  # [B, n]
         return F.scaled_dot_product_attention(
@@ -110,25 +115,31 @@ class DenseKVCache:
 
     def set_lens(self, lens: torch.Tensor, rows=None) -> None:
         lens = lens.to(self.lens.device, torch.long)
+        top = int(lens.max()) if lens.numel() else 0
         if rows is None:
             self.lens = lens.clone()
+            self.top = top
         else:
             self.lens = self.lens.clone()
             self.lens[rows] = lens
+            self.top = max(self.top, top)
 
     def reset(self, rows: torch.Tensor) -> None:
         """Empty `rows` (lengths 0); their stale K/V lie past the length, where steps mask."""
         self.lens = self.lens.clone()
         self.lens[rows] = 0
+        self.top = int(self.lens.max()) if self.lens.numel() else 0
 
     def advance(self, n: int = 1) -> None:
         self.lens = self.lens + n
+        self.top += n
 
     def reorder(self, index: torch.Tensor) -> None:
         """Beam search: row i of the cache becomes old row index[i]."""
         self.k = [t.index_select(0, index) for t in self.k]
         self.v = [t.index_select(0, index) for t in self.v]
         self.lens = self.lens.index_select(0, index)
+        self.top = int(self.lens.max()) if self.lens.numel() else 0
 
 
 class SlotRows:
