@@ -1,0 +1,185 @@
+"""Per-token latency of a whole decoder-only LLM decoding with the toolkit's caches: dense
+(DenseKVCache) vs UNIQUE (PagedAttentionCache), at the paper's Fig. 3 geometry, with the byte
+floor of each (issue 17, benchmark (a)).
+
+Geometry: 16 layers, 32 query / 8 KV heads, head dim 64, width 2048, SwiGLU FFN 8192, vocabulary
+32,000 (tied), random bf16 weights; budget 512 tokens, page 8. Each context is decoded with
+the largest batch up to --batch whose cache fits the GPU (stated in the record). The caches are
+filled with random post-RoPE-like keys (unit noise plus a per-dimension offset) written through
+their own APIs (no prefill), then --steps decode steps of the model (embedding, 16 layers, final
+norm, LM head, cache advance) are timed after --warmup steps, CUDA-synchronised.
+
+Byte floor (per token, over the measured copy bandwidth): the weights read once, plus dense: the
+whole KV cache; unique: every page's statistics (means in bf16 or fp8 + scale, float32 std) plus
+the selected pages' K and V (budget tokens per sequence, layer and KV head).
+
+    python3 bench/e2e_decode.py [--contexts 8192 16384 32768] [--batch 80] [--stats-dtype fp8]
+    TRITON_INTERPRET=1 .venv/bin/python bench/e2e_decode.py --smoke     # CPU: the flow only
+
+One JSON line per context (bench = "e2e_decode") is appended to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from unique_asr.attention.api import SparseConfig
+from unique_asr.models.attention import new_decode_cache
+from unique_asr.models.decoder import Decoder
+from unique_asr.models.llm_config import LLMConfig
+
+FIG3 = {"hidden": 2048, "layers": 16, "heads": 32, "kv_heads": 8, "head_dim": 64, "ffn": 8192,
+        "vocab": 32000}
+SMOKE = {"hidden": 64, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 16, "ffn": 128,
+         "vocab": 100}
+PAGE = 8
+PAPER_SPEEDUP = {8192: 1.5, 16384: 2.7, 32768: 5.3}  # Fig. 3, against vLLM dense
+
+
+def copy_bandwidth(dev) -> float:
+    """Device-to-device copy bandwidth in bytes/s (bytes read plus written), median of 20."""
+    n = 512 * 2**20 if dev.type == "cuda" else 2**20
+    x = torch.randn(n, device=dev, dtype=torch.bfloat16)
+    y = torch.empty_like(x)
+    ts = []
+    for _ in range(22):
+        _sync(dev)
+        t = time.perf_counter()
+        y.copy_(x)
+        _sync(dev)
+        ts.append(time.perf_counter() - t)
+    return 2 * n * 2 / sorted(ts[2:])[len(ts[2:]) // 2]
+
+
+def _sync(dev) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def fill(cache, ctx: int, g: torch.Generator) -> None:
+    """Give every row `ctx` random tokens in every layer, through the cache's own API."""
+    dev = cache.lens.device
+    B = cache.lens.shape[0]
+    paged = hasattr(cache, "kv")
+    layers = cache.n_layers if paged else len(cache.k)
+    hkv, d = (cache.n_kv_heads, cache.head_dim) if paged else (cache.k[0].shape[1],
+                                                               cache.k[0].shape[3])
+    offset = torch.randn(1, hkv, d, device=dev, generator=g)
+    for b in range(B):
+        if paged:  # one reserve per row, then its tokens' K/V layer by layer
+            cache.kv.reserve([cache.slots[b]], ctx)
+        for layer in range(layers):
+            k = torch.randn(ctx, hkv, d, device=dev, generator=g) + offset
+            v = torch.randn(ctx, hkv, d, device=dev, generator=g)
+            if paged:
+                cache.kv.write(layer, k, v)
+            else:  # DenseKVCache: [B, Hkv, max_len, D]
+                cache.k[layer][b, :, :ctx] = k.transpose(0, 1).to(cache.k[layer].dtype)
+                cache.v[layer][b, :, :ctx] = v.transpose(0, 1).to(cache.v[layer].dtype)
+    cache.set_lens(torch.full((B,), ctx, dtype=torch.long, device=dev))
+
+
+def time_steps(model, cache, steps: int, warmup: int, dev) -> float:
+    """Median seconds of one decode step of the whole model (logits included)."""
+    B = cache.lens.shape[0]
+    tok = torch.randint(0, model.llm.vocab, (B,), device=dev)
+    ts = []
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            _sync(dev)
+            t = time.perf_counter()
+            h = model.hidden(model.embed(tok)[:, None], cache.lens[:, None], cache, "step")
+            tok = model.logits(h[:, 0]).argmax(-1)
+            cache.advance(1)
+            _sync(dev)
+            if i >= warmup:
+                ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
+def floors(cfg: LLMConfig, B: int, ctx: int, budget: int, stats_dtype: str, bw: float,
+           weight_bytes: int) -> tuple[float, float]:
+    """(dense, unique) byte floors in seconds per token."""
+    kv_token = cfg.layers * cfg.kv_heads * cfg.head_dim * 2 * 2          # K and V, bf16
+    dense = weight_bytes + B * ctx * kv_token
+    pages = -(-ctx // PAGE)
+    mean_bytes = cfg.head_dim + 4 if stats_dtype == "fp8" else cfg.head_dim * 2
+    stats = B * cfg.layers * cfg.kv_heads * pages * (mean_bytes + 4)
+    selected = B * min(budget, ctx) * kv_token
+    return dense / bw, (weight_bytes + stats + selected) / bw
+
+
+def cache_bytes_per_row(cfg: LLMConfig, ctx: int) -> int:
+    """GPU bytes one row of the paged cache takes (K, V, statistics; the larger of the two)."""
+    kv = ctx * cfg.layers * cfg.kv_heads * cfg.head_dim * 2 * 2
+    stats = -(-ctx // PAGE) * cfg.layers * cfg.kv_heads * (cfg.head_dim * 8 + 12)
+    return kv + stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--contexts", type=int, nargs="+", default=[8192, 16384, 32768])
+    ap.add_argument("--batch", type=int, default=80)
+    ap.add_argument("--budget", type=int, default=512)
+    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8"))
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--headroom-gb", type=float, default=6.0)
+    ap.add_argument("--out", default="bench/results/e2e_decode.jsonl")
+    ap.add_argument("--smoke", action="store_true", help="tiny model on the CPU: the flow only")
+    a = ap.parse_args()
+    dev = torch.device("cpu" if a.smoke else "cuda")
+    if a.smoke:
+        a.contexts, a.batch, a.budget, a.steps, a.warmup = [64, 200], 3, 32, 2, 1
+    cfg = LLMConfig(**(SMOKE if a.smoke else FIG3))
+    torch.manual_seed(0)
+    dtype = torch.float32 if a.smoke else torch.bfloat16
+    model = Decoder(cfg).to(dev, dtype).eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bw = copy_bandwidth(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    for ctx in a.contexts:
+        B = a.batch
+        if dev.type == "cuda":
+            free = torch.cuda.mem_get_info(dev)[0] - a.headroom_gb * 1e9
+            B = max(1, min(a.batch, int(free // cache_bytes_per_row(cfg, ctx + a.steps + 8))))
+        ms = {}
+        for method in ("dense", "unique"):
+            sparse = SparseConfig(method, a.budget, stats_dtype=a.stats_dtype)
+            cache = new_decode_cache(cfg.layers, B, ctx + a.warmup + a.steps + 8, cfg.kv_heads,
+                                     cfg.head_dim, dev, dtype, sparse)
+            fill(cache, ctx, g)
+            ms[method] = time_steps(model, cache, a.steps, a.warmup, dev) * 1e3
+            del cache
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+        f_dense, f_unique = floors(cfg, B, ctx, a.budget, a.stats_dtype, bw, weight_bytes)
+        rec = {"bench": "e2e_decode",
+               "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (smoke)",
+               "torch": torch.__version__, "context": ctx, "batch": B,
+               "batch_asked": a.batch, "budget": a.budget, "stats_dtype": a.stats_dtype,
+               "geometry": {k: getattr(cfg, k) for k in FIG3},
+               "unique_ms_per_token": round(ms["unique"], 3),
+               "dense_ms_per_token": round(ms["dense"], 3),
+               "unique_floor_ms": round(f_unique * 1e3, 3),
+               "dense_floor_ms": round(f_dense * 1e3, 3),
+               "unique_over_floor": round(ms["unique"] / (f_unique * 1e3), 2),
+               "dense_over_floor": round(ms["dense"] / (f_dense * 1e3), 2),
+               "speedup_vs_dense": round(ms["dense"] / ms["unique"], 2),
+               "paper_speedup_vs_vllm": PAPER_SPEEDUP.get(ctx),
+               "copy_bw_tbs": round(bw / 1e12, 3), "weights_gb": round(weight_bytes / 1e9, 3),
+               "steps": a.steps, "dense_cache": "DenseKVCache (SDPA over [B, Hkv, L, D])",
+               "unique_cache": "PagedAttentionCache (api.decode, Triton kernels on CUDA)",
+               "timing": "median wall time of one eager decode step, CUDA-synchronised",
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        print(json.dumps(rec), flush=True)
+        with open(a.out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
