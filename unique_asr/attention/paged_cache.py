@@ -109,6 +109,8 @@ class PagedKVCache:
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pending_seq: torch.Tensor | None = None  # slot of each reserved token
         self._first: list[int] = []  # slots whose first tokens the last reserve() made room for
+        self._distinct = False  # the last reserve() put each token on a page of its own
+        self._rows: tuple[tuple[int, ...], torch.Tensor] | None = None  # last slots -> index
 
     # ---------------------------------------------------------------- sequences and pages
     def add_sequence(self) -> int:
@@ -174,6 +176,9 @@ class PagedKVCache:
         page_ids, offsets, owners = [], [], []
         new_rows = []
         self._first = [s for s in seqs if self._len[s] == 0]
+        # one new token per distinct sequence (a decode step): every token is on its own page,
+        # so write() needs no torch.unique (a device sync) to find the pages it touched
+        self._distinct = n == 1 and len(set(seqs)) == len(seqs)
         for s in seqs:
             pages = self._check_seq(s)
             start, end = self._len[s], self._len[s] + n
@@ -231,7 +236,7 @@ class PagedKVCache:
                 warnings.simplefilter("ignore", UserWarning)
                 self.kmin[layer].index_reduce_(0, pid, kc, "amin", include_self=True)
                 self.kmax[layer].index_reduce_(0, pid, kc, "amax", include_self=True)
-        touched = torch.unique(pid)
+        touched = pid if self._distinct else torch.unique(pid)
         cnt = self.page_count[touched].float().clamp_min(1)
         mean = self.ksum[layer, touched] / cnt[:, None, None]
         var = self.ksq[layer, touched] / cnt[:, None] - (mean * mean).sum(-1)
@@ -266,8 +271,15 @@ class PagedKVCache:
         """The fp8 centres [len(seqs), Hkv, D] float32 of the given slots (None: bf16 means)."""
         if self.center is None:
             return None
-        return self.center[layer, torch.as_tensor(list(seqs), dtype=torch.long,
-                                                  device=self.device)]
+        return self.center[layer, self._index(seqs)]
+
+    def _index(self, seqs) -> torch.Tensor:
+        """The slots as a long tensor on the cache's device, made once per distinct list (a
+        decode step asks for the same slots in every layer)."""
+        key = tuple(int(s) for s in (seqs.tolist() if torch.is_tensor(seqs) else seqs))
+        if self._rows is None or self._rows[0] != key:
+            self._rows = (key, torch.tensor(key, dtype=torch.long, device=self.device))
+        return self._rows[1]
 
     @property
     def page_stat_names(self) -> list[str]:
@@ -288,8 +300,7 @@ class PagedKVCache:
         (default: all active ones, in slot order) on the cache's device."""
         if seqs is None:
             seqs = self.active_sequences()
-        idx = torch.as_tensor(list(seqs) if not torch.is_tensor(seqs) else seqs,
-                              dtype=torch.long, device=self.device)
+        idx = self._index(seqs)
         return self.page_table.index_select(0, idx), self.lengths.index_select(0, idx)
 
     def contiguous(self, layer: int, seqs: Sequence[int] | None = None):
