@@ -86,7 +86,7 @@ case ${1:-} in
       grep -E 'stage 2' "${OUT:-/tmp}/build_mel.log"
     fi
     CALL_ELAPSED_S=$SECONDS exec bash tools/gpu/train_large.sh --skip-build \
-      --common "$model model.llm.source=$w/smollm2.gguf train=gpu decode.max_tokens_per_second=6 $common" \
+      --common "$model model.llm.source=$w/smollm2.gguf train=gpu_slm decode.max_tokens_per_second=6 $common" \
       "${pass[@]+"${pass[@]}"}" ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac
