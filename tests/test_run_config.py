@@ -53,6 +53,19 @@ def test_presets_only_override_the_dataclass_defaults():
     assert small.llm.rope_base == ScratchLLMConfig().rope_base
 
 
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(CONFIG_PATH) / "train").glob(
+    "*.yaml")))
+def test_every_train_preset_is_a_valid_train_config(preset):
+    """Each conf/train/*.yaml composes onto the schema and passes TrainConfig's checks."""
+    from unique_asr.training.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(_to_dict(compose([f"train={preset}"]).train))
+    cfg.validate()
+    if preset == "gpu_slm":  # the measured recipe of the pretrained speech LLM
+        assert (cfg.max_duration, cfg.attention.kind, cfg.attention.budget) == (
+            1200, "unique_soft", 512)
+
+
 def test_model_config_from_dict_names_unknown_keys_and_classes():
     d = ModelConfig().to_dict()
     assert ModelConfig.from_dict(d) == ModelConfig()
