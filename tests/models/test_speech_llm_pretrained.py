@@ -93,6 +93,32 @@ def test_lora_and_trainable_encoder_layers(parts):
     assert model.encoder.whisper.blocks[1].fc1.weight.grad is not None
 
 
+def test_merged_lora_decodes_as_the_adapters_do(parts):
+    """merge_lora (what decoding's ready() does) folds B A into the base weights: the same
+    next-token logits from prefill and a cached step, and no adapter left."""
+    from unique_asr.decoding.export import ready
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4})).eval()
+    for m in model.decoder.modules():
+        if isinstance(m, LoRALinear):  # trained adapters: B is no longer zero
+            torch.nn.init.normal_(m.lora_b, std=0.05)
+    feats, lens, _, _ = _batch(model)
+
+    def logits(m):
+        with torch.no_grad():
+            audio, alens = m.encode(feats, lens)
+            cache = m.new_cache(2, int(alens.max()) + 8)
+            first = m.prefill(audio, alens, cache)
+            return first, m.decode_step(first.argmax(-1), cache)
+
+    want = logits(model)
+    merged = ready(model, "cpu", "float32")
+    assert not any(isinstance(m, LoRALinear) for m in merged.modules())
+    for got, ref in zip(logits(merged), want):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_bfloat16_frozen_weights_train_float32_adapters(parts):
     torch.manual_seed(0)
     model = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4,

@@ -95,7 +95,11 @@ def check_tokenizer(sp, n_text: int, hint: str) -> None:
 
 
 def ready(model, device, dtype: str):
-    """The model on `device` in decode.dtype (float32 | bfloat16)."""
+    """The model on `device` in decode.dtype (float32 | bfloat16), LoRA adapters folded into
+    their base weights (decoding only reads them)."""
+    from unique_asr.models.lora import merge_lora
+
+    merge_lora(model)
     return model.to(device=device, dtype=DTYPES[dtype])
 
 

@@ -42,3 +42,20 @@ def add_lora(module: nn.Module, targets, rank: int, alpha: float) -> int:
     for parent, name, child in todo:
         setattr(parent, name, LoRALinear(child, rank, alpha))
     return len(todo)
+
+
+@torch.no_grad()
+def merge_lora(module: nn.Module) -> int:
+    """Fold every LoRALinear of `module` into a plain nn.Linear holding W + scale * B A (summed
+    in float32, stored in W's dtype); returns how many were folded. For decoding: one matmul per
+    projection instead of three and the adds (a decode step is launch-bound on a GPU); the
+    module no longer trains its adapters nor loads a LoRA checkpoint afterwards."""
+    todo = [(parent, name, child) for parent in module.modules()
+            for name, child in parent.named_children() if isinstance(child, LoRALinear)]
+    for parent, name, child in todo:
+        base = child.base
+        delta = (child.lora_b.float() @ child.lora_a.float()) * child.scale
+        base.weight.copy_((base.weight.float() + delta.to(base.weight.device)).to(
+            base.weight.dtype))
+        setattr(parent, name, base)
+    return len(todo)
