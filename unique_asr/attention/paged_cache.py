@@ -9,8 +9,9 @@ Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV he
   ksum        [layers, N, Hkv, D]      float32 running sum of the keys of the page
   ksq         [layers, N, Hkv]         float32 running sum of ||k||^2
   mean        [layers, N, Hkv, D]      ksum / count (what the score kernel reads): in the cache
-                                       dtype, or (stats_dtype="fp8") float8 e4m3 scaled per
-                                       (page, head) so that its largest |value| is 448
+                                       dtype, or (stats_dtype="fp8") its offset from the
+                                       sequence's centre in float8 e4m3, scaled per (page, head)
+                                       so that the largest |value| is 448
   mean_scale  [layers, N, Hkv]         float32, only with fp8 means: mean = fp8 value * scale
                                        + the sequence's centre
   center      [layers, max_seqs, Hkv, D] float32, only with fp8 means: the mean of a
