@@ -22,6 +22,10 @@ def test_tags_name_the_settings_that_change_the_output():
         "ctc_beam32-lm9w1b1"
     assert method_name(_d(method="ctc_beam", beam=8, oov_penalty=-2.0)) == "ctc_beam8-oov2"
     assert run_tag(_d(sparse={"method": "unique"})) == "greedy-ctc0.9-unique-b512"
+    assert run_tag(_d(sparse={"method": "unique", "stats_dtype": "fp8"})) == \
+        "greedy-ctc0.9-unique-b512-fp8"
+    assert run_tag(_d(sparse={"method": "quest", "stats_dtype": "fp8"})) == \
+        "greedy-ctc0.9-quest-b512"
     assert run_tag(_d(tag="mine")) == "mine"
 
 
