@@ -200,9 +200,32 @@ def test_dense_cache_tracks_its_longest_row_on_the_host():
     assert c.top == 8
     c.reset(torch.tensor([1]))
     assert c.top == 5
+    assert c.low == int(c.lens.min()) == 0  # the reset row
     c.set_lens(torch.tensor([10, 1]))
     with pytest.raises(ValueError, match="KV cache full"):
         c.step(0, *(torch.randn(2, 1, 1, 4) for _ in range(3)))
+
+
+def test_dense_cache_step_without_mask_when_rows_are_equal():
+    """Rows of one length attend without a mask (low == top); the output is the masked one's."""
+    g = torch.Generator().manual_seed(0)
+    B, H, Hkv, D, L = 3, 4, 2, 8, 9
+    a = DenseKVCache(1, B, 16, Hkv, D, "cpu", torch.float32)
+    b = DenseKVCache(1, B + 1, 16, Hkv, D, "cpu", torch.float32)  # a 4th, shorter row: masked
+    k, v = torch.randn(B, Hkv, L, D, generator=g), torch.randn(B, Hkv, L, D, generator=g)
+    a.prefill(0, torch.randn(B, H, L, D), k, v, None)
+    b.prefill(0, torch.randn(B, H, L, D), k, v, None, rows=torch.arange(B))
+    a.set_lens(torch.full((B,), L))
+    b.set_lens(torch.tensor([L] * B + [2]))
+    assert a.low == a.top and b.low != b.top
+    q, k1, v1 = (torch.randn(B + 1, x, 1, D, generator=g) for x in (H, Hkv, Hkv))
+    got = a.step(0, q[:B], k1[:B], v1[:B])
+    want = b.step(0, q, k1, v1)
+    torch.testing.assert_close(got, want[:B])
+    # the short row still sees only its own 3 tokens (2 + the new one): the mask is kept there
+    kk, vv = b.k[0][B:, :, :3], b.v[0][B:, :, :3]
+    short = torch.nn.functional.scaled_dot_product_attention(q[B:], kk, vv, enable_gqa=True)
+    torch.testing.assert_close(want[B:], short)
 
 
 def test_registry_and_config():

@@ -75,9 +75,10 @@ TRAIN_ATTENTION: dict[str, Callable] = {
 class DenseKVCache:
     """Contiguous per-layer K/V storage [B, Hkv, max_len, D] with per-sequence lengths.
 
-    The host keeps the longest length (`top`: read once per set_lens, reset and reorder, +n per
-    advance), so a step reads no device value: it attends over the first top + 1 positions and
-    masks each row past its own length."""
+    The host keeps the longest and shortest lengths (`top`, `low`: read once per set_lens, reset
+    and reorder, +n per advance), so a step reads no device value: it attends over the first
+    top + 1 positions, masking each row past its own length, and without a mask when every row
+    has the same length (SDPA's mask-free kernels are the fast ones)."""
 
     def __init__(self, n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype):
         shape = (batch, n_kv_heads, max_len, head_dim)
@@ -85,7 +86,13 @@ class DenseKVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.lens = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
-        self.top = 0
+        self.top = self.low = 0
+
+    def _bounds(self) -> None:
+        """top / low from the lengths (one device read; not in steps)."""
+        has = self.lens.numel() > 0
+        self.top = int(self.lens.max()) if has else 0
+        self.low = int(self.lens.min()) if has else 0
 
     def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:
         """Store the right-padded prompt K/V (length L) in all rows (or `rows`, one per prompt)
@@ -107,39 +114,40 @@ class DenseKVCache:
         self.v[layer][b, :, self.lens] = v[:, :, 0].to(self.v[layer].dtype)
         n = self.top + 1
         kk, vv = self.k[layer][:, :, :n], self.v[layer][:, :, :n]
-        mask = torch.arange(n, device=k.device)[None, :] <= self.lens[:, None]  # [B, n]
+        mask = None
+        if self.low != self.top:
+            mask = (torch.arange(n, device=k.device)[None, :] <= self.lens[:, None])[:, None, None]
         return F.scaled_dot_product_attention(
-            q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask[:, None, None, :],
+            q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask,
             enable_gqa=q.shape[1] != kk.shape[1],
         )
 
     def set_lens(self, lens: torch.Tensor, rows=None) -> None:
         lens = lens.to(self.lens.device, torch.long)
-        top = int(lens.max()) if lens.numel() else 0
         if rows is None:
             self.lens = lens.clone()
-            self.top = top
         else:
             self.lens = self.lens.clone()
             self.lens[rows] = lens
-            self.top = max(self.top, top)
+        self._bounds()
 
     def reset(self, rows: torch.Tensor) -> None:
         """Empty `rows` (lengths 0); their stale K/V lie past the length, where steps mask."""
         self.lens = self.lens.clone()
         self.lens[rows] = 0
-        self.top = int(self.lens.max()) if self.lens.numel() else 0
+        self._bounds()
 
     def advance(self, n: int = 1) -> None:
         self.lens = self.lens + n
         self.top += n
+        self.low += n
 
     def reorder(self, index: torch.Tensor) -> None:
         """Beam search: row i of the cache becomes old row index[i]."""
         self.k = [t.index_select(0, index) for t in self.k]
         self.v = [t.index_select(0, index) for t in self.v]
         self.lens = self.lens.index_select(0, index)
-        self.top = int(self.lens.max()) if self.lens.numel() else 0
+        self._bounds()
 
 
 class SlotRows:
