@@ -75,7 +75,6 @@ class PagedKVCache:
         if stats_dtype not in STATS_DTYPES:
             raise ValueError(f"PagedKVCache: stats_dtype must be one of {STATS_DTYPES}, got "
                              f"{stats_dtype!r}")
-        self.stats_dtype = stats_dtype
         self.num_layers, self.num_kv_heads, self.head_dim = num_layers, num_kv_heads, head_dim
         self.num_pages, self.max_seqs, self.page_size = num_pages, max_seqs, page_size
         self.max_pages_per_seq = max_pages_per_seq or num_pages
@@ -93,7 +92,8 @@ class PagedKVCache:
         self.mean_scale = torch.zeros(L, N, H, dtype=torch.float32, device=dev) if fp8 else None
         self.center = (torch.zeros(L, max_seqs, H, D, dtype=torch.float32, device=dev) if fp8
                        else None)
-        self.page_seq = torch.zeros(N, dtype=torch.long, device=dev)  # owner slot of each page
+        # owner slot of each page (fp8 only: which centre its mean is relative to)
+        self.page_seq = torch.zeros(N, dtype=torch.long, device=dev) if fp8 else None
         self.std = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
         if quest:
             self.kmin = torch.full((L, N, H, D), float("inf"), dtype=dtype, device=dev)
@@ -108,8 +108,8 @@ class PagedKVCache:
         self._pages: list[list[int] | None] = [None] * max_seqs
         self._len = [0] * max_seqs
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._pending_seq: torch.Tensor | None = None  # slot of each reserved token
         self._first: list[int] = []  # slots whose first tokens the last reserve() made room for
+        self._pending_seq: torch.Tensor | None = None  # their tokens' slots (fp8 centres)
         self._distinct = False  # the last reserve() put each token on a page of its own
         self._rows: tuple[tuple[int, ...], torch.Tensor] | None = None  # last slots -> index
 
@@ -174,7 +174,7 @@ class PagedKVCache:
         if n < 1:
             raise ValueError(f"PagedKVCache.reserve: n must be >= 1, got {n}")
         S = self.page_size
-        page_ids, offsets, owners = [], [], []
+        page_ids, offsets, owners = [], [], []  # owners: fp8 centres of first writes only
         new_rows = []
         self._first = [s for s in seqs if self._len[s] == 0]
         # one new token per distinct sequence (a decode step): every token is on its own page,
@@ -195,12 +195,14 @@ class PagedKVCache:
             pos = range(start, end)
             page_ids.extend(pages[p // S] for p in pos)
             offsets.extend(p % S for p in pos)
-            owners.extend([s] * n)
+            if self.center is not None and self._first:
+                owners.extend([s] * n)
             self._len[s] = end
         for s, first, new in new_rows:
-            self.page_table[s, first:first + len(new)] = torch.tensor(
-                new, dtype=torch.int32, device=self.device)
-            self.page_seq[torch.tensor(new, dtype=torch.long, device=self.device)] = s
+            ids = torch.tensor(new, dtype=torch.long, device=self.device)
+            self.page_table[s, first:first + len(new)] = ids.to(torch.int32)
+            if self.page_seq is not None:
+                self.page_seq[ids] = s
         idx = torch.tensor(list(seqs), dtype=torch.long, device=self.device)
         self.lengths[idx] = torch.tensor([self._len[s] for s in seqs], dtype=torch.int32,
                                          device=self.device)
@@ -208,7 +210,8 @@ class PagedKVCache:
         off = torch.tensor(offsets, dtype=torch.long, device=self.device)
         self.page_count.index_add_(0, pid, torch.ones_like(pid, dtype=torch.int32))
         self._pending = (pid, off)
-        self._pending_seq = torch.tensor(owners, dtype=torch.long, device=self.device)
+        if owners:
+            self._pending_seq = torch.tensor(owners, dtype=torch.long, device=self.device)
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the reserved tokens' keys/values of one layer and update the page statistics.
