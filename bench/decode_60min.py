@@ -130,8 +130,7 @@ def main() -> None:
         model.cfg.llm.max_positions = int(args.max_positions)
     from unique_asr.models.whisper_features import extractor_for
 
-    width = model.cfg.input_dim if model.cfg.encoder.kind == "whisper" else 80
-    audio = AudioInput(16000, width, False, partial(extractor_for, model.cfg))
+    audio = AudioInput(16000, model.cfg.input_dim, False, partial(extractor_for, model.cfg))
     rd = RecipeData(Path(args.data_dir).parent, args.data_dir, model.cfg.feature_set)
     notes: Counter = Counter()
     recs = load_recordings(rd.load_cuts(args.set), audio, notes, [])

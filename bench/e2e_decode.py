@@ -40,21 +40,6 @@ PAGE = 8
 PAPER_SPEEDUP = {8192: 1.5, 16384: 2.7, 32768: 5.3}  # Fig. 3, against vLLM dense
 
 
-def copy_bandwidth(dev) -> float:
-    """Device-to-device copy bandwidth in bytes/s (bytes read plus written), median of 20."""
-    n = 512 * 2**20 if dev.type == "cuda" else 2**20
-    x = torch.randn(n, device=dev, dtype=torch.bfloat16)
-    y = torch.empty_like(x)
-    ts = []
-    for _ in range(22):
-        _sync(dev)
-        t = time.perf_counter()
-        y.copy_(x)
-        _sync(dev)
-        ts.append(time.perf_counter() - t)
-    return 2 * n * 2 / sorted(ts[2:])[len(ts[2:]) // 2]
-
-
 def _sync(dev) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -140,7 +125,10 @@ def main() -> None:
     dtype = torch.float32 if a.smoke else torch.bfloat16
     model = Decoder(cfg).to(dev, dtype).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    bw = copy_bandwidth(dev)
+    import decode_step  # the kernel bench's copy-bandwidth probe (bench/ is on sys.path)
+
+    decode_step.DEV = dev.type
+    bw = decode_step.copy_bandwidth()
     g = torch.Generator(device=dev).manual_seed(0)
     for ctx in a.contexts:
         B = a.batch

@@ -34,19 +34,16 @@ class _Tok:
 
 
 def _configs(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from unique_asr.config import register
+    from unique_asr.config import compose
     from unique_asr.models.config import ModelConfig
     from unique_asr.training.config import TrainConfig
 
-    register()
     recipe = ROOT / "egs/synth_longform"
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", [f"recipe_dir={recipe}", f"hydra.searchpath=[file://{recipe}/conf]",
-                                 "model=whisper_base_smollm2", "model.llm.finetune=lora",
-                                 "train=gpu", *overrides])
+    cfg = compose([f"recipe_dir={recipe}", f"hydra.searchpath=[file://{recipe}/conf]",
+                   "model=whisper_base_smollm2", "model.llm.finetune=lora", "train=gpu",
+                   *overrides])
     return (ModelConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True)),
             TrainConfig.from_dict(OmegaConf.to_container(cfg.train, resolve=True)))
 
