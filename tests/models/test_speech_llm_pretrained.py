@@ -93,6 +93,30 @@ def test_lora_and_trainable_encoder_layers(parts):
     assert model.encoder.whisper.blocks[1].fc1.weight.grad is not None
 
 
+def test_pretrained_weights_train_at_the_scaled_rate(parts):
+    """train.pretrained_lr_scale: Whisper's trainable block trains at lr * scale, the projector,
+    CTC head and LoRA adapters at lr; decay only on matrices; no frozen weight in any group."""
+    from unique_asr.training.schedule import make_optimizer
+
+    model = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4},
+                             encoder={"trainable_layers": 1}))
+    opt = make_optimizer(model, 1e-3, 0.01, pretrained_lr_scale=0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    rate = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in opt.param_groups
+            for p in g["params"]}
+    assert set(rate) == {n for n, p in model.named_parameters() if p.requires_grad}
+    enc = {n for n in rate if n.startswith("encoder.")}
+    assert enc and all(rate[n][0] == pytest.approx(1e-4) for n in enc)
+    assert all(rate[n][0] == 1e-3 for n in set(rate) - enc)
+    assert any("lora_" in n for n in rate) and any(n.startswith("projector.") for n in rate)
+    assert all((rate[n][1] > 0) == (p.dim() >= 2) for n, p in model.named_parameters()
+               if n in rate)
+    frozen = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4}))
+    assert len(make_optimizer(frozen, 1e-3, 0.01, pretrained_lr_scale=0.1).param_groups) == 2
+    with pytest.raises(ValueError, match="pretrained_lr_scale"):
+        make_optimizer(frozen, 1e-3, 0.01, pretrained_lr_scale=0.0)
+
+
 def test_merged_lora_decodes_as_the_adapters_do(parts):
     """merge_lora (what decoding's ready() does) folds B A into the base weights: the same
     next-token logits from prefill and a cached step, and no adapter left."""

@@ -91,6 +91,18 @@ class SpeechLLM(nn.Module):
         if self.cfg.encoder.kind == "conformer":
             self.cmvn.set_stats(mean, std)
 
+    def pretrained_parameter_names(self) -> set[str]:
+        """Parameters that start from pretrained weights (Whisper's blocks, the pretrained LLM's
+        own weights; not its LoRA adapters, the projector or the CTC head): the optimizer gives
+        the trainable ones a smaller learning rate (train.pretrained_lr_scale)."""
+        names = set()
+        if self.cfg.encoder.kind == "whisper":
+            names |= {f"encoder.{n}" for n, _ in self.encoder.named_parameters()}
+        if self.tokenizer is not None:
+            names |= {f"decoder.{n}" for n, _ in self.decoder.named_parameters()
+                      if "lora_" not in n}
+        return names
+
     @property
     def ctc_on_tokens(self) -> bool:
         """The CTC scores the projector's audio tokens (pretrained decoder), not the encoder."""

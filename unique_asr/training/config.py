@@ -42,6 +42,7 @@ class TrainConfig:
     bf16: bool = True             # bf16 autocast on GPU (ignored on CPU)
     lr: float = 1.5e-3
     weight_decay: float = 0.01
+    pretrained_lr_scale: float = 0.1  # lr factor of trainable pretrained weights (Whisper blocks)
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05

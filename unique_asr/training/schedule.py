@@ -47,11 +47,23 @@ def warmup_cosine(optimizer, warmup_steps: int, total_steps: int, min_ratio: flo
     return WarmupCosine(optimizer, warmup_steps, total_steps, min_ratio)
 
 
-def make_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.98)):
-    """AdamW; no weight decay on norms, biases and the CMVN buffers (1-D tensors)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+def make_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.98),
+                   pretrained_lr_scale: float = 1.0):
+    """AdamW; no weight decay on norms, biases and the CMVN buffers (1-D tensors). Trainable
+    parameters that start from pretrained weights (the model's `pretrained_parameter_names`,
+    e.g. Whisper's top blocks) take lr * pretrained_lr_scale: at the new layers' rate they would
+    lose what pretraining put in them within a few hundred steps."""
+    if not pretrained_lr_scale > 0:
+        raise ValueError(f"train.pretrained_lr_scale={pretrained_lr_scale} must be > 0")
+    names = getattr(model, "pretrained_parameter_names", set)()
+    groups = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            key = (p.dim() >= 2, n in names)
+            groups.setdefault(key, []).append(p)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": groups[k], "weight_decay": weight_decay if k[0] else 0.0,
+          "lr": lr * (pretrained_lr_scale if k[1] else 1.0)}
+         for k in sorted(groups, key=lambda k: (k[1], not k[0]))],
         lr=lr, betas=tuple(betas), eps=1e-8,
     )

@@ -140,7 +140,8 @@ class Trainer:
         self.model.set_train_attention(cfg.attention)
         self.model.set_feature_stats(*cmvn_stats(feats))
         self.model.to(self.device)
-        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas)
+        self.opt = make_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas,
+                                  cfg.pretrained_lr_scale)
         self.sched = warmup_cosine(self.opt, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         self._resume_or_init()
         self.ddp = self.model
