@@ -177,3 +177,120 @@ def test_decode_cuts_continuous_equals_static(tmp_path, tiny_model):
     assert static.rows[0]["pieces"] == 3
     assert cont.rows[0]["hyp"] == static.rows[0]["hyp"]
     assert cont.rows[0]["tokens"] == static.rows[0]["tokens"] > 0
+
+
+# ---------------------------------------------------------------- page budget (kv_pool_pages)
+# pages of 8 tokens per run ([audio][task][tokens]): LENS + LIMITS + 1 -> [6, 2, 4, 3, 6]; with
+# no budget 5 slots reserve 5 x 6 = 30 pages
+
+
+def _schedule_steps(hyps, limits, slots):
+    """Decode steps of the unbudgeted engine: each recording's picks (its tokens, plus the end
+    token unless its limit cut it) laid on `slots` rows in queue order, a row taking the next
+    recording as soon as it ends."""
+    import heapq
+
+    free = [0] * slots
+    for h, lim in zip(hyps, limits):
+        heapq.heapreplace(free, free[0] + (len(h) if len(h) >= lim else len(h) + 1))
+    return max(free)
+
+
+@pytest.fixture
+def reorders(monkeypatch):
+    """The index of every PagedAttentionCache.reorder call."""
+    from unique_asr.models.paged_attention_cache import PagedAttentionCache
+
+    seen, orig = [], PagedAttentionCache.reorder
+
+    def spy(self, index):
+        seen.append(index.tolist())
+        return orig(self, index)
+
+    monkeypatch.setattr(PagedAttentionCache, "reorder", spy)
+    return seen
+
+
+@pytest.mark.parametrize("pool, grows", [(6, True), (10, False)])
+def test_page_budget_waits_and_equals_one_at_a_time(model, pool, grows, reorders, caplog):
+    """5 slots sharing 6 or 10 pages (of the 30 five full slots reserve): recordings wait for
+    pages, the batch shrinks (and with 6 pages grows back with empty rows: recording 0's 6 pages
+    let recordings 1 and 2 in at once), and every recording still gets the tokens it gets
+    decoded alone (an allocation error would raise)."""
+    emb, lens = _audio(model)
+    alone = _one_at_a_time(model, emb, lens, LIMITS, SPARSE)
+    caplog.set_level("INFO", logger="unique_asr.decoding.engine")
+    got, stats = continuous_greedy(model, emb, lens, LIMITS, 5, SPARSE, pool_pages=pool)
+    assert got == alone
+    assert any(-1 in ix for ix in reorders) == grows
+    assert min(map(len, reorders)) < 3        # and the batch had shrunk
+    assert stats.steps > _schedule_steps(alone, LIMITS, 5)  # fewer rows at once than slots
+    assert "recordings waited in the queue for free pages" in caplog.text
+
+
+def test_page_budget_joint_ctc(model, reorders):
+    """Rows that come back empty get fresh CTC states: joint CTC with a budget gives the
+    batched greedy search's transcripts."""
+    emb, lens = _audio(model)
+    g = torch.Generator().manual_seed(4)
+    logp = torch.log_softmax(torch.randn(len(LENS), 20, 41, generator=g) * 3, -1)
+    joint = JointCTC(logp, torch.tensor([18, 6, 14, 9, 20]), model.ctc_blank, 0.5, 8, 4)
+    want, _ = greedy_search(model, emb, lens, LIMITS, SPARSE, ctc=joint)
+    got, _ = continuous_greedy(model, emb, lens, LIMITS, 5, SPARSE, ctc=joint, pool_pages=6)
+    assert got == want and any(-1 in ix for ix in reorders)
+
+
+def test_page_budget_unset_or_ample_is_unchanged(model, reorders, caplog):
+    """No budget: the transcripts of each recording alone in the list schedule's steps; a budget
+    that covers every slot changes nothing (same tokens, steps, no waiting)."""
+    emb, lens = _audio(model)
+    alone = _one_at_a_time(model, emb, lens, LIMITS, SPARSE)
+    caplog.set_level("INFO", logger="unique_asr.decoding.engine")
+    for slots in (2, 5):
+        got, stats = continuous_greedy(model, emb, lens, LIMITS, slots, SPARSE)
+        assert got == alone and stats.steps == _schedule_steps(alone, LIMITS, slots)
+        ample, st = continuous_greedy(model, emb, lens, LIMITS, slots, SPARSE, pool_pages=30)
+        assert ample == alone and st.steps == stats.steps
+    assert not any(-1 in ix for ix in reorders) and "waited" not in caplog.text
+
+
+def test_recording_larger_than_pool_raises(model):
+    emb, lens = _audio(model, [9, 14, 40])  # runs of 2, 3 and 6 pages
+    with pytest.raises(ValueError, match=r"kv_pool_pages=5: recording 2 needs 6 pages"):
+        continuous_greedy(model, emb, lens, [5, 3, 7], 2, SPARSE, pool_pages=5)
+    assert continuous_greedy(model, emb, lens, [5, 3, 7], 2, SPARSE, pool_pages=6)[0] \
+        == _one_at_a_time(model, emb, lens, [5, 3, 7], SPARSE)
+    with pytest.raises(ValueError, match="dense KV cache has no page pool"):
+        continuous_greedy(model, emb, lens, [5, 3, 7], 2, DENSE, pool_pages=6)
+
+
+def test_config_kv_pool_pages():
+    assert DecodeConfig().kv_pool_pages is None
+    DecodeConfig(engine="continuous", kv_pool_pages=64, sparse=SparseConfig("unique", 16))
+    for bad, kw in (("must be >= 1", {"engine": "continuous", "kv_pool_pages": 0,
+                                      "sparse": SparseConfig("unique", 16)}),
+                    ("engine=continuous only", {"kv_pool_pages": 64,
+                                                "sparse": SparseConfig("unique", 16)}),
+                    ("dense KV cache", {"engine": "continuous", "kv_pool_pages": 64})):
+        with pytest.raises(ValueError, match=f"decode.kv_pool_pages=.*{bad}"):
+            DecodeConfig(**kw)
+
+
+def test_decode_cuts_kv_pool_pages(tmp_path, tiny_model, caplog):
+    """decode.kv_pool_pages reaches the engine: 3 pieces (5 pages each at most) in 3 slots
+    sharing 6 pages wait for each other and give the static engine's transcripts."""
+    from decoding_helpers import WordTokenizer, make_cut
+    from lhotse import CutSet
+
+    from unique_asr.decoding.runner import decode_cuts
+
+    cuts = CutSet.from_cuts([make_cut(tmp_path, "long", 6.0)])
+    base = {"max_tokens_per_second": 3.0, "min_new_tokens": 2, "max_segment_seconds": 2.5,
+            "batch_size": 4, "ctc_weight": 0.0, "sparse": SparseConfig("unique", 16)}
+    static = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**base), "cpu")
+    caplog.set_level("INFO", logger="unique_asr.decoding.engine")
+    pooled = decode_cuts(tiny_model, cuts, WordTokenizer(40),
+                         DecodeConfig(**base, engine="continuous", slots=3, kv_pool_pages=6),
+                         "cpu")
+    assert pooled.rows[0]["hyp"] == static.rows[0]["hyp"]
+    assert "2 of 3 recordings waited" in caplog.text

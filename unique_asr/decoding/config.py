@@ -56,6 +56,11 @@ class DecodeConfig:
     # queue for `slots` cache rows and a finished piece's row takes the next (greedy only)
     engine: str = "static"
     slots: int | None = None          # continuous: rows decoding at once (None: batch_size)
+    # continuous with a paged decode.sparse.method: the KV page pool holds at most this many
+    # pages (decode.sparse.page_size tokens of every layer each) for all slots together; a piece
+    # takes a free slot only when the pool can hold its whole run (prompt + token limit), else
+    # it waits for finished pieces' pages. None: each slot has room for the batch's longest piece
+    kv_pool_pages: int | None = None
     max_batch_seconds: float = 3600.0  # audio per batch, counted at the longest piece's length
     # transcript token limit per audio second; None: 30 for the scratch decoder's char/BPE ids,
     # 8 for a pretrained LLM's tokens (~3.5 per second of read speech; 30 would also cut every
@@ -127,6 +132,14 @@ class DecodeConfig:
                           f"{self.method!r}); use decode.engine=static")
         if self.slots is not None and int(self.slots) < 1:
             bad("slots", "must be >= 1 (or null: decode.batch_size)")
+        if self.kv_pool_pages is not None:
+            if int(self.kv_pool_pages) < 1:
+                bad("kv_pool_pages", "must be >= 1 (or null: no cap)")
+            if self.engine != "continuous":
+                bad("kv_pool_pages", "caps the page pool of decode.engine=continuous only")
+            if self.sparse.method == "dense":
+                bad("kv_pool_pages", "the dense KV cache has no page pool; use a paged "
+                                     "decode.sparse.method (unique, quest, meanonly, oracle)")
         if self.split_at not in SPLIT_AT:
             bad("split_at", f"use one of {', '.join(SPLIT_AT)}")
         if self.dtype not in DTYPES:

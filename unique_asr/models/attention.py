@@ -171,12 +171,18 @@ class SlotRows:
 
 
 def new_decode_cache(n_layers: int, batch: int, max_len: int, n_kv_heads: int, head_dim: int,
-                     device, dtype, sparse: SparseConfig | None = None):
-    """The KV cache of `sparse.method` (default: dense) for `batch` sequences of `max_len`."""
+                     device, dtype, sparse: SparseConfig | None = None,
+                     pool_pages: int | None = None):
+    """The KV cache of `sparse.method` (default: dense) for `batch` sequences of `max_len`;
+    pool_pages caps a paged cache's pool (the dense cache has none)."""
     from unique_asr.models.paged_attention_cache import PagedAttentionCache
 
     sparse = (sparse or SparseConfig()).validate()  # method is one of METHODS
     if sparse.method == "dense":
+        if pool_pages is not None:
+            raise ValueError(f"decode.kv_pool_pages={pool_pages}: the dense KV cache has no page "
+                             "pool; use a paged decode.sparse.method (unique, quest, meanonly, "
+                             "oracle) or leave decode.kv_pool_pages null")
         return DenseKVCache(n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype)
     return PagedAttentionCache(n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype,
-                               sparse)
+                               sparse, pool_pages)

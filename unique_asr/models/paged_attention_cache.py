@@ -13,7 +13,11 @@ swaps dense decoding for top-k page-sparse decoding (docs/method.md):
 - reset(rows) + prefill(..., rows=): a row's pages return to the pool and the row takes a new
   prompt while the other rows keep theirs (continuous batching; attention.SlotRows).
 - reorder(index): rows are sequence slots of the cache, so dropping rows frees slots, a
-  permutation is a relabelling, and a row used twice (beam search) gets its pages copied.
+  permutation is a relabelling, a row used twice (beam search) gets its pages copied, and an
+  index of -1 is a new empty row (continuous batching grows back into freed slots).
+- pool_pages (decode.kv_pool_pages) caps the page pool below rows x pages_per_seq; the caller
+  then admits a sequence only while the pool can hold it: pages_for(tokens) is a sequence's
+  need, pool_pages the pool's size, free_pages the pages not allocated now.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ class PagedAttentionCache:
     """The decoder's KV cache protocol on a PagedKVCache; decode steps use api.decode."""
 
     def __init__(self, n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype,
-                 sparse: SparseConfig):
+                 sparse: SparseConfig, pool_pages: int | None = None):
+        if pool_pages is not None and int(pool_pages) < 1:
+            raise ValueError(f"decode.kv_pool_pages={pool_pages}: must be >= 1 (or null)")
+        self.page_cap = None if pool_pages is None else int(pool_pages)
         self.sparse = sparse.validate()
         self.method, self.page_size = sparse.method, sparse.page_size
         self.n_layers, self.n_kv_heads, self.head_dim = n_layers, n_kv_heads, head_dim
@@ -46,10 +53,26 @@ class PagedAttentionCache:
         self._prompt: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _pool(self, rows: int) -> PagedKVCache:
+        pages = rows * self.pages_per_seq
+        if self.page_cap is not None:
+            pages = min(pages, self.page_cap)
         return PagedKVCache(self.n_layers, self.n_kv_heads, self.head_dim,
-                            rows * self.pages_per_seq, rows, self.pages_per_seq,
+                            pages, rows, self.pages_per_seq,
                             self.page_size, self.dtype, self.device,
                             quest=self.method == "quest", stats_dtype=self.sparse.stats_dtype)
+
+    def pages_for(self, tokens: int) -> int:
+        """Pages a sequence of `tokens` tokens occupies."""
+        return -(-int(tokens) // self.page_size)
+
+    @property
+    def pool_pages(self) -> int:
+        """Pages of the whole pool (all rows together)."""
+        return self.kv.num_pages
+
+    @property
+    def free_pages(self) -> int:
+        return self.kv.free_pages
 
     # ---------------------------------------------------------------- prefill
     def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:
@@ -120,7 +143,8 @@ class PagedAttentionCache:
     # ---------------------------------------------------------------- beam search / compaction
     def reorder(self, index: torch.Tensor) -> None:
         """Row i becomes old row index[i]: unused rows free their slots, the first use of a row
-        keeps its slot, and each further use gets a fresh slot holding a copy of its pages."""
+        keeps its slot, each further use gets a fresh slot holding a copy of its pages, and
+        index[i] = -1 gets a fresh empty slot (length 0)."""
         idx = [int(i) for i in index.tolist()]
         if len(idx) > self.kv.max_seqs:
             self._grow(len(idx))
@@ -130,7 +154,9 @@ class PagedAttentionCache:
                 self.kv.free_sequence(s)
         new, seen, copies = [], set(), []
         for i in idx:
-            if i in seen:
+            if i < 0:
+                new.append(self.kv.add_sequence())
+            elif i in seen:
                 copies.append((self.slots[i], self.kv.add_sequence()))
                 new.append(copies[-1][1])
             else:
@@ -138,7 +164,8 @@ class PagedAttentionCache:
                 new.append(self.slots[i])
         self._copy(self.kv, self.kv, copies)
         self.slots = new
-        self.lens = self.lens.index_select(0, index.to(self.lens.device))
+        index = index.to(self.lens.device)
+        self.lens = torch.where(index < 0, 0, self.lens.index_select(0, index.clamp_min(0)))
 
     def _grow(self, rows: int) -> None:
         """Move every row into a pool with room for `rows` sequences."""

@@ -284,15 +284,16 @@ class SpeechLLM(nn.Module):
 
     # ---------------------------------------------------------------- decoding
     def new_cache(self, batch: int, max_len: int, device=None, dtype=None,
-                  sparse: SparseConfig | None = None):
+                  sparse: SparseConfig | None = None, pool_pages: int | None = None):
         """A decoding KV cache for `batch` sequences of up to `max_len` tokens; `sparse` picks
-        the decode attention (default dense)."""
+        the decode attention (default dense), pool_pages caps a paged cache's page pool
+        (decode.kv_pool_pages; None: room for every row at max_len)."""
         p = next(self.parameters())
         llm = self.decoder.llm
         # max_len counts one prompt token (the task token): longer prompts take their extra slots
         max_len += self.prompt_ids.numel() - 1
         return new_decode_cache(llm.layers, batch, max_len, llm.kv_heads, llm.head_dim,
-                                device or p.device, dtype or p.dtype, sparse)
+                                device or p.device, dtype or p.dtype, sparse, pool_pages)
 
     def prefill(self, audio_emb, audio_lens, cache) -> torch.Tensor:
         """Dense prefill of [audio][prompt]; returns next-token logits [B, vocab] (float32)."""
