@@ -13,8 +13,15 @@ Byte floor (per token, over the measured copy bandwidth): the weights read once,
 whole KV cache; unique: every page's statistics (means in bf16 or fp8 + scale, float32 std) plus
 the selected pages' K and V (budget tokens per sequence, layer and KV head).
 
+--cuda-graphs: after the eager steps, the same cache decodes --warmup + --steps more steps through
+decoding/cuda_graph.GraphedStep (the step's host part, then one graph replay; the first step
+captures), timed the same way, so one run gives eager and graphed per-token latency (the
+graphed dense step attends over a fixed span: top + 1 rounded up to DenseKVCache.STATIC_SPAN,
+at most the cache's length). With --smoke the split step runs eagerly (no graphs on a CPU).
+
     python3 bench/e2e_decode.py [--contexts 8192 16384 32768] [--batch 80] [--stats-dtype fp8]
-    TRITON_INTERPRET=1 .venv/bin/python bench/e2e_decode.py --smoke     # CPU: the flow only
+    python3 bench/e2e_decode.py --cuda-graphs          # eager and graphed steps, one record each
+    TRITON_INTERPRET=1 .venv/bin/python bench/e2e_decode.py --smoke [--cuda-graphs]  # CPU: flow
 
 One JSON line per context (bench = "e2e_decode") is appended to --out.
 """
@@ -24,10 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import traceback
 
 import torch
 
 from unique_asr.attention.api import SparseConfig
+from unique_asr.decoding.cuda_graph import GraphedStep
 from unique_asr.models.attention import new_decode_cache
 from unique_asr.models.decoder import Decoder
 from unique_asr.models.llm_config import LLMConfig
@@ -68,18 +77,26 @@ def fill(cache, ctx: int, g: torch.Generator) -> None:
     cache.set_lens(torch.full((B,), ctx, dtype=torch.long, device=dev))
 
 
-def time_steps(model, cache, steps: int, warmup: int, dev) -> float:
-    """Median seconds of one decode step of the whole model (logits included)."""
-    B = cache.lens.shape[0]
-    tok = torch.randint(0, model.llm.vocab, (B,), device=dev)
+def eager_step(model, cache):
+    """The decoder's eager decode step over `cache` (SpeechLLM.decode_step's work): tokens ->
+    float32 logits, the cache advanced."""
+    def step(tok):
+        logits = model.step_logits(tok, cache.lens, cache)
+        cache.advance(1)
+        return logits
+    return step
+
+
+def time_steps(step, batch: int, vocab: int, steps: int, warmup: int, dev) -> float:
+    """Median seconds of one decode step of the whole model (logits and their argmax
+    included); step: tokens -> logits (eager_step or a GraphedStep)."""
+    tok = torch.randint(0, vocab, (batch,), device=dev)
     ts = []
     with torch.no_grad():
         for i in range(warmup + steps):
             _sync(dev)
             t = time.perf_counter()
-            h = model.hidden(model.embed(tok)[:, None], cache.lens[:, None], cache, "step")
-            tok = model.logits(h[:, 0]).argmax(-1)
-            cache.advance(1)
+            tok = step(tok).argmax(-1)
             _sync(dev)
             if i >= warmup:
                 ts.append(time.perf_counter() - t)
@@ -116,6 +133,8 @@ def main() -> None:
     ap.add_argument("--headroom-gb", type=float, default=6.0)
     ap.add_argument("--out", default="bench/results/e2e_decode.jsonl")
     ap.add_argument("--smoke", action="store_true", help="tiny model on the CPU: the flow only")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="also time the steps replayed from CUDA graphs (same cache, continued)")
     a = ap.parse_args()
     dev = torch.device("cpu" if a.smoke else "cuda")
     if a.smoke:
@@ -135,13 +154,24 @@ def main() -> None:
         if dev.type == "cuda":
             free = torch.cuda.mem_get_info(dev)[0] - a.headroom_gb * 1e9
             B = max(1, min(a.batch, int(free // cache_bytes_per_row(cfg, ctx + a.steps + 8))))
-        ms = {}
+        ms, graphed, captures, errors = {}, {}, {}, {}
+        runs = 2 if a.cuda_graphs else 1
         for method in ("dense", "unique"):
             sparse = SparseConfig(method, a.budget, stats_dtype=a.stats_dtype)
-            cache = new_decode_cache(cfg.layers, B, ctx + a.warmup + a.steps + 8, cfg.kv_heads,
-                                     cfg.head_dim, dev, dtype, sparse)
+            cache = new_decode_cache(cfg.layers, B, ctx + runs * (a.warmup + a.steps) + 8,
+                                     cfg.kv_heads, cfg.head_dim, dev, dtype, sparse)
             fill(cache, ctx, g)
-            ms[method] = time_steps(model, cache, a.steps, a.warmup, dev) * 1e3
+            timing = (B, cfg.vocab, a.steps, a.warmup, dev)
+            ms[method] = time_steps(eager_step(model, cache), *timing) * 1e3
+            if a.cuda_graphs:  # a failed capture is recorded; the eager figures still count
+                step = GraphedStep(model, cache, graphs=dev.type == "cuda", static=True)
+                try:
+                    graphed[method] = time_steps(step, *timing) * 1e3
+                except RuntimeError as e:
+                    traceback.print_exc()
+                    graphed[method], errors[method] = None, repr(e)
+                captures[method] = step.captures
+                del step
             del cache
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
@@ -164,6 +194,22 @@ def main() -> None:
                "unique_cache": "PagedAttentionCache (api.decode, Triton kernels on CUDA)",
                "timing": "median wall time of one eager decode step, CUDA-synchronised",
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if a.cuda_graphs:
+            def ratio(x, y):
+                return None if x is None or y is None else round(x / y, 2)
+
+            rec.update({
+                "graphed_unique_ms_per_token": graphed["unique"] and round(graphed["unique"], 3),
+                "graphed_dense_ms_per_token": graphed["dense"] and round(graphed["dense"], 3),
+                "graph_speedup_unique": ratio(ms["unique"], graphed["unique"]),
+                "graph_speedup_dense": ratio(ms["dense"], graphed["dense"]),
+                "graphed_speedup_vs_dense": ratio(graphed["dense"], graphed["unique"]),
+                "graph_captures": captures, "graph_errors": errors or None,
+                "graphed_timing": ("median wall time of one GraphedStep call (host part, then "
+                                   "one CUDA graph replay), CUDA-synchronised, same cache "
+                                   "after the eager steps" if dev.type == "cuda"
+                                   else "the split step run eagerly (no graphs on a CPU)"),
+            })
         print(json.dumps(rec), flush=True)
         with open(a.out, "a") as f:
             f.write(json.dumps(rec) + "\n")

@@ -6,7 +6,7 @@ import torch
 from attn_testutil import DEV, make_cache, phys_to_logical, rel_err, sizes
 
 from unique_asr.attention import reference as R
-from unique_asr.attention.api import METHODS, SparseConfig, decode, unique_decode
+from unique_asr.attention.api import METHODS, SparseConfig, StepRows, decode, unique_decode
 
 
 @pytest.mark.parametrize("method", ["unique", "meanonly", "quest", "oracle"])
@@ -99,3 +99,38 @@ def test_sparse_config_validation_names_key_and_values():
         SparseConfig(sink_pages=-1).validate()
     with pytest.raises(ValueError, match=r"decode\.sparse\.stats_dtype='fp16'.*bf16, fp8"):
         SparseConfig(stats_dtype="fp16").validate()
+
+
+@pytest.mark.parametrize("method", ["unique", "quest"])
+def test_prepared_rows_give_the_same_step(method):
+    """A step over StepRows (the rows' page-table rows, lengths and slots prepared on the device,
+    a fixed page bound: what a CUDA graph replays) selects the same pages and gives the same
+    output as the step that reads the cache's host lengths, rows out of slot order."""
+    cache, seqs = make_cache([75, 9, 130], 2, 32, quest=method == "quest")
+    order = [seqs[2], seqs[0], seqs[1]]
+    q = torch.randn(3, 8, 32, device=DEV)
+    index = torch.tensor(order, device=DEV)
+    pt, lens = cache.batch(order)
+    rows = StepRows(order, index, pt, lens, cache.max_pages_per_seq)
+    assert pt.shape[1] > -(-130 // 8)  # the bound is above the longest row's pages
+    want, want_pages = unique_decode(q, cache, 0, 32, method, order, impl="triton",
+                                     return_pages=True)
+    got, got_pages = unique_decode(q, cache, 0, 32, method, impl="triton", rows=rows,
+                                   return_pages=True)
+    assert torch.equal(got_pages.sort(-1).values, want_pages.sort(-1).values)
+    assert rel_err(got, want) <= 1e-6
+
+
+def test_fp8_rows_out_of_slot_order_use_their_own_centres():
+    """fp8 page means are offsets from each sequence's centre; a batch whose rows are not in
+    slot order (a reordered or refilled decode batch) scores each row with its own centre, so
+    the Triton step selects what the reference selects."""
+    cache, seqs = make_cache([75, 40, 130], 2, 32, stats_dtype="fp8",
+                             gen=torch.Generator(device=DEV).manual_seed(5))
+    order = seqs[::-1]
+    q = torch.randn(3, 8, 32, device=DEV, generator=torch.Generator(device=DEV).manual_seed(6))
+    _, pages = unique_decode(q, cache, 0, 32, "unique", order, impl="triton", return_pages=True)
+    _, ref = unique_decode(q.double(), cache, 0, 32, "unique", order, impl="reference",
+                           return_pages=True)
+    logical = phys_to_logical(pages, cache.batch(order)[0])
+    assert torch.equal(logical.sort(-1).values, ref.sort(-1).values)

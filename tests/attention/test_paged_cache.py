@@ -80,3 +80,47 @@ def test_fp8_means_are_the_means_within_fp8_precision():
     torch.testing.assert_close(c8.std[0][used], ref.std[0][used])
     with pytest.raises(ValueError, match="stats_dtype"):
         PagedKVCache(1, 1, 8, 4, 1, stats_dtype="fp16")
+
+
+@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8"])
+def test_split_decode_append_equals_reserve(stats_dtype):
+    """plan_decode (host) + apply_decode (device) + write leave the cache exactly as reserve(seqs,
+    1) + write: page table, lengths, page counts, K/V and every page statistic, over steps that
+    cross page boundaries, on pages recycled from a freed sequence (stale statistics)."""
+    def build():
+        c = PagedKVCache(2, 2, 16, num_pages=24, max_seqs=4, page_size=4, device=DEV,
+                         dtype=torch.float32, quest=True, stats_dtype=stats_dtype)
+        g = torch.Generator(device=DEV).manual_seed(0)
+        seqs = [c.add_sequence() for _ in range(4)]
+        for s, n in zip(seqs, [6, 3, 9, 4]):
+            c.reserve([s], n)
+            for layer in range(2):
+                c.write(layer, torch.randn(n, 2, 16, device=DEV, generator=g),
+                        torch.randn(n, 2, 16, device=DEV, generator=g))
+        c.free_sequence(seqs[1])  # its pages, statistics and all, go back to the pool
+        return c, [seqs[2], seqs[0], seqs[3]], g
+
+    eager, seqs, g = build()
+    split, _, _ = build()
+    for _ in range(6):
+        k = torch.randn(2, 3, 2, 16, device=DEV, generator=g)
+        v = torch.randn(2, 3, 2, 16, device=DEV, generator=g)
+        eager.reserve(seqs, 1)
+        taken = split.plan_decode(seqs)
+        split.apply_decode(torch.tensor(seqs, device=DEV), torch.tensor(taken, device=DEV))
+        for layer in range(2):
+            eager.write(layer, k[layer], v[layer])
+            split.write(layer, k[layer], v[layer])
+    lengths = [split.seq_length(s) for s in seqs]
+    assert lengths == [eager.seq_length(s) for s in seqs] == [15, 12, 10]
+    assert split.free_pages == eager.free_pages
+    names = split.page_stat_names + ["page_table", "lengths", "page_count"]
+    names += ["center", "page_seq"] if stats_dtype == "fp8" else []
+    for name in names:
+        a, b = getattr(eager, name), getattr(split, name)
+        if name in split.page_stat_names:  # pages in use (free ones keep stale values)
+            used = eager.page_table[eager.page_table >= 0].long()
+            a, b = a[:, used], b[:, used]
+        assert torch.equal(a.float(), b.float()), name
+    with pytest.raises(ValueError, match="twice"):
+        split.plan_decode([seqs[0], seqs[0]])

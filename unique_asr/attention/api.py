@@ -27,6 +27,12 @@ float64-capable) otherwise; "triton" forces the kernels (on CPU only under TRITO
 Pieces, for benchmarks and experiments: page_scores(), select(), attend(); each takes the same
 (q, cache, layer, seqs) arguments. sparse_step() is the whole Triton step on a prepared batch
 (what unique_decode runs; graph-capturable).
+
+A decode step captured in a CUDA graph passes rows=StepRows(...) to unique_decode / decode: the
+rows' page-table rows, lengths and slots already on the device, and a fixed page bound, so the
+Triton path reads no host state and keeps its shapes from step to step (only the choice between
+dense and sparse attention is made on the host, from the cache's host-side lengths; a captured
+step holds for the steps that make the same choice).
 """
 
 from __future__ import annotations
@@ -88,6 +94,19 @@ class SparseConfig:
         if any(not isinstance(x, int) or x < 0 for x in self.dense_layers):
             bad("dense_layers", "use a list of decoder layer indices (ints >= 0)")
         return self
+
+
+@dataclass
+class StepRows:
+    """The rows of one decode step prepared on the device (models/paged_attention_cache.py's
+    step view), so that the Triton step reads no host value and, with max_pages set, keeps fixed
+    shapes: what a CUDA graph needs to replay it."""
+
+    slots: list[int]           # each row's sequence slot (host: input checks, impl=reference)
+    index: torch.Tensor        # the same slots, [B] long on the cache's device (fp8 centres)
+    page_table: torch.Tensor   # [B, max_pages_per_seq] int32: the slots' page-table rows
+    lengths: torch.Tensor      # [B] int32: the slots' lengths (this step's token included)
+    max_pages: int | None = None  # pages scored per row; None: the longest row's (host value)
 
 
 def resolve_impl(q: torch.Tensor, impl: str) -> str:
@@ -162,7 +181,8 @@ def page_scores(q, cache, layer, method="unique", seqs=None, lam=reference.LAMBD
     """Triton page scores [B, Hkv, P] float32 with the newest page +inf and sinks forced."""
     from .triton.score import quest_scores, unique_scores
 
-    seqs = _seq_list(cache, seqs)
+    if not torch.is_tensor(seqs) or batch is None or max_pages is None:
+        seqs = _seq_list(cache, seqs)  # a device tensor with batch and max_pages is used as is
     pt, lens = batch if batch is not None else cache.batch(seqs)
     S = cache.page_size
     P = max_pages or -(-max(cache.seq_length(s) for s in seqs) // S)
@@ -212,21 +232,23 @@ def _side_streams(device, n):
 
 
 def _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam, sink_pages,
-                      pages_out=None):
+                      pages_out=None, seqs=None):
     """Page scores, then the top-k physical pages."""
     from .triton.topk import topk_pages
 
     pt, lens = batch
     S = cache.page_size
-    scores = page_scores(q, cache, layer, method, None, lam, sink_pages, batch, max_pages)
+    scores = page_scores(q, cache, layer, method, seqs, lam, sink_pages, batch, max_pages)
     return topk_pages(scores, lens, S, budget // S, page_table=pt, out=pages_out)
 
 
 def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
-                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1):
+                lam=reference.LAMBDA, sink_pages=0, scale=None, streams=1, seqs=None):
     """Scores, top-k pages and sparse attention for a prepared batch (page_table, lengths):
     exactly the Triton work unique_decode does per step. No host synchronisation, so the call
-    can be captured in a CUDA graph (the decode-step bench times it so).
+    can be captured in a CUDA graph (the decode-step bench times it so). seqs: the rows' slots
+    (a list, or a [B] long device tensor), which fp8 page means need for their centres (None:
+    every active slot in slot order).
 
     streams > 1 (CUDA only): the batch is cut into that many row chunks, each run on its own
     side stream (forked from and joined back to the current stream by events), so one chunk's
@@ -238,7 +260,7 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
     n = min(int(streams), B) if q.is_cuda else 1
     if n <= 1:
         pages = _scores_and_pages(q, cache, layer, budget, batch, max_pages, method, lam,
-                                  sink_pages)
+                                  sink_pages, seqs=seqs)
         return attend(q, cache, layer, pages, None, scale, batch), pages
     out = torch.empty_like(q)
     pages = torch.empty(B, cache.num_kv_heads, budget // cache.page_size, dtype=torch.int32,
@@ -252,7 +274,8 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
         with torch.cuda.stream(st):
             chunk = (pt[a:b], lens[a:b])
             _scores_and_pages(q[a:b], cache, layer, budget, chunk, max_pages, method, lam,
-                              sink_pages, pages_out=pages[a:b])
+                              sink_pages, pages_out=pages[a:b],
+                              seqs=None if seqs is None else seqs[a:b])
             attend(q[a:b], cache, layer, pages[a:b], None, scale, chunk, out=out[a:b])
     for st in side:
         cur.wait_stream(st)
@@ -272,14 +295,17 @@ def unique_decode(
     impl: str = "auto",
     return_pages: bool = False,
     streams: int = 1,
+    rows: StepRows | None = None,
 ):
     """One decoding step of one layer: scores, top-k pages, sparse attention (see module doc).
 
     With return_pages=True also returns the selected pages ([B, Hkv, k]; physical int32 ids
     from Triton, logical int64 indices from the reference; None when attending densely).
     streams: row chunks run on that many CUDA streams (sparse_step; same output).
+    rows: the step's rows prepared on the device (StepRows; replaces seqs), for a step that
+    reads no host state (CUDA graphs).
     """
-    seqs = _seq_list(cache, seqs)
+    seqs = _seq_list(cache, rows.slots if rows is not None else seqs)
     check_inputs(q, cache, layer, seqs, budget, method)
     S = cache.page_size
     max_n = -(-max(cache.seq_length(s) for s in seqs) // S)
@@ -290,23 +316,37 @@ def unique_decode(
         return (out, sel) if return_pages else out
     if q.dtype == torch.float64:
         raise ValueError("unique_decode: float64 runs on impl='reference' only")
-    batch = cache.batch(seqs)
+    if rows is None:
+        batch, index, P = cache.batch(seqs), seqs, max_n
+    else:
+        batch, index = (rows.page_table, rows.lengths), rows.index
+        P = max_n if rows.max_pages is None else rows.max_pages
     q_in = q
     q = q.to(cache.dtype).contiguous()
     if method == "dense" or max_n <= budget // S:
         out = attend(q, cache, layer, None, seqs, scale, batch).to(q_in.dtype)
         return (out, None) if return_pages else out
-    out, pages = sparse_step(q, cache, layer, budget, batch, max_n, method, lam, sink_pages,
-                             scale, streams)
+    out, pages = sparse_step(q, cache, layer, budget, batch, P, method, lam, sink_pages,
+                             scale, streams, seqs=index)
     out = out.to(q_in.dtype)
     return (out, pages) if return_pages else out
 
 
 def decode(q: torch.Tensor, cache: PagedKVCache, layer: int, cfg: SparseConfig,
-           seqs: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+           seqs: Sequence[int] | torch.Tensor | None = None,
+           rows: StepRows | None = None) -> torch.Tensor:
     """unique_decode with the options of a SparseConfig (layers in cfg.dense_layers attend
     densely)."""
     method = "dense" if layer in cfg.dense_layers else cfg.method
     budget = max(cfg.budget, cache.page_size)  # dense attends to every page whatever the budget
     return unique_decode(q, cache, layer, budget, method, seqs, cfg.lam, cfg.sink_pages,
-                         impl=cfg.impl)
+                         impl=cfg.impl, rows=rows)
+
+
+def is_sparse_step(cache: PagedKVCache, cfg: SparseConfig, seqs: Sequence[int]) -> bool:
+    """Whether a decode step over the slots `seqs` attends sparsely in some layer (the host's
+    choice unique_decode makes: a method other than dense, and a row longer than the budget)."""
+    if cfg.method == "dense" or not seqs:
+        return False
+    pages = -(-max(cache.seq_length(s) for s in seqs) // cache.page_size)
+    return pages > max(cfg.budget, cache.page_size) // cache.page_size

@@ -32,6 +32,9 @@ Use from a decoder (one cache for all layers, the page table is shared by the la
     cache.reserve(seqs, 1)                  # each decode step: one token per sequence
     for layer: cache.write(layer, k, v)     # k, v: [len(seqs), Hkv, D]; then api.unique_decode
     cache.free_sequence(s)
+A decode step can also be split in two for CUDA graphs: plan_decode(seqs) is its host half (the
+pool's free list), apply_decode(slots, taken) its device half (page table, lengths, counts), after
+which write() and the kernels read only device tensors of fixed shapes.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ class PagedKVCache:
         self._first: list[int] = []  # slots whose first tokens the last reserve() made room for
         self._pending_seq: torch.Tensor | None = None  # their tokens' slots (fp8 centres)
         self._distinct = False  # the last reserve() put each token on a page of its own
+        # apply_decode(): which pending tokens start a page (write() starts its sums from them)
+        self._fresh: torch.Tensor | None = None
         self._rows: tuple[tuple[int, ...], torch.Tensor] | None = None  # last slots -> index
 
     # ---------------------------------------------------------------- sequences and pages
@@ -149,11 +154,15 @@ class PagedKVCache:
             raise ValueError(f"PagedKVCache: sequence {seq} is not allocated (add_sequence)")
         return self._pages[seq]  # type: ignore[return-value]
 
-    def _alloc_pages(self, n: int) -> list[int]:
+    def _alloc_pages(self, n: int, clear: bool = True) -> list[int]:
+        """Take n pages from the pool; clear: zero their statistics on the device (apply_decode
+        does not need it: write() restarts a fresh page's sums)."""
         if n > len(self._free):
             raise RuntimeError(f"PagedKVCache: out of pages (need {n}, {len(self._free)} free of "
                                f"{self.num_pages}); build the cache with more num_pages")
         got = [self._free.pop() for _ in range(n)]
+        if not clear:
+            return got
         idx = torch.tensor(got, device=self.device, dtype=torch.long)
         self.ksum[:, idx] = 0
         self.ksq[:, idx] = 0
@@ -180,24 +189,18 @@ class PagedKVCache:
         # one new token per distinct sequence (a decode step): every token is on its own page,
         # so write() needs no torch.unique (a device sync) to find the pages it touched
         self._distinct = n == 1 and len(set(seqs)) == len(seqs)
+        self._fresh = None
         for s in seqs:
             pages = self._check_seq(s)
             start, end = self._len[s], self._len[s] + n
-            need = -(-end // S) - len(pages)
-            if -(-end // S) > self.max_pages_per_seq:
-                raise RuntimeError(f"PagedKVCache.reserve: sequence {s} would need "
-                                   f"{-(-end // S)} pages > max_pages_per_seq "
-                                   f"{self.max_pages_per_seq}")
-            if need > 0:
-                first = len(pages)
-                pages.extend(self._alloc_pages(need))
+            first = len(pages)
+            if self._extend(s, end):
                 new_rows.append((s, first, pages[first:]))
             pos = range(start, end)
             page_ids.extend(pages[p // S] for p in pos)
             offsets.extend(p % S for p in pos)
             if self.center is not None and self._first:
                 owners.extend([s] * n)
-            self._len[s] = end
         for s, first, new in new_rows:
             ids = torch.tensor(new, dtype=torch.long, device=self.device)
             self.page_table[s, first:first + len(new)] = ids.to(torch.int32)
@@ -213,11 +216,61 @@ class PagedKVCache:
         if owners:
             self._pending_seq = torch.tensor(owners, dtype=torch.long, device=self.device)
 
+    def _extend(self, s: int, end: int, clear: bool = True) -> list[int]:
+        """Host side of growing sequence s to `end` tokens: the pages it takes (appended to its
+        list); the caller writes them into the page table."""
+        pages = self._check_seq(s)
+        n_pages = -(-end // self.page_size)
+        if n_pages > self.max_pages_per_seq:
+            raise RuntimeError(f"PagedKVCache: sequence {s} would need {n_pages} pages "
+                               f"> max_pages_per_seq {self.max_pages_per_seq}")
+        new = self._alloc_pages(n_pages - len(pages), clear) if n_pages > len(pages) else []
+        pages.extend(new)
+        self._len[s] = end
+        return new
+
+    def plan_decode(self, seqs: Sequence[int]) -> list[int]:
+        """Host half of reserve(seqs, 1) for a decode step whose device half is fixed in advance
+        (apply_decode; CUDA graphs): counts one more token per sequence and takes a page from
+        the pool for each whose new token starts one. Returns that page per sequence (-1:
+        none). No device work: the pages' statistics are restarted by write()."""
+        if len(set(seqs)) != len(seqs):
+            raise ValueError("PagedKVCache.plan_decode: a sequence appears twice; reserve(seqs, "
+                             "1) handles repeated sequences")
+        if self.center is not None and any(self._len[s] == 0 for s in seqs):
+            raise ValueError("PagedKVCache.plan_decode: fp8 page means need each sequence's "
+                             "first tokens through reserve() (its centre); prefill it first")
+        taken = []
+        for s in seqs:
+            new = self._extend(s, self._len[s] + 1, clear=False)
+            taken.append(new[0] if new else -1)
+        return taken
+
+    def apply_decode(self, slots: torch.Tensor, taken: torch.Tensor) -> None:
+        """Device half of plan_decode: slots [B] long, taken [B] long (plan_decode's pages, -1:
+        none) on the cache's device. Puts the taken pages into the page table, counts the new
+        tokens in the lengths and page counts, and sets up write() for them (one per row, each
+        on a page of its own). Reads no host value and makes tensors of fixed shapes only, so a
+        CUDA graph can replay it; the cache ends as reserve(slots, 1) leaves it."""
+        S = self.page_size
+        pos = self.lengths.index_select(0, slots).long()  # tokens before this one
+        lp, off = pos // S, pos % S
+        pid32 = torch.where(taken >= 0, taken.to(torch.int32), self.page_table[slots, lp])
+        self.page_table[slots, lp] = pid32
+        self.lengths[slots] = (pos + 1).to(torch.int32)
+        pid = pid32.long()
+        fresh = off == 0  # the token starts its page (the one plan_decode took)
+        self.page_count[pid] = torch.where(fresh, 0, self.page_count[pid]) + 1
+        if self.page_seq is not None:
+            self.page_seq[pid] = slots
+        self._pending, self._fresh = (pid, off), fresh
+        self._first, self._distinct = [], True
+
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the reserved tokens' keys/values of one layer and update the page statistics.
 
         k, v: [T, Hkv, D] with T = tokens reserved by the last reserve() (sequence order, then
-        time order), post-RoPE keys.
+        time order) or apply_decode() (one per row), post-RoPE keys.
         """
         if self._pending is None:
             raise RuntimeError("PagedKVCache.write: call reserve(seqs, n) before write()")
@@ -232,14 +285,26 @@ class PagedKVCache:
         self.k[layer][pid, :, off] = k.to(self.dtype)
         self.v[layer][pid, :, off] = v.to(self.dtype)
         kf = k.float()
-        self.ksum[layer].index_put_((pid,), kf, accumulate=True)
-        self.ksq[layer].index_put_((pid,), (kf * kf).sum(-1), accumulate=True)
+        fresh = self._fresh
+        if fresh is None:
+            self.ksum[layer].index_put_((pid,), kf, accumulate=True)
+            self.ksq[layer].index_put_((pid,), (kf * kf).sum(-1), accumulate=True)
+        else:  # apply_decode: one token per page; a fresh page's sums start from it
+            f3 = fresh[:, None, None]
+            self.ksum[layer][pid] = torch.where(f3, 0.0, self.ksum[layer][pid]) + kf
+            self.ksq[layer][pid] = (torch.where(fresh[:, None], 0.0, self.ksq[layer][pid])
+                                    + (kf * kf).sum(-1))
         if self.quest:
             kc = k.to(self.dtype)
-            with warnings.catch_warnings():  # index_reduce_ is "beta" but exact for amin/amax
-                warnings.simplefilter("ignore", UserWarning)
-                self.kmin[layer].index_reduce_(0, pid, kc, "amin", include_self=True)
-                self.kmax[layer].index_reduce_(0, pid, kc, "amax", include_self=True)
+            if fresh is None:
+                with warnings.catch_warnings():  # index_reduce_ is "beta" but exact for amin/amax
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.kmin[layer].index_reduce_(0, pid, kc, "amin", include_self=True)
+                    self.kmax[layer].index_reduce_(0, pid, kc, "amax", include_self=True)
+            else:
+                f3 = fresh[:, None, None]
+                self.kmin[layer][pid] = torch.where(f3, kc, torch.minimum(self.kmin[layer][pid], kc))
+                self.kmax[layer][pid] = torch.where(f3, kc, torch.maximum(self.kmax[layer][pid], kc))
         touched = pid if self._distinct else torch.unique(pid)
         cnt = self.page_count[touched].float().clamp_min(1)
         mean = self.ksum[layer, touched] / cnt[:, None, None]
@@ -279,7 +344,10 @@ class PagedKVCache:
 
     def _index(self, seqs) -> torch.Tensor:
         """The slots as a long tensor on the cache's device, made once per distinct list (a
-        decode step asks for the same slots in every layer)."""
+        decode step asks for the same slots in every layer); a long tensor already on the
+        device is used as it is (no host read: a prepared step's slots, api.StepRows)."""
+        if torch.is_tensor(seqs) and seqs.dtype == torch.long and seqs.device == self.device:
+            return seqs
         key = tuple(int(s) for s in (seqs.tolist() if torch.is_tensor(seqs) else seqs))
         if self._rows is None or self._rows[0] != key:
             self._rows = (key, torch.tensor(key, dtype=torch.long, device=self.device))

@@ -61,6 +61,9 @@ class DecodeConfig:
     # takes a free slot only when the pool can hold its whole run (prompt + token limit), else
     # it waits for finished pieces' pages. None: each slot has room for the batch's longest piece
     kv_pool_pages: int | None = None
+    # greedy: decode steps captured once in CUDA graphs and replayed (decoding/cuda_graph.py;
+    # one graph per batch size and attention shape). Ignored, with one log line, off CUDA
+    cuda_graphs: bool = False
     max_batch_seconds: float = 3600.0  # audio per batch, counted at the longest piece's length
     # transcript token limit per audio second; None: 30 for the scratch decoder's char/BPE ids,
     # 8 for a pretrained LLM's tokens (~3.5 per second of read speech; 30 would also cut every
@@ -130,6 +133,9 @@ class DecodeConfig:
         if self.engine == "continuous" and self.method != "greedy":
             bad("engine", f"continuous batching runs decode.method=greedy only (method is "
                           f"{self.method!r}); use decode.engine=static")
+        if self.cuda_graphs and self.method == "beam":
+            bad("cuda_graphs", "applies to decode.method=greedy (beam search reorders the cache "
+                               "every step); use decode.cuda_graphs=false")
         if self.slots is not None and int(self.slots) < 1:
             bad("slots", "must be >= 1 (or null: decode.batch_size)")
         if self.kv_pool_pages is not None:

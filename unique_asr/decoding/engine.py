@@ -30,6 +30,7 @@ from collections import deque
 import torch
 
 from unique_asr.attention.api import SparseConfig
+from unique_asr.decoding.cuda_graph import decode_stepper
 from unique_asr.decoding.generate import GenStats, JointCTC, _as_limits, greedy_pick, sync
 from unique_asr.models.attention import SlotRows
 
@@ -91,10 +92,12 @@ def continuous_greedy(
     sparse: SparseConfig | None = None,
     ctc: JointCTC | None = None,
     pool_pages: int | None = None,
+    cuda_graphs: bool = False,
 ) -> tuple[list[list[int]], GenStats]:
     """Greedy decoding of the recordings of audio_emb [B, Ta, D] (a queue, in order) through
     `slots` cache rows, sharing a pool of `pool_pages` pages if given (module doc). Returns the
-    token ids per recording (end token stripped), as greedy_search does."""
+    token ids per recording (end token stripped), as greedy_search does. cuda_graphs: decode
+    steps replayed from CUDA graphs, one per row count (decoding/cuda_graph.py; CUDA only)."""
     if int(slots) < 1:
         raise ValueError(f"decode.slots={slots}: must be >= 1")
     B, dev = audio_emb.shape[0], audio_emb.device
@@ -114,6 +117,7 @@ def continuous_greedy(
     pages = None if pool_pages is None else _run_pages(cache, audio_lens, lim, longest, queue)
     pool = None if pool_pages is None else cache.pool_pages
     sl = _Slots(model, audio_emb, audio_lens, queue, stats, pages, pool)
+    step = decode_stepper(model, cache, cuda_graphs)
     first = sl.admissible(n, [])
     if first < n:  # rows the pool cannot fill yet leave the step
         cache.reorder(torch.arange(first, device=dev))
@@ -146,7 +150,7 @@ def continuous_greedy(
             tok = tok[index]
             if state is not None:
                 state = state.index(index)
-        logits = model.decode_step(tok, cache)
+        logits = step(tok)
         if grow:  # empty rows at the end, filled below
             rows = len(sl.seq)
             index = torch.cat([torch.arange(rows, device=dev),

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from unique_asr.attention.api import SparseConfig
 from unique_asr.decoding.ctc_prefix import CTCPrefixScorer, candidate_tokens, joint_increment
+from unique_asr.decoding.cuda_graph import decode_stepper
 
 
 @dataclass
@@ -130,14 +131,17 @@ def greedy_search(
     max_new,
     sparse: SparseConfig | None = None,
     ctc: JointCTC | None = None,
+    cuda_graphs: bool = False,
 ) -> tuple[list[list[int]], GenStats]:
     """Greedy decoding of a batch. Returns the token ids per sequence (end token stripped).
-    sparse: the decode attention (default dense).
+    sparse: the decode attention (default dense). cuda_graphs: decode steps replayed from CUDA
+    graphs (decoding/cuda_graph.py; CUDA only, ignored elsewhere).
 
     With `ctc`, each step takes the best joint CTC/attention candidate instead of the argmax."""
     B, dev = audio_emb.shape[0], audio_emb.device
     eos = model.eos_id
     lim, n_max, cache, logits, stats = _prefill(model, audio_emb, audio_lens, max_new, sparse)
+    step = decode_stepper(model, cache, cuda_graphs)
     t1 = time.perf_counter()
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
@@ -157,7 +161,7 @@ def greedy_search(
         stats.steps += 1
         if not bool(live.any()):
             break
-        logits = model.decode_step(tok, cache)
+        logits = step(tok)
     sync(dev)
     stats.step_seconds = time.perf_counter() - t1
     if ctc is not None:

@@ -199,9 +199,11 @@ def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexic
     if opts.method == "greedy" and opts.engine == "continuous":
         slots = opts.slots or opts.batch_size
         return (*continuous_greedy(model, audio, audio_lens, limits, slots, opts.sparse,
-                                   ctc=joint, pool_pages=opts.kv_pool_pages), joint)
+                                   ctc=joint, pool_pages=opts.kv_pool_pages,
+                                   cuda_graphs=opts.cuda_graphs), joint)
     if opts.method == "greedy":
-        return (*greedy_search(model, audio, audio_lens, limits, opts.sparse, ctc=joint), joint)
+        return (*greedy_search(model, audio, audio_lens, limits, opts.sparse, ctc=joint,
+                               cuda_graphs=opts.cuda_graphs), joint)
     return (*beam_search(model, audio, audio_lens, limits, opts.beam, opts.length_penalty,
                          opts.sparse, ctc=joint), joint)
 

@@ -13,6 +13,13 @@
   batch compaction). prefill and set_lens take `rows=` to fill only some rows; `SlotRows(
   cache, rows)` empties those rows and gives the model a cache-shaped view that prefills them
   (continuous batching: a finished sequence's row takes the next recording).
+- `step_view(batch, static)` -> a decode step split for CUDA graphs (decoding/cuda_graph.py):
+  its `prepare()` is the step's host work (checks, page allocation; results copied into
+  buffers made once), after which the model runs through the view (`view.step(layer, q, k, v)`,
+  `view.positions`) reading only device tensors, with no host synchronisation; static=True also
+  fixes the shapes, and prepare() returns a key that changes whenever they must change.
+  `storage_version` counts the times the cache replaced a tensor such a step reads (a step
+  captured before then is stale).
 """
 
 from __future__ import annotations
@@ -80,6 +87,10 @@ class DenseKVCache:
     top + 1 positions, masking each row past its own length, and without a mask when every row
     has the same length (SDPA's mask-free kernels are the fast ones)."""
 
+    # a static step (step_view) attends over top + 1 rounded up to a multiple of this, so a
+    # captured step serves this many tokens of growth
+    STATIC_SPAN = 1024
+
     def __init__(self, n_layers, batch, max_len, n_kv_heads, head_dim, device, dtype):
         shape = (batch, n_kv_heads, max_len, head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
@@ -87,6 +98,7 @@ class DenseKVCache:
         self.lens = torch.zeros(batch, dtype=torch.long, device=device)
         self.max_len = max_len
         self.top = self.low = 0
+        self.storage_version = 0  # +1 whenever self.k / self.v are replaced (reorder)
 
     def _bounds(self) -> None:
         """top / low from the lengths (one device read; not in steps)."""
@@ -105,22 +117,34 @@ class DenseKVCache:
         self.v[layer][at, :, :L] = v.to(self.v[layer].dtype)
         return dense_attention(q, k, v)
 
-    def step(self, layer: int, q, k, v) -> torch.Tensor:
-        """Append one token per sequence (q/k/v [B,*,1,D]) at position lens[b] and attend."""
+    def _check_room(self) -> None:
         if self.top >= self.max_len:
             raise ValueError(f"KV cache full (max_len={self.max_len}); allocate a larger cache")
+
+    def step(self, layer: int, q, k, v) -> torch.Tensor:
+        """Append one token per sequence (q/k/v [B,*,1,D]) at position lens[b] and attend."""
+        self._check_room()
+        return self.append_attend(layer, q, k, v, self.lens, self.top + 1, self.low != self.top)
+
+    def append_attend(self, layer: int, q, k, v, pos: torch.Tensor, n: int,
+                      masked: bool) -> torch.Tensor:
+        """step's device work: the token of row b goes to position pos[b]; attention over the
+        first n positions, each row masked past its own position when `masked`."""
         b = torch.arange(k.shape[0], device=k.device)
-        self.k[layer][b, :, self.lens] = k[:, :, 0].to(self.k[layer].dtype)
-        self.v[layer][b, :, self.lens] = v[:, :, 0].to(self.v[layer].dtype)
-        n = self.top + 1
+        self.k[layer][b, :, pos] = k[:, :, 0].to(self.k[layer].dtype)
+        self.v[layer][b, :, pos] = v[:, :, 0].to(self.v[layer].dtype)
         kk, vv = self.k[layer][:, :, :n], self.v[layer][:, :, :n]
         mask = None
-        if self.low != self.top:
-            mask = (torch.arange(n, device=k.device)[None, :] <= self.lens[:, None])[:, None, None]
+        if masked:
+            mask = (torch.arange(n, device=k.device)[None, :] <= pos[:, None])[:, None, None]
         return F.scaled_dot_product_attention(
             q, kk.to(q.dtype), vv.to(q.dtype), attn_mask=mask,
             enable_gqa=q.shape[1] != kk.shape[1],
         )
+
+    def step_view(self, batch: int, static: bool) -> DenseStepView:
+        """This cache's decode step of `batch` rows split for CUDA graphs (DenseStepView)."""
+        return DenseStepView(self, batch, static)
 
     def set_lens(self, lens: torch.Tensor, rows=None) -> None:
         lens = lens.to(self.lens.device, torch.long)
@@ -147,7 +171,40 @@ class DenseKVCache:
         self.k = [t.index_select(0, index) for t in self.k]
         self.v = [t.index_select(0, index) for t in self.v]
         self.lens = self.lens.index_select(0, index)
+        self.storage_version += 1
         self._bounds()
+
+
+class DenseStepView:
+    """A DenseKVCache decode step of `batch` rows split for CUDA graphs. prepare() (host) checks
+    for room, picks the attended span and copies the lengths into a buffer made once; step()
+    then writes K/V at those positions and attends with a length mask, reading no host value.
+    static: the span is top + 1 rounded up to DenseKVCache.STATIC_SPAN (at most max_len), so
+    the shapes hold for many steps (prepare's key says when they change); otherwise it is
+    top + 1, masked only when the rows differ in length: exactly DenseKVCache.step."""
+
+    def __init__(self, cache: DenseKVCache, batch: int, static: bool):
+        self.cache, self.batch, self.static = cache, batch, static
+        self.positions = torch.zeros(batch, dtype=torch.long, device=cache.lens.device)
+        self.capturable = True
+        self._span = (1, False)
+
+    def prepare(self) -> tuple:
+        """The step's host work; returns the key of its shapes: (span, masked)."""
+        c = self.cache
+        if c.lens.shape[0] != self.batch:
+            raise ValueError(f"DenseStepView: the cache has {c.lens.shape[0]} rows, the view "
+                             f"{self.batch}; make a view per batch size")
+        c._check_room()
+        n = c.top + 1
+        if self.static:
+            n = min(c.max_len, -(-n // c.STATIC_SPAN) * c.STATIC_SPAN)
+        self._span = (n, c.low != c.top or n != c.top + 1)
+        self.positions.copy_(c.lens)
+        return self._span
+
+    def step(self, layer: int, q, k, v) -> torch.Tensor:
+        return self.cache.append_attend(layer, q, k, v, self.positions, *self._span)
 
 
 class SlotRows:

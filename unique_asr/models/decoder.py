@@ -152,3 +152,10 @@ class Decoder(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(h, weight)
+
+    def step_logits(self, tokens: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        """One decode step's device work: token b at positions[b] through every layer (attending
+        through `cache`, a decode cache or its step view) -> next-token logits [B, vocab] float32.
+        The caller advances the cache's lengths."""
+        h = self.hidden(self.embed(tokens)[:, None], positions[:, None], cache, "step")
+        return self.logits(h[:, 0]).float()

@@ -18,6 +18,9 @@ swaps dense decoding for top-k page-sparse decoding (docs/method.md):
 - pool_pages (decode.kv_pool_pages) caps the page pool below rows x pages_per_seq; the caller
   then admits a sequence only while the pool can hold it: pages_for(tokens) is a sequence's
   need, pool_pages the pool's size, free_pages the pages not allocated now.
+- step_view(batch, static): a decode step split for CUDA graphs (PagedStepView): the host takes
+  the pages (PagedKVCache.plan_decode), the device does the rest (apply_decode, write, the
+  kernels over api.StepRows).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from unique_asr.attention.api import SparseConfig, decode
+from unique_asr.attention.api import SparseConfig, StepRows, decode, is_sparse_step
 from unique_asr.attention.paged_cache import PagedKVCache
 
 
@@ -51,6 +54,7 @@ class PagedAttentionCache:
         self.slots = [self.kv.add_sequence() for _ in range(batch)]
         self.lens = torch.zeros(batch, dtype=torch.long, device=self.device)
         self._prompt: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.storage_version = 0  # +1 whenever self.kv is replaced (_grow)
 
     def _pool(self, rows: int) -> PagedKVCache:
         pages = rows * self.pages_per_seq
@@ -123,9 +127,14 @@ class PagedAttentionCache:
         self.kv.write(layer, k[:, :, 0], v[:, :, 0])
         return self.attend(q[:, :, 0], layer)[:, :, None].to(q.dtype)
 
-    def attend(self, q: torch.Tensor, layer: int) -> torch.Tensor:
-        """q [B, H, D] of the rows' newest tokens over the paged cache -> [B, H, D]."""
-        return decode(q, self.kv, layer, self.sparse, self.slots)
+    def attend(self, q: torch.Tensor, layer: int, rows: StepRows | None = None) -> torch.Tensor:
+        """q [B, H, D] of the rows' newest tokens over the paged cache -> [B, H, D]; rows: the
+        step's rows prepared on the device (PagedStepView)."""
+        return decode(q, self.kv, layer, self.sparse, self.slots, rows)
+
+    def step_view(self, batch: int, static: bool) -> PagedStepView:
+        """This cache's decode step of `batch` rows split for CUDA graphs (PagedStepView)."""
+        return PagedStepView(self, batch, static)
 
     def set_lens(self, lens: torch.Tensor, rows=None) -> None:
         lens = lens.to(self.device, torch.long)
@@ -173,6 +182,7 @@ class PagedAttentionCache:
         slots = [pool.add_sequence() for _ in self.slots]
         self._copy(self.kv, pool, list(zip(self.slots, slots)))
         self.kv, self.slots = pool, slots
+        self.storage_version += 1
 
     def _copy(self, src: PagedKVCache, dst: PagedKVCache, pairs: list[tuple[int, int]]) -> None:
         """Give each dst slot (empty) the tokens, pages and page statistics of its src slot."""
@@ -192,3 +202,52 @@ class PagedAttentionCache:
             getattr(dst, name)[:, di] = getattr(src, name)[:, si]
         for s, d in pairs:
             dst.copy_center(src, s, d)
+
+
+class PagedStepView:
+    """A PagedAttentionCache decode step of `batch` rows split for CUDA graphs.
+
+    prepare() is the host work: the pool's free list (PagedKVCache.plan_decode) and one small
+    host-to-device copy of each row's slot and newly taken page (-1: none) into a buffer made
+    once (asynchronous from pinned memory on CUDA), plus the positions from the cache's lengths.
+    step() is the device work, reading only those buffers and the cache's own tensors: at layer
+    0 apply_decode (page table, lengths, page counts) and the rows' page-table rows and lengths
+    (api.StepRows); in every layer the K/V write and the attention. static: the kernels score
+    max_pages_per_seq pages per row (fixed shapes); prepare's key says whether the step attends
+    sparsely, a host choice (api.is_sparse_step) that a captured step bakes in.
+    """
+
+    def __init__(self, cache: PagedAttentionCache, batch: int, static: bool):
+        self.cache, self.batch, self.static = cache, batch, static
+        dev = cache.device
+        self.positions = torch.zeros(batch, dtype=torch.long, device=dev)
+        self._plan = torch.zeros(2, batch, dtype=torch.long, device=dev)  # slots; taken pages
+        self._pin = dev.type == "cuda"
+        impl = cache.sparse.impl
+        # the reference implementation reads lengths on the host: it cannot be captured
+        self.capturable = impl == "triton" or (impl == "auto" and dev.type == "cuda")
+        self.rows: StepRows | None = None
+
+    def prepare(self) -> tuple:
+        """The step's host work; returns the key of its shapes: (attends sparsely,)."""
+        c = self.cache
+        if len(c.slots) != self.batch:
+            raise ValueError(f"PagedStepView: the cache has {len(c.slots)} rows, the view "
+                             f"{self.batch}; make a view per batch size")
+        taken = c.kv.plan_decode(c.slots)
+        plan = torch.tensor([c.slots, taken], dtype=torch.long, pin_memory=self._pin)
+        self._plan.copy_(plan, non_blocking=self._pin)
+        self.positions.copy_(c.lens)
+        return (is_sparse_step(c.kv, c.sparse, c.slots),)
+
+    def step(self, layer: int, q, k, v) -> torch.Tensor:
+        kv = self.cache.kv
+        if layer == 0:
+            slots = self._plan[0]
+            kv.apply_decode(slots, self._plan[1])
+            self.rows = StepRows(list(self.cache.slots), slots,
+                                 kv.page_table.index_select(0, slots),
+                                 kv.lengths.index_select(0, slots),
+                                 kv.max_pages_per_seq if self.static else None)
+        kv.write(layer, k[:, :, 0], v[:, :, 0])
+        return self.cache.attend(q[:, :, 0], layer, self.rows)[:, :, None].to(q.dtype)
