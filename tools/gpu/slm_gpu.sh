@@ -7,6 +7,10 @@
 #   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2
 #   call 3, carry [".gpu3"]:  bash tools/gpu/slm_gpu.sh run [--train-h 10] [train_large.sh options]
 #   later calls (no carry):   bash tools/gpu/slm_gpu.sh run --resume ...   (or --decode-only ...)
+#   a kept checkpoint back (any call on the warm machine), carry [".gpu4"]:
+#                             bash tools/gpu/slm_gpu.sh send-ckpt   (.gpu4/<tag>.pt.part-NN as
+#                             train_large.sh --keep returned them, + <tag>.pt.sha256) ->
+#                             /tmp/slm/ckpt/<tag>.pt, for train.init_from=... or bench/decode_60min.py
 #
 # `run` joins the GGUF (sha256 checked), unpacks the text packages of .gpu3/text/*.deb (if any)
 # into /tmp/slm/text, builds `large` with --train-h hours of train and the --corpus-args
@@ -39,6 +43,20 @@ case ${1:-} in
     need "$w/smollm2.gguf.part0"
     cp -r .gpu2/smollm2.gguf.part1 .gpu2/whisper-base-enc "$w/"
     ls -la "$w" ;;
+  send-ckpt)
+    shopt -s nullglob
+    parts=(.gpu4/*.pt.part-00)
+    [ ${#parts[@]} -gt 0 ] || die ".gpu4/<tag>.pt.part-00 missing: carry .gpu4"
+    mkdir -p /tmp/slm/ckpt
+    for p0 in "${parts[@]}"; do
+      tag=$(basename "${p0%.pt.part-00}")
+      cat ".gpu4/$tag.pt.part-"* > "/tmp/slm/ckpt/$tag.pt"
+      if [ -f ".gpu4/$tag.pt.sha256" ]; then
+        (cd /tmp/slm/ckpt && echo "$(cut -d' ' -f1 "$root/.gpu4/$tag.pt.sha256")  $tag.pt" |
+          sha256sum -c) || { rm -f "/tmp/slm/ckpt/$tag.pt"; die "$tag.pt does not match its sha256"; }
+      fi
+    done
+    ls -la /tmp/slm/ckpt ;;
   run)
     shift
     train_h=10
