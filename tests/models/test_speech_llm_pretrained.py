@@ -93,6 +93,26 @@ def test_lora_and_trainable_encoder_layers(parts):
     assert model.encoder.whisper.blocks[1].fc1.weight.grad is not None
 
 
+def test_sentence_ctc_targets_are_the_window_tokens(parts):
+    """The per-sentence CTC targets of a window (model.ctc_segments) are its decoder targets cut
+    at the sentence starts: with a byte-level BPE a later sentence's first word keeps its space
+    token, so CTC does not teach words glued to the sentence before."""
+    from unique_asr.training.data import WindowBatcher
+
+    class Cut:
+        id, start, duration = "w", 0.0, 3.0
+        custom = {"rec": "r", "text": "hello there a general kenobi",
+                  "spans": [(0.1, 1.0, 11), (1.2, 2.9, 16)]}
+
+    tok = build_model(_cfg(parts)).tokenizer
+    out = WindowBatcher({"r": torch.zeros(300, 80)}, tok, with_segments=True,
+                        frame_shift=0.01)([Cut()])
+    seg = out["ctc_segments"]
+    pieces = [seg["tokens"][k, : seg["token_lens"][k]].tolist() for k in range(2)]
+    assert pieces[0] + pieces[1] == out["tokens"][0, : out["token_lens"][0]].tolist()
+    assert pieces[1] != tok.encode("a general kenobi")  # the space is what differs
+
+
 def test_pretrained_weights_train_at_the_scaled_rate(parts):
     """train.pretrained_lr_scale: Whisper's trainable block trains at lr * scale, the projector,
     CTC head and LoRA adapters at lr; decay only on matrices; no frozen weight in any group."""

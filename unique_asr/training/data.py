@@ -129,8 +129,12 @@ class WindowBatcher:
             xs.append(f[a: a + round(c.duration / self.frame_shift)])
             toks.append(torch.tensor(self.sp.encode(c.custom["text"]), dtype=torch.long))
             if self.with_segments:
-                segs += [(i, t0, t1, self.sp.encode(text)) for t0, t1, text
-                         in sentence_spans(c.custom["text"], c.custom.get("spans"))]
+                # a sentence after the window's first keeps the space before it: a byte-level
+                # BPE (a pretrained LLM's tokenizer) gives its first word another token without
+                # it, and the CTC would teach the decoder words glued to the sentence before
+                segs += [(i, t0, t1, self.sp.encode(text if k == 0 else " " + text))
+                         for k, (t0, t1, text)
+                         in enumerate(sentence_spans(c.custom["text"], c.custom.get("spans")))]
         out = collate(xs, toks, [c.id for c in cuts])
         if self.with_segments:
             out["ctc_segments"] = collate_segments(segs)
