@@ -3,8 +3,12 @@
 # back whatever happens later; logs and JSON lines go to $OUT (default bench/results):
 #   (a) the attention GPU tests at full size (FlashInfer's JIT build runs meanwhile),
 #   (b) the decode-step bench (batch 80, 8K/16K/32K; FlashInfer, SDPA in the same process),
-#   (c) if SOFTMASK=1: softmask bench (batch 1) and the fp32 GQA-4 softmask errors.
+#   (c) if SOFTMASK=1: softmask bench (batch 1) and the fp32 GQA-4 softmask errors,
+#   (d) if FP8=1: the decode-step bench again with fp8 page means (same process kind, same GPU),
+#   (e) if E2E=1: the CUDA-graph tests, then bench/e2e_decode.py --cuda-graphs (Fig. 3 geometry,
+#       eager and graphed, dense and unique; E2E_ARGS adds e.g. --stats-dtype fp8).
 #   device run, carry [".gpu"]:  bash bench/run_decode_gpu.sh
+#   issue 17 in one call:        SKIP_TESTS=1 FP8=1 E2E=1 bash bench/run_decode_gpu.sh
 set -uo pipefail
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
@@ -41,5 +45,20 @@ import torch, test_softmask as t
 e = t._compare(2, 32, 8, 2048, 128, 8, 512, 0.5, 'soft', torch.float32, [2048, 1500])
 print('fp32 GQA-4 full softmask out/dq/dk/dv rel err', ['%.2e' % x for x in e])" 2>&1 | tail -2)
   fi
+fi
+if [ "${FP8:-0}" = 1 ]; then
+  echo "== (d) bench with fp8 page means, cap ${BENCH_TIMEOUT:-160}s"
+  timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 bench/decode_step.py --stats-dtype fp8 \
+    --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
+    | tee "$OUT/bench_fp8.log" | grep -v '^{' | grep -v Warning
+  echo "(d) exit ${PIPESTATUS[0]} at ${SECONDS}s"
+fi
+if [ "${E2E:-0}" = 1 ]; then
+  echo "== (e) CUDA-graph tests, then the whole-model bench, cap ${E2E_TIMEOUT:-240}s"
+  timeout -k 5 90 python3 -m pytest -q -x -p no:cacheprovider tests/decoding/test_cuda_graph.py \
+    2>&1 | tee "$OUT/cuda_graph_tests.log" | grep -v Warning | tail -4
+  timeout -k 5 "${E2E_TIMEOUT:-240}" python3 bench/e2e_decode.py --cuda-graphs \
+    --out "$OUT/e2e_decode.jsonl" ${E2E_ARGS:-} 2>&1 | tee "$OUT/e2e.log" | grep -v '^{' | tail -12
+  echo "(e) exit ${PIPESTATUS[0]} at ${SECONDS}s"
 fi
 echo "done at ${SECONDS}s"
