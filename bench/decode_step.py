@@ -252,9 +252,19 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     t_tk = med_us(lambda: topk_pages(scores, lens, S, kp, page_table=pt, out=sel2))
     t_at = med_us(lambda: paged_decode(q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2))
     at_cfg, at_all, t_at_best = None, {}, None
+    sc_cfg, sc_all, t_sc_best = None, {}, None
     if not fast:
         at_cfg, t_at_best, at_all = best_of(lambda c: paged_decode(
             q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **c), ATTN_CFGS)
+        # the score kernel's tiling around its defaults, on this cache's means (bf16 or fp8)
+        sc_cfg, t_sc_best, sc_all = best_of(lambda c: unique_scores(
+            q, mean, std, pt, lens, S, max_pages=P, out=scores, mean_scale=scale,
+            mean_center=center, **c), SCORE_CFGS)
+        want = unique_scores(q, mean, std, pt, lens, S, max_pages=P, mean_scale=scale,
+                             mean_center=center)
+        got = unique_scores(q, mean, std, pt, lens, S, max_pages=P, mean_scale=scale,
+                            mean_center=center, **sc_cfg)
+        sc_cfg = dict(sc_cfg, bitwise_equal_to_default=bool(torch.equal(got, want)))
 
     t_eager = med_us(lambda: sparse_step(q, cache, 0, budget, batch, P))
     variants = STEP_VARIANTS + (EXTRA_VARIANTS if all_variants else ())
@@ -301,7 +311,8 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
                step_variants_over_floor={k: (round(v / floor, 3) if v else None)
                                          for k, v in step_us.items()},
                attn_best_cfg=at_cfg, attn_best_us=round(t_at_best, 2) if t_at_best else None,
-               sweep_us={"attn": at_all},
+               score_best_cfg=sc_cfg, score_best_us=round(t_sc_best, 2) if t_sc_best else None,
+               sweep_us={"attn": at_all, "score": sc_all},
                rel_err_sparse_vs_f64=err_sparse, sel_match_vs_reference=overlap,
                sel_agree_vs_bf16_means=None if agree_bf16 is None else round(agree_bf16, 4),
                rel_err_triton_dense_vs_sdpa=err_dense_vs_sdpa, rel_err_flashinfer_vs_sdpa=err_fi,
