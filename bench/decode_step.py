@@ -197,7 +197,7 @@ def check_step(q, cache, pt, out, sel, P, kp):
     match = (sel_l.sort(-1).values == ref_sel).float().mean().item()
     if cache.mean_scale is None:
         return rel(out[chk], ref), match, None
-    # fp8 means: the share of the pages that bf16 means (the float32 means rounded) select too
+    # one-byte means: the share of the pages that bf16 means (the float32 means rounded) select too
     bf16 = (cache.ksum[0] / cache.page_count.float().clamp_min(1)[:, None, None]).bfloat16()
     sel16 = selection(bf16)
     agree = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in
@@ -256,7 +256,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     if not fast:
         at_cfg, t_at_best, at_all = best_of(lambda c: paged_decode(
             q, cache.k[0], cache.v[0], sel2, pt, lens, out=out2, **c), ATTN_CFGS)
-        # the score kernel's tiling around its defaults, on this cache's means (bf16 or fp8)
+        # the score kernel's tiling around its defaults, on this cache's means (bf16, fp8 or int8)
         sc_cfg, t_sc_best, sc_all = best_of(lambda c: unique_scores(
             q, mean, std, pt, lens, S, max_pages=P, out=scores, mean_scale=scale,
             mean_center=center, **c), SCORE_CFGS)
@@ -291,7 +291,7 @@ def bench_step(B, ctx, budget, bw, info, gen, log, fast=False, all_variants=Fals
     err_dense_vs_sdpa = rel(dense_out, o_sdpa)
     err_fi = rel(o_fi, o_sdpa) if o_fi is not None else None
 
-    mean_bytes = D + 4 if scale is not None else D * 2  # fp8 + its scale, or bf16
+    mean_bytes = D + 4 if scale is not None else D * 2  # one byte + its scale, or bf16
     floor_bytes = (B * HKV * P * (mean_bytes + 4)     # page means + stds (fp32)
                    + B * HKV * kp * S * D * 2 * 2)    # selected K and V pages
     floor = floor_bytes / bw * 1e6
@@ -395,7 +395,7 @@ def main(argv=None) -> None:
     ap.add_argument("--long-contexts", default="65536,131072")
     ap.add_argument("--long-batch", type=int, default=16)
     ap.add_argument("--budget", type=int, default=512)
-    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8"),
+    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8", "int8"),
                     help="page means of the cache (decode.sparse.stats_dtype)")
     ap.add_argument("--skip-tables", action="store_true")
     ap.add_argument("--tables", default="8,9",

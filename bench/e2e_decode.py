@@ -10,7 +10,7 @@ their own APIs (no prefill), then --steps decode steps of the model (embedding, 
 norm, LM head, cache advance) are timed after --warmup steps, CUDA-synchronised.
 
 Byte floor (per token, over the measured copy bandwidth): the weights read once, plus dense: the
-whole KV cache; unique: every page's statistics (means in bf16 or fp8 + scale, float32 std) plus
+whole KV cache; unique: every page's statistics (means in bf16, or fp8 or int8 + scale, float32 std) plus
 the selected pages' K and V (budget tokens per sequence, layer and KV head).
 
 --cuda-graphs: after the eager steps, the same cache decodes --warmup + --steps more steps through
@@ -109,7 +109,7 @@ def floors(cfg: LLMConfig, B: int, ctx: int, budget: int, stats_dtype: str, bw: 
     kv_token = cfg.layers * cfg.kv_heads * cfg.head_dim * 2 * 2          # K and V, bf16
     dense = weight_bytes + B * ctx * kv_token
     pages = -(-ctx // PAGE)
-    mean_bytes = cfg.head_dim + 4 if stats_dtype == "fp8" else cfg.head_dim * 2
+    mean_bytes = cfg.head_dim + 4 if stats_dtype != "bf16" else cfg.head_dim * 2
     stats = B * cfg.layers * cfg.kv_heads * pages * (mean_bytes + 4)
     selected = B * min(budget, ctx) * kv_token
     return dense / bw, (weight_bytes + stats + selected) / bw
@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--contexts", type=int, nargs="+", default=[8192, 16384, 32768])
     ap.add_argument("--batch", type=int, default=80)
     ap.add_argument("--budget", type=int, default=512)
-    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8"))
+    ap.add_argument("--stats-dtype", default="bf16", choices=("bf16", "fp8", "int8"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--headroom-gb", type=float, default=6.0)

@@ -1,5 +1,5 @@
-"""Top-k page agreement of fp8 page means (decode.sparse.stats_dtype=fp8) with bf16 ones, on the
-keys and queries of a real LLM (CPU).
+"""Top-k page agreement of one-byte page means (decode.sparse.stats_dtype=fp8 and int8) with bf16
+ones, on the keys and queries of a real LLM (CPU).
 
 Runs a pretrained decoder (default SmolLM2-135M, the speech LLM's) over a long English text
 (Debian fortunes), keeps every layer's post-RoPE keys and queries, fills one PagedKVCache per
@@ -47,15 +47,15 @@ def capture_qk(decoder, ids: torch.Tensor):
 
 
 def agreement(q: torch.Tensor, k: torch.Tensor, budgets: list[int], page_size: int = 8,
-              lam: float = 0.5) -> dict[int, float]:
-    """Share of bf16-selected pages that fp8 means also select, per budget (tokens).
-    q [Q, H, D] queries scored against all keys k [Hkv, T, D]."""
+              lam: float = 0.5, stats: str = "fp8") -> dict[int, float]:
+    """Share of bf16-selected pages that `stats` means (fp8 or int8) also select, per budget
+    (tokens). q [Q, H, D] queries scored against all keys k [Hkv, T, D]."""
     Hkv, T, D = k.shape
     n_pages = -(-T // page_size)
     picks = []
-    for stats in ("bf16", "fp8"):
+    for kind in ("bf16", stats):
         c = PagedKVCache(1, Hkv, D, n_pages, 1, page_size=page_size, dtype=torch.bfloat16,
-                         stats_dtype=stats)
+                         stats_dtype=kind)
         s = c.add_sequence()
         c.reserve([s], T)
         c.write(0, k.transpose(0, 1), k.transpose(0, 1))
@@ -91,24 +91,28 @@ def main() -> None:
     ids = torch.tensor(tok.encode(text.replace("%\n", " "))[: a.tokens])
     t0 = time.perf_counter()
     layers = capture_qk(dec.eval(), ids)
-    rows = []
-    for li, (q, k) in enumerate(layers):
-        qs = q[:, -a.queries:].transpose(0, 1)  # [Q, H, D]
-        rows.append(agreement(qs, k, a.budgets))
-    res = {b: sum(r[b] for r in rows) / len(rows) for b in a.budgets}
-    worst = {b: min(r[b] for r in rows) for b in a.budgets}
-    # random keys with per-dimension offsets (attn_testutil.make_cache's distribution)
     g = torch.Generator().manual_seed(0)
     Hkv, D, H = layers[0][1].shape[0], layers[0][1].shape[2], layers[0][0].shape[0]
+    # random keys with per-dimension offsets (attn_testutil.make_cache's distribution)
     kr = torch.randn(Hkv, a.tokens, D, generator=g) + 0.5 * torch.randn(1, 1, D, generator=g)
-    rnd = agreement(torch.randn(a.queries, H, D, generator=g), kr, a.budgets)
+    qr = torch.randn(a.queries, H, D, generator=g)
     out = {"bench": "fp8_stats_agreement", "llm": a.llm, "tokens": int(ids.numel()),
-           "fp8_layout": "e4m3 offsets from the sequence's centre (mean of its prefill keys), "
-                         "float32 scale per (page, KV head)",
-           "layers": len(layers), "queries": a.queries, "page_size": 8, "lam": 0.5,
-           "agreement_mean_over_layers": res, "agreement_worst_layer": worst,
-           "agreement_random_keys": rnd, "seconds": round(time.perf_counter() - t0, 1),
-           "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+           "layers": len(layers), "queries": a.queries, "page_size": 8, "lam": 0.5}
+    for stats in ("fp8", "int8"):
+        rows = [agreement(q[:, -a.queries:].transpose(0, 1), k, a.budgets, stats=stats)
+                for q, k in layers]  # queries [Q, H, D] of the last positions
+        res = {b: sum(r[b] for r in rows) / len(rows) for b in a.budgets}
+        worst = {b: min(r[b] for r in rows) for b in a.budgets}
+        rnd = agreement(qr, kr, a.budgets, stats=stats)
+        sfx = "" if stats == "fp8" else "_int8"  # the fp8 keys keep their earlier names
+        out.update({f"agreement_mean_over_layers{sfx}": res,
+                    f"agreement_worst_layer{sfx}": worst,
+                    f"agreement_random_keys{sfx}": rnd})
+    out.update({"fp8_layout": "e4m3 (int8: symmetric integer, |max| -> 127) offsets from the "
+                              "sequence's centre (mean of its prefill keys), float32 scale per "
+                              "(page, KV head)",
+                "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
+                "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})
     print(json.dumps(out, indent=1))
     res_dir = Path(__file__).resolve().parent / "results"
     with open(res_dir / "fp8_stats_agreement.jsonl", "a") as f:

@@ -40,7 +40,7 @@ def test_triton_step_matches_reference(method, size):
     assert rel_err(out, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8"])
+@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8", "int8"])
 @sizes(small={"lengths": [40, 7, 1], "Hkv": 2, "G": 4, "D": 64},
        full={"lengths": [4096, 999, 1], "Hkv": 8, "G": 4, "D": 128})
 def test_budget_above_context_is_dense_bf16(stats_dtype, size):
@@ -97,7 +97,7 @@ def test_sparse_config_validation_names_key_and_values():
         SparseConfig(method="unique", budget=0).validate()
     with pytest.raises(ValueError, match=r"decode\.sparse\.sink_pages"):
         SparseConfig(sink_pages=-1).validate()
-    with pytest.raises(ValueError, match=r"decode\.sparse\.stats_dtype='fp16'.*bf16, fp8"):
+    with pytest.raises(ValueError, match=r"decode\.sparse\.stats_dtype='fp16'.*bf16, fp8, int8"):
         SparseConfig(stats_dtype="fp16").validate()
 
 
@@ -121,11 +121,12 @@ def test_prepared_rows_give_the_same_step(method):
     assert rel_err(got, want) <= 1e-6
 
 
-def test_fp8_rows_out_of_slot_order_use_their_own_centres():
-    """fp8 page means are offsets from each sequence's centre; a batch whose rows are not in
+@pytest.mark.parametrize("stats_dtype", ["fp8", "int8"])
+def test_one_byte_rows_out_of_slot_order_use_their_own_centres(stats_dtype):
+    """One-byte page means are offsets from each sequence's centre; a batch whose rows are not in
     slot order (a reordered or refilled decode batch) scores each row with its own centre, so
     the Triton step selects what the reference selects."""
-    cache, seqs = make_cache([75, 40, 130], 2, 32, stats_dtype="fp8",
+    cache, seqs = make_cache([75, 40, 130], 2, 32, stats_dtype=stats_dtype,
                              gen=torch.Generator(device=DEV).manual_seed(5))
     order = seqs[::-1]
     q = torch.randn(3, 8, 32, device=DEV, generator=torch.Generator(device=DEV).manual_seed(6))

@@ -60,7 +60,9 @@ def test_fp8_means_are_the_means_within_fp8_precision():
     mean of its prefill keys) as e4m3 times a float32 scale: dequantized, every entry is within
     e4m3's half-ulp (2^-4 relative to the offset) of the float32 mean, and the scale maps the
     row's largest offset to 448."""
-    from unique_asr.attention.paged_cache import FP8_MAX
+    from unique_asr.attention.paged_cache import QUANT
+
+    FP8_MAX = QUANT["fp8"][1]
 
     gen = torch.Generator(device=DEV).manual_seed(3)
     ref, seqs = make_cache([70, 13], 2, 64, gen=gen)
@@ -82,7 +84,30 @@ def test_fp8_means_are_the_means_within_fp8_precision():
         PagedKVCache(1, 1, 8, 4, 1, stats_dtype="fp16")
 
 
-@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8"])
+def test_int8_means_are_the_means_within_half_a_step():
+    """stats_dtype=int8 stores each (page, head) mean's offset from its sequence's centre as a
+    symmetric integer times a float32 scale (largest |offset| -> 127): dequantized, every entry
+    is within half a grid step (scale / 2) of the float32 mean, which for these near-Gaussian
+    offsets is tighter than e4m3's relative half-ulp on most entries."""
+    gen = torch.Generator(device=DEV).manual_seed(3)
+    ref, seqs = make_cache([70, 13], 2, 64, gen=gen)
+    gen = torch.Generator(device=DEV).manual_seed(3)
+    ci, _ = make_cache([70, 13], 2, 64, gen=gen, stats_dtype="int8")
+    gen = torch.Generator(device=DEV).manual_seed(3)
+    c8, _ = make_cache([70, 13], 2, 64, gen=gen, stats_dtype="fp8")
+    pt, _ = ref.batch(seqs)
+    used = pt[pt >= 0].long()
+    m32 = (ref.ksum[0] / ref.page_count.float().clamp_min(1)[:, None, None])[used]
+    assert ci.mean.dtype == torch.int8
+    assert (ci.mean[0][used].abs().amax(-1) == 127).all()
+    step = ci.mean_scale[0][used][..., None]
+    err_i = (ci.page_means(0)[used] - m32).abs()
+    assert (err_i <= step / 2 + 1e-6).all()
+    assert err_i.mean() < (c8.page_means(0)[used] - m32).abs().mean()
+    torch.testing.assert_close(ci.std[0][used], ref.std[0][used])
+
+
+@pytest.mark.parametrize("stats_dtype", ["bf16", "fp8", "int8"])
 def test_split_decode_append_equals_reserve(stats_dtype):
     """plan_decode (host) + apply_decode (device) + write leave the cache exactly as reserve(seqs,
     1) + write: page table, lengths, page counts, K/V and every page statistic, over steps that
@@ -115,7 +140,7 @@ def test_split_decode_append_equals_reserve(stats_dtype):
     assert lengths == [eager.seq_length(s) for s in seqs] == [15, 12, 10]
     assert split.free_pages == eager.free_pages
     names = split.page_stat_names + ["page_table", "lengths", "page_count"]
-    names += ["center", "page_seq"] if stats_dtype == "fp8" else []
+    names += ["center", "page_seq"] if stats_dtype != "bf16" else []
     for name in names:
         a, b = getattr(eager, name), getattr(split, name)
         if name in split.page_stat_names:  # pages in use (free ones keep stale values)

@@ -53,13 +53,15 @@ def test_quest_scores(G, size):
     _check(got, ref, lengths, 8, 1, atol=1e-3, rtol=1e-5)
 
 
+@pytest.mark.parametrize("stats_dtype,mean_dtype", [("fp8", torch.float8_e4m3fn),
+                                                    ("int8", torch.int8)])
 @pytest.mark.parametrize("G,D,dtype", [(4, 128, torch.bfloat16), (1, 64, torch.float32)])
 @sizes(small={"lengths": [75, 9, 130], "Hkv": 2}, full={"lengths": [8192, 3001, 32768], "Hkv": 8})
-def test_fp8_mean_scores(G, D, dtype, size):
-    """stats_dtype=fp8: the kernel scores the dequantized fp8 means as the reference does."""
+def test_one_byte_mean_scores(stats_dtype, mean_dtype, G, D, dtype, size):
+    """stats_dtype=fp8 / int8: the kernel scores the dequantized means as the reference does."""
     lengths, Hkv = size["lengths"], size["Hkv"]
-    cache, seqs = make_cache(lengths, Hkv, D, dtype=dtype, stats_dtype="fp8")
-    assert cache.mean.dtype == torch.float8_e4m3fn and cache.mean_scale.dtype == torch.float32
+    cache, seqs = make_cache(lengths, Hkv, D, dtype=dtype, stats_dtype=stats_dtype)
+    assert cache.mean.dtype == mean_dtype and cache.mean_scale.dtype == torch.float32
     pt, lens = cache.batch(seqs)
     q = torch.randn(len(lengths), Hkv * G, D, device=DEV).to(dtype)
     pages = pt.long().clamp_min(0)

@@ -156,15 +156,16 @@ def test_steps_and_reorder_match_reference(method, impl):
             assert torch.allclose(got_s, std[b, :, :npg], atol=1e-4)
 
 
-def test_fp8_stats_survive_reorder_and_growth():
-    """stats_dtype=fp8: a beam-style reorder (rows duplicated, pool grown) copies each page's
-    fp8 mean, its scale and the sequence's centre, so the copies' dequantized means stay the
-    means of their keys (within e4m3 precision) and the steps run."""
+@pytest.mark.parametrize("stats_dtype", ["fp8", "int8"])
+def test_one_byte_stats_survive_reorder_and_growth(stats_dtype):
+    """stats_dtype=fp8 / int8: a beam-style reorder (rows duplicated, pool grown) copies each
+    page's one-byte mean, its scale and the sequence's centre, so the copies' dequantized means
+    stay the means of their keys (within the format's precision) and the steps run."""
     g = torch.Generator().manual_seed(5)
     L, Hkv, G, D = 2, 2, 4, 16
     lens = torch.tensor([37, 12, 20])
     paged = PagedAttentionCache(L, 3, 80, Hkv, D, "cpu", torch.float32,
-                                SparseConfig("unique", 24, stats_dtype="fp8"))
+                                SparseConfig("unique", 24, stats_dtype=stats_dtype))
     for layer in range(L):
         q, k, v = _rand(g, 3, Hkv * G, 37, D), _rand(g, 3, Hkv, 37, D), _rand(g, 3, Hkv, 37, D)
         paged.prefill(layer, q, k, v, lens)

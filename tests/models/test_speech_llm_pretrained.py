@@ -3,6 +3,8 @@ from a tiny random Whisper and a tiny random LLaMA in Hugging Face format."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -99,14 +101,12 @@ def test_sentence_ctc_targets_are_the_window_tokens(parts):
     token, so CTC does not teach words glued to the sentence before."""
     from unique_asr.training.data import WindowBatcher
 
-    class Cut:
-        id, start, duration = "w", 0.0, 3.0
-        custom = {"rec": "r", "text": "hello there a general kenobi",
-                  "spans": [(0.1, 1.0, 11), (1.2, 2.9, 16)]}
-
+    cut = SimpleNamespace(id="w", start=0.0, duration=3.0, custom={
+        "rec": "r", "text": "hello there a general kenobi",
+        "spans": [(0.1, 1.0, 11), (1.2, 2.9, 16)]})
     tok = build_model(_cfg(parts)).tokenizer
     out = WindowBatcher({"r": torch.zeros(300, 80)}, tok, with_segments=True,
-                        frame_shift=0.01)([Cut()])
+                        frame_shift=0.01)([cut])
     seg = out["ctc_segments"]
     pieces = [seg["tokens"][k, : seg["token_lens"][k]].tolist() for k in range(2)]
     assert pieces[0] + pieces[1] == out["tokens"][0, : out["token_lens"][0]].tolist()

@@ -64,7 +64,8 @@ class SparseConfig:
     sink_pages: int = 0     # first pages always kept (besides the newest page)
     impl: str = "auto"      # auto (triton on CUDA tensors, reference otherwise) | triton | reference
     # page means the unique/meanonly score reads: bf16 = in the cache's dtype (bf16 when decoding
-    # in bf16); fp8 = float8 e4m3 with a float32 scale per (page, KV head): half the bytes
+    # in bf16); fp8 / int8 = one byte (e4m3 / symmetric integer) with a float32 scale per
+    # (page, KV head): half the bytes; int8 selects closer to bf16 (bench/NOTES.md)
     stats_dtype: str = "bf16"
     dense_layers: list[int] = field(default_factory=list)  # decoder layers that attend densely
 

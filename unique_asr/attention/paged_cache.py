@@ -9,15 +9,16 @@ Layout (one tensor per kind, all layers stacked; N = physical pages, Hkv = KV he
   ksum        [layers, N, Hkv, D]      float32 running sum of the keys of the page
   ksq         [layers, N, Hkv]         float32 running sum of ||k||^2
   mean        [layers, N, Hkv, D]      ksum / count (what the score kernel reads): in the cache
-                                       dtype, or (stats_dtype="fp8") its offset from the
-                                       sequence's centre in float8 e4m3, scaled per (page, head)
-                                       so that the largest |value| is 448
-  mean_scale  [layers, N, Hkv]         float32, only with fp8 means: mean = fp8 value * scale
+                                       dtype, or (stats_dtype="fp8" / "int8", one byte each) its
+                                       offset from the sequence's centre in float8 e4m3 or int8,
+                                       scaled per (page, head) so that the largest |value| is the
+                                       format's largest (448 / 127)
+  mean_scale  [layers, N, Hkv]         float32, only with 1-byte means: mean = value * scale
                                        + the sequence's centre
-  center      [layers, max_seqs, Hkv, D] float32, only with fp8 means: the mean of a
-                                       sequence's first written keys (its prefill); fp8 holds
-                                       each page mean's offset from it, whose range is far
-                                       smaller than the means' own (keys share large offsets)
+  center      [layers, max_seqs, Hkv, D] float32, only with 1-byte means: the mean of a
+                                       sequence's first written keys (its prefill); the means
+                                       hold their offsets from it, whose range is far smaller
+                                       than the means' own (keys share large offsets)
   std         [layers, N, Hkv]         float32, sqrt(max(ksq/count - ||mean||^2, 0))
   kmin, kmax  [layers, N, Hkv, D]      cache dtype, only with quest=True
   page_table  [max_seqs, max_pages_per_seq] int32 physical page ids (-1 = none)
@@ -44,16 +45,24 @@ from collections.abc import Sequence
 
 import torch
 
-STATS_DTYPES = ("bf16", "fp8")  # bf16: page means in the cache's dtype; fp8: e4m3 + a scale
-FP8_MAX = 448.0                 # largest finite float8 e4m3fn
+# bf16: page means in the cache's dtype; fp8 / int8: one byte per value (e4m3, or a symmetric
+# integer) + a float32 scale per (page, head)
+STATS_DTYPES = ("bf16", "fp8", "int8")
+QUANT = {"fp8": (torch.float8_e4m3fn, 448.0), "int8": (torch.int8, 127.0)}  # dtype, largest
 
 
-def quantize_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [..., D] -> (float8 e4m3fn values [..., D], float32 scale [...]) with x ~= values * scale:
-    one scale per row, mapping the row's largest |x| to the format's largest value."""
+def quantize_means(x: torch.Tensor, stats_dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [..., D] -> (one-byte values [..., D], float32 scale [...]) with x ~= values * scale:
+    one scale per row, mapping the row's largest |x| to the format's largest value. int8 rounds
+    to a uniform grid: for the near-Gaussian offsets of page means its error is several times
+    smaller than e4m3's 3-bit mantissa (bench/NOTES.md, top-k agreement)."""
+    dtype, top = QUANT[stats_dtype]
     xf = x.float()
-    scale = xf.abs().amax(-1).clamp_min(1e-30) / FP8_MAX
-    return (xf / scale[..., None]).to(torch.float8_e4m3fn), scale
+    scale = xf.abs().amax(-1).clamp_min(1e-30) / top
+    y = xf / scale[..., None]
+    if dtype == torch.int8:
+        y = y.round().clamp(-top, top)
+    return y.to(dtype), scale
 
 
 class PagedKVCache:
@@ -89,14 +98,18 @@ class PagedKVCache:
         self.v = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
         self.ksum = torch.zeros(L, N, H, D, dtype=torch.float32, device=dev)
         self.ksq = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
-        fp8 = stats_dtype == "fp8"
-        self.mean = torch.zeros(L, N, H, D, dtype=torch.float8_e4m3fn if fp8 else dtype,
+        if stats_dtype not in STATS_DTYPES:
+            raise ValueError(f"PagedKVCache: stats_dtype={stats_dtype!r}; use one of "
+                             f"{', '.join(STATS_DTYPES)}")
+        scaled = stats_dtype != "bf16"
+        self._stats = stats_dtype
+        self.mean = torch.zeros(L, N, H, D, dtype=QUANT[stats_dtype][0] if scaled else dtype,
                                 device=dev)
-        self.mean_scale = torch.zeros(L, N, H, dtype=torch.float32, device=dev) if fp8 else None
-        self.center = (torch.zeros(L, max_seqs, H, D, dtype=torch.float32, device=dev) if fp8
+        self.mean_scale = torch.zeros(L, N, H, dtype=torch.float32, device=dev) if scaled else None
+        self.center = (torch.zeros(L, max_seqs, H, D, dtype=torch.float32, device=dev) if scaled
                        else None)
-        # owner slot of each page (fp8 only: which centre its mean is relative to)
-        self.page_seq = torch.zeros(N, dtype=torch.long, device=dev) if fp8 else None
+        # owner slot of each page (1-byte means only: which centre its mean is relative to)
+        self.page_seq = torch.zeros(N, dtype=torch.long, device=dev) if scaled else None
         self.std = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
         if quest:
             self.kmin = torch.full((L, N, H, D), float("inf"), dtype=dtype, device=dev)
@@ -314,7 +327,8 @@ class PagedKVCache:
         else:
             if self._first:
                 self._set_centers(layer, kf)
-            q, scale = quantize_fp8(mean - self.center[layer, self.page_seq[touched]])
+            q, scale = quantize_means(mean - self.center[layer, self.page_seq[touched]],
+                                      self._stats)
             self.mean[layer, touched] = q
             self.mean_scale[layer, touched] = scale
         self.std[layer, touched] = var.clamp_min(0).sqrt()

@@ -5,9 +5,9 @@ Both entry points take the same hydra config, so `bin.score` with the overrides 
   checkpoint  decode.checkpoint, else the newest <model_dir>/avg-*.pt, else <model_dir>/last.pt
               (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
   out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
-  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<sparse.method>[-b<sparse.budget>][-fp8]
-              (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...; -fp8:
-              decode.sparse.stats_dtype=fp8 with unique or meanonly)
+  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<sparse.method>[-b<sparse.budget>][-fp8|-int8]
+              (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...; -fp8/-int8:
+              decode.sparse.stats_dtype with unique or meanonly)
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def run_tag(cfg: DecodeConfig) -> str:
     if sp.method == "dense":
         return tag
     tag = f"{tag}-b{int(sp.budget)}"
-    # fp8 page means change what unique/meanonly select (the other methods do not read them)
-    return f"{tag}-fp8" if sp.stats_dtype == "fp8" and sp.method in ("unique", "meanonly") \
-        else tag
+    # one-byte page means change what unique/meanonly select (the other methods do not read them)
+    return f"{tag}-{sp.stats_dtype}" if sp.stats_dtype != "bf16" \
+        and sp.method in ("unique", "meanonly") else tag
 
 
 def run_out_dir(cfg: DecodeConfig, checkpoint: Path | None = None) -> Path:

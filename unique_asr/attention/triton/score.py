@@ -73,7 +73,7 @@ def _unique_score_rows(
     FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, SCALED: tl.constexpr,
 ):
     """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh.
-    SCALED: the means are float8 offsets from the row's centre (center_ptr [B, Hkv, D]
+    SCALED: the means are one-byte (float8 e4m3 or int8) offsets from the row's centre (center_ptr [B, Hkv, D]
     float32) with one float32 scale per (page, head) at scale_ptr (same strides as std); they
     are widened to q's dtype for the dot, the dot is scaled and q.centre added."""
     b = pid_bh // HKV
@@ -200,7 +200,7 @@ def unique_scores(
     """UNIQUE page scores over a paged cache's statistics.
 
     q [B, H, D]; mean [N, Hkv, D] (one layer of PagedKVCache.mean; for stats_dtype="fp8"
-    float8 e4m3 offsets with their float32 scales mean_scale [N, Hkv], laid out as std, and
+    or "int8" one-byte offsets with their float32 scales mean_scale [N, Hkv], laid out as std, and
     each row's centre mean_center [B, Hkv, D] float32, PagedKVCache.row_centers);
     std [N, Hkv] float32; page_table [B, >=P] int32; lengths [B] int32. Returns float32
     scores [B, Hkv, P] with P = max_pages (default page_table.shape[1]); entries past a
@@ -217,9 +217,9 @@ def unique_scores(
     P = max_pages or page_table.shape[1]
     if mean.stride(-1) != 1:
         raise ValueError("unique_scores: mean's last dimension must be contiguous")
-    scaled = mean.dtype == torch.float8_e4m3fn
+    scaled = mean.dtype in (torch.float8_e4m3fn, torch.int8)
     if scaled != (mean_scale is not None) or scaled != (mean_center is not None):
-        raise ValueError("unique_scores: float8 means need their mean_scale and mean_center "
+        raise ValueError("unique_scores: one-byte means need their mean_scale and mean_center "
                          "(and only they)")
     if scaled and mean_scale.stride() != std.stride():
         raise ValueError("unique_scores: mean_scale must have std's layout [N, Hkv]")
