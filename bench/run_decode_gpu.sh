@@ -4,7 +4,8 @@
 #   (a) the attention GPU tests at full size (FlashInfer's JIT build runs meanwhile),
 #   (b) the decode-step bench (batch 80, 8K/16K/32K; FlashInfer, SDPA in the same process),
 #   (c) if SOFTMASK=1: softmask bench (batch 1) and the fp32 GQA-4 softmask errors,
-#   (d) if FP8=1: the decode-step bench again with fp8 page means (same process kind, same GPU),
+#   (d) if FP8=1: the decode-step bench again with one-byte page means (ONE_BYTE, default
+#       "fp8 int8"; same GPU, same call),
 #   (e) if E2E=1: the CUDA-graph tests, then bench/e2e_decode.py --cuda-graphs (Fig. 3 geometry,
 #       eager and graphed, dense and unique; E2E_ARGS adds e.g. --stats-dtype fp8).
 #   device run, carry [".gpu"]:  bash bench/run_decode_gpu.sh
@@ -47,11 +48,13 @@ print('fp32 GQA-4 full softmask out/dq/dk/dv rel err', ['%.2e' % x for x in e])"
   fi
 fi
 if [ "${FP8:-0}" = 1 ]; then
-  echo "== (d) bench with fp8 page means, cap ${BENCH_TIMEOUT:-160}s"
-  timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 bench/decode_step.py --stats-dtype fp8 \
-    --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
-    | tee "$OUT/bench_fp8.log" | grep -v '^{' | grep -v Warning
-  echo "(d) exit ${PIPESTATUS[0]} at ${SECONDS}s"
+  for sd in ${ONE_BYTE:-fp8 int8}; do
+    echo "== (d) bench with $sd page means, cap ${BENCH_TIMEOUT:-160}s"
+    timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 bench/decode_step.py --stats-dtype "$sd" \
+      --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
+      | tee "$OUT/bench_$sd.log" | grep -v '^{' | grep -v Warning
+    echo "(d) $sd exit ${PIPESTATUS[0]} at ${SECONDS}s"
+  done
 fi
 if [ "${E2E:-0}" = 1 ]; then
   echo "== (e) CUDA-graph tests, then the whole-model bench, cap ${E2E_TIMEOUT:-240}s"
