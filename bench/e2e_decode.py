@@ -77,19 +77,9 @@ def fill(cache, ctx: int, g: torch.Generator) -> None:
     cache.set_lens(torch.full((B,), ctx, dtype=torch.long, device=dev))
 
 
-def eager_step(model, cache):
-    """The decoder's eager decode step over `cache` (SpeechLLM.decode_step's work): tokens ->
-    float32 logits, the cache advanced."""
-    def step(tok):
-        logits = model.step_logits(tok, cache.lens, cache)
-        cache.advance(1)
-        return logits
-    return step
-
-
 def time_steps(step, batch: int, vocab: int, steps: int, warmup: int, dev) -> float:
     """Median seconds of one decode step of the whole model (logits and their argmax
-    included); step: tokens -> logits (eager_step or a GraphedStep)."""
+    included); step: tokens -> logits (the decoder's decode_step or a GraphedStep)."""
     tok = torch.randint(0, vocab, (batch,), device=dev)
     ts = []
     with torch.no_grad():
@@ -162,7 +152,8 @@ def main() -> None:
                                      cfg.kv_heads, cfg.head_dim, dev, dtype, sparse)
             fill(cache, ctx, g)
             timing = (B, cfg.vocab, a.steps, a.warmup, dev)
-            ms[method] = time_steps(eager_step(model, cache), *timing) * 1e3
+            ms[method] = time_steps(lambda tok, c=cache: model.decode_step(tok, c),
+                                    *timing) * 1e3
             if a.cuda_graphs:  # a failed capture is recorded; the eager figures still count
                 step = GraphedStep(model, cache, graphs=dev.type == "cuda", static=True)
                 try:

@@ -104,7 +104,7 @@ class StepRows:
     shapes: what a CUDA graph needs to replay it."""
 
     slots: list[int]           # each row's sequence slot (host: input checks, impl=reference)
-    index: torch.Tensor        # the same slots, [B] long on the cache's device (fp8 centres)
+    index: torch.Tensor        # the same slots, [B] long on the cache's device (centres of one-byte means)
     page_table: torch.Tensor   # [B, max_pages_per_seq] int32: the slots' page-table rows
     lengths: torch.Tensor      # [B] int32: the slots' lengths (this step's token included)
     max_pages: int | None = None  # pages scored per row; None: the longest row's (host value)
@@ -248,7 +248,7 @@ def sparse_step(q, cache, layer, budget, batch, max_pages, method="unique",
     """Scores, top-k pages and sparse attention for a prepared batch (page_table, lengths):
     exactly the Triton work unique_decode does per step. No host synchronisation, so the call
     can be captured in a CUDA graph (the decode-step bench times it so). seqs: the rows' slots
-    (a list, or a [B] long device tensor), which fp8 page means need for their centres (None:
+    (a list, or a [B] long device tensor), which one-byte page means need for their centres (None:
     every active slot in slot order).
 
     streams > 1 (CUDA only): the batch is cut into that many row chunks, each run on its own

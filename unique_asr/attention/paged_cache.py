@@ -98,9 +98,6 @@ class PagedKVCache:
         self.v = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
         self.ksum = torch.zeros(L, N, H, D, dtype=torch.float32, device=dev)
         self.ksq = torch.zeros(L, N, H, dtype=torch.float32, device=dev)
-        if stats_dtype not in STATS_DTYPES:
-            raise ValueError(f"PagedKVCache: stats_dtype={stats_dtype!r}; use one of "
-                             f"{', '.join(STATS_DTYPES)}")
         scaled = stats_dtype != "bf16"
         self._stats = stats_dtype
         self.mean = torch.zeros(L, N, H, D, dtype=QUANT[stats_dtype][0] if scaled else dtype,
@@ -125,7 +122,7 @@ class PagedKVCache:
         self._len = [0] * max_seqs
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._first: list[int] = []  # slots whose first tokens the last reserve() made room for
-        self._pending_seq: torch.Tensor | None = None  # their tokens' slots (fp8 centres)
+        self._pending_seq: torch.Tensor | None = None  # their tokens' slots (centres)
         self._distinct = False  # the last reserve() put each token on a page of its own
         # apply_decode(): which pending tokens start a page (write() starts its sums from them)
         self._fresh: torch.Tensor | None = None
@@ -196,7 +193,7 @@ class PagedKVCache:
         if n < 1:
             raise ValueError(f"PagedKVCache.reserve: n must be >= 1, got {n}")
         S = self.page_size
-        page_ids, offsets, owners = [], [], []  # owners: fp8 centres of first writes only
+        page_ids, offsets, owners = [], [], []  # owners: centres of first writes only
         new_rows = []
         self._first = [s for s in seqs if self._len[s] == 0]
         # one new token per distinct sequence (a decode step): every token is on its own page,
@@ -251,7 +248,7 @@ class PagedKVCache:
             raise ValueError("PagedKVCache.plan_decode: a sequence appears twice; reserve(seqs, "
                              "1) handles repeated sequences")
         if self.center is not None and any(self._len[s] == 0 for s in seqs):
-            raise ValueError("PagedKVCache.plan_decode: fp8 page means need each sequence's "
+            raise ValueError("PagedKVCache.plan_decode: one-byte page means need each sequence's "
                              "first tokens through reserve() (its centre); prefill it first")
         taken = []
         for s in seqs:
@@ -343,7 +340,7 @@ class PagedKVCache:
         self.center[layer, first] = tot[first] / cnt[:, None, None]
 
     def page_means(self, layer: int) -> torch.Tensor:
-        """The page means of one layer [N, Hkv, D] as the score kernel sees them (fp8 means
+        """The page means of one layer [N, Hkv, D] as the score kernel sees them (one-byte means
         dequantized to float32, their sequence's centre added; otherwise the stored tensor)."""
         if self.mean_scale is None:
             return self.mean[layer]
@@ -351,7 +348,7 @@ class PagedKVCache:
         return deq + self.center[layer, self.page_seq]
 
     def row_centers(self, layer: int, seqs: Sequence[int]) -> torch.Tensor | None:
-        """The fp8 centres [len(seqs), Hkv, D] float32 of the given slots (None: bf16 means)."""
+        """The centres of one-byte means [len(seqs), Hkv, D] float32 of the given slots (None: bf16 means)."""
         if self.center is None:
             return None
         return self.center[layer, self._index(seqs)]
@@ -375,7 +372,7 @@ class PagedKVCache:
                 + (["kmin", "kmax"] if self.quest else []))
 
     def copy_center(self, src: PagedKVCache, src_seq: int, dst_seq: int) -> None:
-        """Give slot dst_seq the fp8 centre of src's slot src_seq (its pages' means are stored
+        """Give slot dst_seq the centre of src's slot src_seq (its pages' means are stored
         relative to it)."""
         if self.center is not None:
             self.center[:, dst_seq] = src.center[:, src_seq]

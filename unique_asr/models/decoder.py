@@ -159,3 +159,11 @@ class Decoder(nn.Module):
         The caller advances the cache's lengths."""
         h = self.hidden(self.embed(tokens)[:, None], positions[:, None], cache, "step")
         return self.logits(h[:, 0]).float()
+
+    def decode_step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
+        """One token per sequence at position cache.lens[b] -> logits [B, vocab] float32; the
+        cache advanced. (decoding/cuda_graph.GraphedStep runs the same step split for CUDA
+        graphs.)"""
+        logits = self.step_logits(tokens, cache.lens, cache)
+        cache.advance(1)
+        return logits

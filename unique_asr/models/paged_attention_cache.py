@@ -17,7 +17,7 @@ swaps dense decoding for top-k page-sparse decoding (docs/method.md):
   index of -1 is a new empty row (continuous batching grows back into freed slots).
 - pool_pages (decode.kv_pool_pages) caps the page pool below rows x pages_per_seq; the caller
   then admits a sequence only while the pool can hold it: pages_for(tokens) is a sequence's
-  need, pool_pages the pool's size, free_pages the pages not allocated now.
+  need, pool_pages the pool's size.
 - step_view(batch, static): a decode step split for CUDA graphs (PagedStepView): the host takes
   the pages (PagedKVCache.plan_decode), the device does the rest (apply_decode, write, the
   kernels over api.StepRows).
@@ -73,10 +73,6 @@ class PagedAttentionCache:
     def pool_pages(self) -> int:
         """Pages of the whole pool (all rows together)."""
         return self.kv.num_pages
-
-    @property
-    def free_pages(self) -> int:
-        return self.kv.free_pages
 
     # ---------------------------------------------------------------- prefill
     def prefill(self, layer: int, q, k, v, lens: torch.Tensor, rows=None) -> torch.Tensor:

@@ -310,8 +310,5 @@ class SpeechLLM(nn.Module):
         return self.decoder.logits(h[rows, lens - 1]).float()
 
     def decode_step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
-        """One token per sequence at position cache.lens[b]; returns logits [B, vocab].
-        (decoding/cuda_graph.GraphedStep runs the same step split for CUDA graphs.)"""
-        logits = self.decoder.step_logits(tokens, cache.lens, cache)
-        cache.advance(1)
-        return logits
+        """One token per sequence at position cache.lens[b]; returns logits [B, vocab]."""
+        return self.decoder.decode_step(tokens, cache)
