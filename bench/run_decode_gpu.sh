@@ -5,7 +5,7 @@
 #   (b) the decode-step bench (batch 80, 8K/16K/32K; FlashInfer, SDPA in the same process),
 #   (c) if SOFTMASK=1: softmask bench (batch 1) and the fp32 GQA-4 softmask errors,
 #   (d) if FP8=1: the decode-step bench again with one-byte page means (ONE_BYTE, default
-#       "fp8 int8"; same GPU, same call),
+#       "fp8 int8"; same GPU, same call; ONE_BYTE_ARGS, default BENCH_ARGS),
 #   (e) if E2E=1: the CUDA-graph tests, then bench/e2e_decode.py --cuda-graphs (Fig. 3 geometry,
 #       eager and graphed, dense and unique; E2E_ARGS adds e.g. --stats-dtype fp8).
 #   device run, carry [".gpu"]:  bash bench/run_decode_gpu.sh
@@ -51,7 +51,7 @@ if [ "${FP8:-0}" = 1 ]; then
   for sd in ${ONE_BYTE:-fp8 int8}; do
     echo "== (d) bench with $sd page means, cap ${BENCH_TIMEOUT:-160}s"
     timeout -k 5 "${BENCH_TIMEOUT:-160}" python3 bench/decode_step.py --stats-dtype "$sd" \
-      --out "$OUT/decode_step.jsonl" ${BENCH_ARGS:---skip-tables --long-contexts=} 2>&1 \
+      --out "$OUT/decode_step.jsonl" ${ONE_BYTE_ARGS:-${BENCH_ARGS:---skip-tables --long-contexts=}} 2>&1 \
       | tee "$OUT/bench_$sd.log" | grep -v '^{' | grep -v Warning
     echo "(d) $sd exit ${PIPESTATUS[0]} at ${SECONDS}s"
   done

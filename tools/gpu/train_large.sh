@@ -17,6 +17,8 @@
 #   call 2: --train-minutes 9 --resume                     (finish the 9 minutes, decode, score)
 #   --extra-decode "OVERRIDES": after the default decode, decode + score again with these (e.g.
 #   "decode.method=ctc_greedy"; its scoring files get their own tag).
+#   --skip-decode-tag TAG (repeatable): that config trains but is not decoded here (e.g. a
+#   second config whose checkpoint comes back with --keep and is decoded elsewhere).
 #   --decode-only: decode + score the configs' models again. The build is skipped when its
 #   outputs exist.
 #   --per-gpu N: up to N configs share one GPU (small models such as tiny leave a GPU idle);
@@ -64,6 +66,7 @@ per_gpu=1
 workers=8
 keep_models=false
 keep_tags=()
+skip_decode_tags=()
 perspk_splits=()
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -88,6 +91,7 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --keep-models) keep_models=true; shift ;;
     --keep) keep_models=true; keep_tags+=("$2"); shift 2 ;;
+    --skip-decode-tag) skip_decode_tags+=("$2"); shift 2 ;;
     --per-speaker) perspk_splits+=("$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
@@ -144,6 +148,7 @@ for c in "${configs[@]}"; do
       fi
     fi
     $decode || exit 0
+    [[ " ${skip_decode_tags[*]-} " == *" $tag "* ]] && exit 0
     d=("decode.results_md=$exp/$tag/RESULTS.md" "decode.dtype=bfloat16")
     decode_score() {  # log-name suffix, then extra decode overrides
       local sfx=$1; shift
