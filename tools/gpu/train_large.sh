@@ -26,7 +26,8 @@
 #   --keep-models: copy each config's averaged checkpoint to $OUT/<tag>.pt (files come back
 #   from a call only up to 16 MiB each and ~64 MiB in all: a larger one comes as 15-MiB
 #   $OUT/<tag>.pt.part-NN, joined with cat) to decode them elsewhere; --keep TAG
-#   (repeatable): only those configs' checkpoints.
+#   (repeatable): only those configs' checkpoints; --keep-bf16: their float weights in bfloat16
+#   (half the bytes, so two configs' checkpoints fit what one call returns).
 #   --per-speaker SPLIT (repeatable): after decoding, the CTC head's CER/WER per speaker of that
 #   split (bench/ctc_per_speaker.py) into $OUT/perspk_<split>_<tag>.tsv.
 #   --skip-build: the corpus and the features the configs read were made by earlier calls (the
@@ -67,6 +68,7 @@ workers=8
 keep_models=false
 keep_tags=()
 skip_decode_tags=()
+keep_bf16=false
 perspk_splits=()
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -92,6 +94,7 @@ while [ $# -gt 0 ]; do
     --keep-models) keep_models=true; shift ;;
     --keep) keep_models=true; keep_tags+=("$2"); shift 2 ;;
     --skip-decode-tag) skip_decode_tags+=("$2"); shift 2 ;;
+    --keep-bf16) keep_bf16=true; shift ;;
     --per-speaker) perspk_splits+=("$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "train_large.sh: unknown option '$1'" >&2; usage 2 ;;
@@ -203,6 +206,15 @@ if $keep_models; then
     if [ ${#keep_tags[@]} -gt 0 ] && [[ " ${keep_tags[*]} " != *" $tag "* ]]; then continue; fi
     ckpt=$(ls -t "$exp/$tag"/avg-*.pt 2>/dev/null | head -n 1)
     [ -n "$ckpt" ] || continue
+    if $keep_bf16; then
+      python3 - "$ckpt" "$exp/$tag/keep-bf16.pt" <<'EOF' || { echo "[$tag] bf16 copy FAILED"; continue; }
+import sys, torch
+ck = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+ck["model"] = {k: v.bfloat16() if v.is_floating_point() else v for k, v in ck["model"].items()}
+torch.save(ck, sys.argv[2])
+EOF
+      ckpt=$exp/$tag/keep-bf16.pt
+    fi
     if [ "$(stat -c %s "$ckpt")" -le $((15 * 1024 * 1024)) ]; then
       cp "$ckpt" "$out/$tag.pt"
     else  # a call returns files up to 16 MiB: join with `cat $tag.pt.part-* > $tag.pt`
