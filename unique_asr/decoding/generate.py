@@ -146,10 +146,11 @@ def greedy_search(
     out = torch.full((B, max(n_max, 1)), eos, dtype=torch.long, device=dev)
     rows = torch.arange(B, device=dev)  # the sequence each cache row holds
     live = lim > 0
+    n_live = int(live.sum())  # one host read per step: it decides compaction and the stop
     scorer = ctc.scorer(eos) if ctc is not None else None
     state = scorer.initial() if ctc is not None else None
     for t in _steps(n_max):
-        if not bool(live.all()):  # drop finished sequences from the batch (compaction)
+        if n_live < rows.numel():  # drop finished sequences from the batch (compaction)
             keep = live.nonzero().squeeze(1)
             cache.reorder(keep)
             rows, lim, logits = rows[keep], lim[keep], logits[keep]
@@ -159,7 +160,8 @@ def greedy_search(
         out[rows, t] = tok
         live = (tok != eos) & (lim > t + 1)
         stats.steps += 1
-        if not bool(live.any()):
+        n_live = int(live.sum())
+        if n_live == 0:
             break
         logits = step(tok)
     sync(dev)
