@@ -341,3 +341,29 @@ def test_checkpoint_leaves_out_the_frozen_pretrained_weights(parts, tmp_path):
                 "model_cfg": model.cfg.to_dict()}, path)
     with pytest.raises(CheckpointMismatchError, match="lora_b"):
         load_checkpoint(path)
+
+
+def test_init_from_a_frozen_llm_run_adds_identity_lora(parts, tmp_path):
+    """train.init_from: a frozen-LLM checkpoint (a CTC-only warm-up) continues with LoRA; the
+    adapters start as the identity, so the model computes the frozen one's loss; any other
+    config difference is still refused."""
+    from unique_asr.models.checkpoint import model_state
+    from unique_asr.training.finetune import load_init_weights
+
+    torch.manual_seed(0)
+    frozen = build_model(_cfg(parts)).eval()
+    with torch.no_grad():
+        for p in frozen.projector.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # "trained": differs from a fresh build
+    path = tmp_path / "frozen.pt"
+    torch.save({"model": model_state(frozen), "model_cfg": frozen.cfg.to_dict(), "step": 7}, path)
+    lora_cfg = _cfg(parts, llm={"finetune": "lora", "lora_rank": 4})
+    lora = build_model(lora_cfg).eval()
+    assert load_init_weights(lora, path, lora_cfg) == 7
+    batch = _batch(frozen)
+    with torch.no_grad():
+        torch.testing.assert_close(lora(*batch)["loss"], frozen(*batch)["loss"])
+    assert any(isinstance(m, LoRALinear) for m in lora.modules())
+    other = _cfg(parts, llm={"finetune": "lora", "lora_rank": 4}, stack=2)
+    with pytest.raises(CheckpointMismatchError, match="stack"):
+        load_init_weights(build_model(other), path, other)

@@ -8,7 +8,9 @@ switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
         train.hard_steps=100 train.tag=small_soft
 
 `train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
-fresh); a new exp dir (train.tag) keeps the dense run intact. `train.resume=true` in the new dir
+fresh); a new exp dir (train.tag) keeps the dense run intact. A pretrained LLM trained frozen
+(e.g. a CTC-only projector warm-up) may continue with `model.llm.finetune=lora`: the adapters
+are new and start as the identity (their B matrices are zero), everything else must match. `train.resume=true` in the new dir
 takes precedence once it has a last.pt, so a killed fine-tune continues from its own state.
 """
 
@@ -24,6 +26,14 @@ from unique_asr.models.checkpoint import check_config, load_state_strict
 from unique_asr.models.config import ModelConfig
 
 log = logging.getLogger(__name__)
+
+# model.llm keys that a frozen-LLM checkpoint may differ in when the fine-tune adds LoRA
+LORA_KEYS = ("finetune", "lora_rank", "lora_alpha", "lora_targets")
+
+
+def _adds_lora(saved: dict, current: dict) -> bool:
+    s, c = saved.get("llm") or {}, current.get("llm") or {}
+    return s.get("finetune") == "frozen" and c.get("finetune") == "lora"
 
 
 def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: ModelConfig) -> int:
@@ -42,8 +52,16 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: Model
     if "model" not in ck or "model_cfg" not in ck:
         raise ValueError(f"train.init_from={path}: not a unique_asr checkpoint (needs 'model' and "
                          "'model_cfg' entries)")
-    check_config(ck["model_cfg"], model_cfg.to_dict(), path)
-    load_state_strict(model, ck["model"], path)
+    saved, current = ck["model_cfg"], model_cfg.to_dict()
+    state = ck["model"]
+    if _adds_lora(saved, current):
+        saved = {**saved, "llm": {**saved["llm"], **{k: current["llm"][k] for k in LORA_KEYS}}}
+        new = {k: v for k, v in model.state_dict().items() if k.endswith(("lora_a", "lora_b"))}
+        state = {**new, **state}
+        log.info("%s was trained with a frozen LLM: %d LoRA adapters start as the identity",
+                 path, len(new) // 2)
+    check_config(saved, current, path)
+    load_state_strict(model, state, path)
     step = int(ck.get("step", 0))
     log.info("initialised the model from %s (step %d, training attention %s)", path, step,
              model.train_attention.kind)
