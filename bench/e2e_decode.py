@@ -10,8 +10,8 @@ their own APIs (no prefill), then --steps decode steps of the model (embedding, 
 norm, LM head, cache advance) are timed after --warmup steps, CUDA-synchronised.
 
 Byte floor (per token, over the measured copy bandwidth): the weights read once, plus dense: the
-whole KV cache; unique: every page's statistics (means in bf16, or fp8 or int8 + scale, float32 std) plus
-the selected pages' K and V (budget tokens per sequence, layer and KV head).
+whole KV cache; unique: every page's statistics (means in bf16, or fp8 or int8 + scale, float32
+std) plus the selected pages' K and V (budget tokens per sequence, layer and KV head).
 
 --cuda-graphs: after the eager steps, the same cache decodes --warmup + --steps more steps through
 decoding/cuda_graph.GraphedStep (the step's host part, then one graph replay; the first step

@@ -20,16 +20,14 @@ from collections import defaultdict
 
 import torch
 
+from unique_asr.models.loaders.pretrained import WHISPER_PACKAGED
 from unique_asr.models.whisper import SAMPLE_RATE, WINDOW_SAMPLES, log_mel
 from unique_asr.scoring.wer import score_set
 
-CT2_DIRS = {"whisper-base": "whisper_base_ct2_dir", "whisper-tiny.en": "whisper_tiny_en_ct2_dir"}
-
 
 def ct2_dir(name: str) -> str:
-    from unique_asr.models.loaders import packaged
-
-    return str(getattr(packaged, CT2_DIRS[name])()) if name in CT2_DIRS else name
+    """A packaged Whisper's CTranslate2 directory (as model.encoder.source names it), or a path."""
+    return str(WHISPER_PACKAGED[name]()) if name in WHISPER_PACKAGED else name
 
 
 def main() -> None:
@@ -95,7 +93,8 @@ def main() -> None:
                 "bench": "whisper_zeroshot", "model": args.model, "set": args.supervisions,
                 "utterances": len(sups), "audio_s": round(audio_s, 1), "words": total.nref,
                 "wer": round(100 * total.wer, 2), "sub": total.sub, "del": total.dels,
-                "ins": total.ins, "per_speaker": {k: round(100 * v.wer, 2) for k, v in rows.items()},
+                "ins": total.ins,
+                "per_speaker": {k: round(100 * v.wer, 2) for k, v in rows.items()},
                 "threads": args.threads, "rtfx": round(audio_s / wall, 2),
                 "decoding": "greedy, <|en|><|transcribe|><|notimestamps|>, 30-s windows joined",
                 "ctranslate2": ctranslate2.__version__}) + "\n")

@@ -104,7 +104,7 @@ class StepRows:
     shapes: what a CUDA graph needs to replay it."""
 
     slots: list[int]           # each row's sequence slot (host: input checks, impl=reference)
-    index: torch.Tensor        # the same slots, [B] long on the cache's device (centres of one-byte means)
+    index: torch.Tensor        # the same slots, [B] long on the cache's device (1-byte centres)
     page_table: torch.Tensor   # [B, max_pages_per_seq] int32: the slots' page-table rows
     lengths: torch.Tensor      # [B] int32: the slots' lengths (this step's token included)
     max_pages: int | None = None  # pages scored per row; None: the longest row's (host value)

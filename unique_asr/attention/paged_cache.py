@@ -348,7 +348,8 @@ class PagedKVCache:
         return deq + self.center[layer, self.page_seq]
 
     def row_centers(self, layer: int, seqs: Sequence[int]) -> torch.Tensor | None:
-        """The centres of one-byte means [len(seqs), Hkv, D] float32 of the given slots (None: bf16 means)."""
+        """The centres [len(seqs), Hkv, D] float32 of one-byte means for the given slots (None:
+        bf16 means)."""
         if self.center is None:
             return None
         return self.center[layer, self._index(seqs)]

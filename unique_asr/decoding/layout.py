@@ -5,9 +5,10 @@ Both entry points take the same hydra config, so `bin.score` with the overrides 
   checkpoint  decode.checkpoint, else the newest <model_dir>/avg-*.pt, else <model_dir>/last.pt
               (decode.model_dir: the training run's directory, ${exp_dir}/${train.tag})
   out_dir     decode.out_dir, else <model_dir>/decode/<checkpoint stem>
-  tag         decode.tag, else <method>[<beam>][-ctc<w>]-<sparse.method>[-b<sparse.budget>][-fp8|-int8]
-              (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...; -fp8/-int8:
-              decode.sparse.stats_dtype with unique or meanonly)
+  tag         decode.tag, else
+              <method>[<beam>][-ctc<w>]-<sparse.method>[-b<sparse.budget>][-fp8|-int8]
+              (greedy-dense, beam4-dense, greedy-ctc0.9-dense, greedy-unique-b512, ...;
+              -fp8/-int8: decode.sparse.stats_dtype with unique or meanonly)
 """
 
 from __future__ import annotations

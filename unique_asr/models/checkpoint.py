@@ -75,11 +75,13 @@ def model_state(model: torch.nn.Module) -> dict:
     return {k: v for k, v in model.state_dict().items() if k not in skip}
 
 
-def load_state_strict(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+def load_state_strict(model: torch.nn.Module, state: dict, path: str | Path,
+                      keep: set[str] = frozenset()) -> None:
     """Load `state` into `model`; every key must match, except frozen pretrained weights that the
-    checkpoint left out (the model already holds them from its source)."""
+    checkpoint left out (the model already holds them from its source) and the `keep` keys,
+    which stay as the model was built (e.g. LoRA adapters new to a fine-tune)."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state) - frozen_keys(model))
+    missing = sorted(set(own) - set(state) - frozen_keys(model) - set(keep))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in set(own) & set(state) if state[k].shape != own[k].shape)

@@ -10,8 +10,9 @@ switched to `unique_soft`, optionally ending with a few `unique_hard` steps:
 `train.init_from` loads the MODEL weights only (optimizer, schedule and data position start
 fresh); a new exp dir (train.tag) keeps the dense run intact. A pretrained LLM trained frozen
 (e.g. a CTC-only projector warm-up) may continue with `model.llm.finetune=lora`: the adapters
-are new and start as the identity (their B matrices are zero), everything else must match. `train.resume=true` in the new dir
-takes precedence once it has a last.pt, so a killed fine-tune continues from its own state.
+are new and start as the identity (their B matrices are zero), everything else must match.
+`train.resume=true` in the new dir takes precedence once it has a last.pt, so a killed
+fine-tune continues from its own state.
 """
 
 from __future__ import annotations
@@ -53,15 +54,14 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, model_cfg: Model
         raise ValueError(f"train.init_from={path}: not a unique_asr checkpoint (needs 'model' and "
                          "'model_cfg' entries)")
     saved, current = ck["model_cfg"], model_cfg.to_dict()
-    state = ck["model"]
+    new = set()
     if _adds_lora(saved, current):
         saved = {**saved, "llm": {**saved["llm"], **{k: current["llm"][k] for k in LORA_KEYS}}}
-        new = {k: v for k, v in model.state_dict().items() if k.endswith(("lora_a", "lora_b"))}
-        state = {**new, **state}
+        new = {k for k in model.state_dict() if k.endswith(("lora_a", "lora_b"))}
         log.info("%s was trained with a frozen LLM: %d LoRA adapters start as the identity",
                  path, len(new) // 2)
     check_config(saved, current, path)
-    load_state_strict(model, state, path)
+    load_state_strict(model, ck["model"], path, keep=new)
     step = int(ck.get("step", 0))
     log.info("initialised the model from %s (step %d, training attention %s)", path, step,
              model.train_attention.kind)

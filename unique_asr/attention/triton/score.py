@@ -73,9 +73,10 @@ def _unique_score_rows(
     FORCE: tl.constexpr, IEEE: tl.constexpr, NUM_STAGES: tl.constexpr, SCALED: tl.constexpr,
 ):
     """Scores of pages [pid_p * PAGES_PER_PROG, +PAGES_PER_PROG) of row (b, h) = pid_bh.
-    SCALED: the means are one-byte (float8 e4m3 or int8) offsets from the row's centre (center_ptr [B, Hkv, D]
-    float32) with one float32 scale per (page, head) at scale_ptr (same strides as std); they
-    are widened to q's dtype for the dot, the dot is scaled and q.centre added."""
+    SCALED: the means are one-byte (float8 e4m3 or int8) offsets from the row's centre
+    (center_ptr [B, Hkv, D] float32) with one float32 scale per (page, head) at scale_ptr
+    (same strides as std); they are widened to q's dtype for the dot, the dot is scaled and
+    q.centre added."""
     b = pid_bh // HKV
     h = pid_bh % HKV
     n = (tl.load(len_ptr + b) + PAGE_SIZE - 1) // PAGE_SIZE
