@@ -210,6 +210,46 @@ def test_joint_search_with_ctc_candidates_limited_to_decoder_top_k(make_fake):
     assert beam_search(m, emb, alens, max_new=12, beam=2, ctc=ctc)[0] == [[3, 3]]
 
 
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_ctc_lookahead_proposes_tokens_outside_the_decoder_top_k(make_fake, search):
+    """The decoder's top 2 (tokens 3 and 0) never hold the spoken tokens: without proposals the
+    CTC cannot choose them; with decode.ctc_lookahead the CTC head's own best labels after the
+    prefix are candidates and joint decoding follows the audio (two rows of different lengths)."""
+    n_text, blank = 10, 10
+    frames = [[5, 10, 7, 7, 10, 5, 10, 10], [8, 8, 10, 6, 10, 10]]
+    want = [[5, 7, 5], [8, 6]]
+    logp = torch.stack([_peaked(f + [blank] * (8 - len(f)), n_text + 1, blank) for f in frames])
+    lens = torch.tensor([8, 6])
+    m = make_fake(_looping_decoder(n_text), n_text)
+    emb, alens = torch.zeros(2, 6, 4), torch.tensor([6, 4])
+    got = {}
+    for la in (0, 3):
+        ctc = JointCTC(logp, lens, blank, weight=0.5, candidates=2, lookahead=la)
+        if search == "greedy":
+            got[la] = greedy_search(m, emb, alens, max_new=12, ctc=ctc)[0]
+        else:
+            got[la] = beam_search(m, emb, alens, max_new=12, beam=3, ctc=ctc)[0]
+    assert got[3] == want
+    assert all(5 not in h and 8 not in h for h in got[0])
+    with pytest.raises(ValueError, match="ctc_lookahead"):
+        JointCTC(logp, lens, blank, lookahead=-1)
+
+
+def test_candidate_tokens_with_proposals_scores_each_token_once():
+    from unique_asr.decoding.ctc_prefix import candidate_tokens, joint_increment
+
+    logp = torch.tensor([[0.0, -1.0, -2.0, -3.0, -9.0, -4.0]]).log_softmax(-1)  # eos = 4
+    prop = torch.tensor([[2, 5, 5, 0, 3]])
+    c = candidate_tokens(logp, eos=4, k=2, weight=0.5, n_labels=6, proposed=prop, filler=6)
+    assert c.tolist() == [[0, 1, 2, 5, 6, 6, 3, 4]]
+    # the filler (a blank past the decoder's 6 tokens, as a pretrained LLM's CTC has) scores -inf
+    lp = torch.cat([logp, torch.zeros(1, 1)], 1).log_softmax(-1)  # 7 CTC classes, blank 6
+    scorer = CTCPrefixScorer(lp[:, None].expand(1, 3, 7), torch.tensor([3]), blank=6, eos=4)
+    st = scorer.initial()
+    inc = joint_increment(logp, c, scorer.score(st, c), st, 0.5)
+    assert torch.isinf(inc[0, 4:6]).all() and torch.isfinite(inc[0, :4]).all()
+
+
 def test_weight_zero_is_the_decoder_alone(fake_model, copy_batch):
     emb, lens, targets = copy_batch
     assert greedy_search(fake_model, emb, lens, max_new=20, ctc=None)[0] == targets

@@ -36,6 +36,9 @@ class DecodeConfig:
     ctc_weight: float = 0.9
     ctc_candidates: int = 32      # decoder top-k tokens per hypothesis and step scored with CTC
     ctc_window: int = 256         # CTC frames per hypothesis and step (0: all; same scores)
+    # > 0: the CTC head's 2 best labels in each of this many frames after the prefix are scored
+    # too, so CTC can pick a token the decoder does not rank in its top ctc_candidates
+    ctc_lookahead: int = 0
     # ctc_beam: token n-gram LM built at decode time from lm_text (None: the lang dir's
     # lm_text.txt); weight, order and per-token bonus tuned on dev
     lm_weight: float = 1.0
@@ -119,7 +122,7 @@ class DecodeConfig:
         for key in ("beam", "lm_order", "ctc_candidates", "batch_size"):
             if int(getattr(self, key)) < 1:
                 bad(key, "must be >= 1")
-        for key in ("lm_weight", "ctc_window", "min_new_tokens"):
+        for key in ("lm_weight", "ctc_window", "ctc_lookahead", "min_new_tokens"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
         if self.oov_penalty > 0:

@@ -163,6 +163,31 @@ class CTCPrefixScorer:
         last = L - 1 - live.flip(-1).long().argmax(-1)
         return start + first, start + torch.where(live.any(-1), last, first)
 
+    # ------------------------------------------------------------------ proposals
+    def proposals(self, st: CTCState, lookahead: int, per_frame: int = 2) -> torch.Tensor:
+        """Labels the CTC head itself proposes as each prefix's next token [N, lookahead *
+        per_frame]: the `per_frame` best non-blank labels of the `lookahead` frames from where
+        the prefix most likely ends (the tau maximising r^n + r^b). A decoder that does not yet
+        rank the spoken token in its top k can then still be outvoted by CTC. Frames past a
+        sequence's end propose the blank (which scores -inf)."""
+        if getattr(self, "_top", None) is None or self._top.shape[-1] != per_frame:
+            self._top = self._frame_top_labels(per_frame)
+        pos = torch.logaddexp(st.rn, st.rb).argmax(-1)  # [N] frames consumed
+        fr = pos[:, None] + torch.arange(lookahead, device=pos.device)  # [N, F]
+        top = self._top[st.seq[:, None], fr.clamp(max=self.T - 1)]  # [N, F, P]
+        top = top.masked_fill((fr >= self.lens[st.seq][:, None])[..., None], self.blank)
+        return top.flatten(1)
+
+    def _frame_top_labels(self, per_frame: int, chunk: int = 256) -> torch.Tensor:
+        """[B, T, per_frame] best labels of every frame, blank and end token excluded."""
+        out = []
+        for t0 in range(0, self.T, chunk):
+            idx = self.logp[:, t0:t0 + chunk].topk(min(per_frame + 2, self.C), -1).indices
+            bad = (idx == self.blank) | (idx == self.eos)
+            order = bad.long().argsort(dim=-1, stable=True)[..., :per_frame]  # valid ones first
+            out.append(idx.gather(-1, order))
+        return torch.cat(out, 1)
+
     # ------------------------------------------------------------------ scoring
     def score(self, st: CTCState, tokens: torch.Tensor) -> torch.Tensor:
         """log psi(g + c) for candidate tokens [N, K] of each row; the end score for eos.
@@ -230,12 +255,15 @@ class CTCPrefixScorer:
         )
 
 
-def candidate_tokens(logp: torch.Tensor, eos: int, k: int, weight: float,
-                     n_labels: int) -> torch.Tensor:
-    """Tokens to score with CTC per row [N, k+1]: the decoder's top-k (end token excluded) plus
-    the end token, which is always a candidate so that the CTC end score can stop a decoder that
-    would not. With weight 1 the decoder has no say: every CTC label (ids 0..n_labels-1; the
-    blank/task id scores -inf) and the end token."""
+def candidate_tokens(logp: torch.Tensor, eos: int, k: int, weight: float, n_labels: int,
+                     proposed: torch.Tensor | None = None, filler: int = -1) -> torch.Tensor:
+    """Tokens to score with CTC per row [N, k (+ P) + 1]: the decoder's top-k (end token
+    excluded), the CTC head's own `proposed` labels [N, P] if given, and the end token, which is
+    always a candidate so that the CTC end score can stop a decoder that would not. A proposal
+    the row already holds becomes `filler` (an id CTC scores -inf: its blank), so no token is
+    scored twice and a beam never holds two copies of one hypothesis. With weight 1 the decoder
+    has no say: every CTC label (ids 0..n_labels-1; the blank/task id scores -inf) and the end
+    token."""
     N, dev = logp.shape[0], logp.device
     if weight >= 1.0:
         labels = torch.arange(n_labels, device=dev).expand(N, n_labels)
@@ -243,7 +271,17 @@ def candidate_tokens(logp: torch.Tensor, eos: int, k: int, weight: float,
         lp = logp.clone()
         lp[:, eos] = NEG_INF
         labels = lp.topk(min(k, lp.shape[1] - 1), dim=-1).indices
+        if proposed is not None:
+            labels = _drop_repeats(torch.cat([labels, proposed.to(labels.dtype)], 1), filler)
     return torch.cat([labels, torch.full((N, 1), eos, dtype=labels.dtype, device=dev)], 1)
+
+
+def _drop_repeats(c: torch.Tensor, filler: int) -> torch.Tensor:
+    """Each row's later copies of a token replaced by `filler` (the first copy stays)."""
+    s, order = c.sort(dim=-1, stable=True)
+    rep = torch.zeros_like(s, dtype=torch.bool)
+    rep[:, 1:] = s[:, 1:] == s[:, :-1]
+    return c.scatter(1, order, s.masked_fill(rep, filler))
 
 
 def joint_increment(dec_logp: torch.Tensor, cands: torch.Tensor, ctc_scores: torch.Tensor,
@@ -252,5 +290,6 @@ def joint_increment(dec_logp: torch.Tensor, cands: torch.Tensor, ctc_scores: tor
     ctc = torch.where(ctc_scores == NEG_INF, NEG_INF, ctc_scores - st.score[:, None])
     if weight >= 1.0:
         return ctc
-    dec = dec_logp.gather(1, cands).to(torch.float64)
+    # a filler candidate (the CTC blank) may lie past the decoder's vocabulary; it scores -inf
+    dec = dec_logp.gather(1, cands.clamp(0, dec_logp.shape[1] - 1)).to(torch.float64)
     return (1.0 - weight) * dec + weight * ctc

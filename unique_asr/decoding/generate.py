@@ -12,7 +12,8 @@ Token limits are per sequence (`max_new`). Greedy search drops finished sequence
 it has ended; beam search keeps finished hypotheses in place, extended only by the end token.
 
 Joint CTC/attention decoding (`ctc=JointCTC(...)`, decode.ctc_weight > 0): each step scores the
-decoder's top candidates (and the end token) with the encoder's CTC prefix score too
+decoder's top candidates (with decode.ctc_lookahead also the CTC head's own best labels just
+after the prefix, and the end token) with the encoder's CTC prefix score too
 (ctc_prefix.py) and ranks them by (1-w) log p_dec + w log psi_ctc. With ctc=None (weight 0) the
 loops below are exactly the decoder-only ones.
 """
@@ -26,7 +27,12 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.attention.api import SparseConfig
-from unique_asr.decoding.ctc_prefix import CTCPrefixScorer, candidate_tokens, joint_increment
+from unique_asr.decoding.ctc_prefix import (
+    CTCPrefixScorer,
+    CTCState,
+    candidate_tokens,
+    joint_increment,
+)
 from unique_asr.decoding.cuda_graph import decode_stepper
 
 
@@ -52,15 +58,25 @@ class JointCTC:
     weight: float = 0.9  # w in (1-w) log p_dec + w log psi_ctc; 0 < w <= 1 (decode.ctc_weight)
     candidates: int = 32  # decoder candidates scored with CTC per hypothesis and step
     window: int = 256  # CTC frames computed per hypothesis and step (0: all; exact either way)
+    lookahead: int = 0  # > 0: the CTC head's best labels of this many frames are candidates too
 
     def __post_init__(self):
         if not 0.0 < self.weight <= 1.0:
             raise ValueError(f"decode.ctc_weight={self.weight}: joint decoding needs 0 < w <= 1")
         if self.candidates < 1:
             raise ValueError(f"decode.ctc_candidates={self.candidates}: must be >= 1")
+        if self.lookahead < 0:
+            raise ValueError(f"decode.ctc_lookahead={self.lookahead}: must be >= 0")
 
     def scorer(self, eos: int) -> CTCPrefixScorer:
         return CTCPrefixScorer(self.logp, self.lens, self.blank, eos, self.window)
+
+    def candidates_of(self, logp: torch.Tensor, scorer: CTCPrefixScorer,
+                      state: CTCState) -> torch.Tensor:
+        """The tokens each hypothesis scores with CTC this step (candidate_tokens)."""
+        prop = scorer.proposals(state, self.lookahead) if self.lookahead else None
+        return candidate_tokens(logp, scorer.eos, self.candidates, self.weight, scorer.C,
+                                prop, scorer.blank)
 
 
 def sync(device) -> None:
@@ -114,7 +130,7 @@ def greedy_pick(logits, model, ctc: JointCTC | None, scorer: CTCPrefixScorer | N
         return _mask_logits(logits, suppress).argmax(-1), state
     tc = time.perf_counter()
     logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
-    cands = candidate_tokens(logp, model.eos_id, ctc.candidates, ctc.weight, scorer.C)
+    cands = ctc.candidates_of(logp, scorer, state)
     inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
     tok = cands.gather(1, inc.argmax(-1, keepdim=True)).squeeze(1)
     state = scorer.extend(state, tok)
@@ -223,7 +239,7 @@ def beam_search(
             score, parent, tok = _expand(score, logp.view(B, K, V), fin, eos)
         else:
             tc = time.perf_counter()
-            cands = candidate_tokens(logp, eos, ctc.candidates, ctc.weight, scorer.C)
+            cands = ctc.candidates_of(logp, scorer, state)
             J = cands.shape[1]  # the end token is the last candidate
             inc = joint_increment(logp, cands, scorer.score(state, cands), state, ctc.weight)
             inc = inc.view(B, K, J).masked_fill(fin[:, :, None], float("-inf"))

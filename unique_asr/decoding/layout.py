@@ -38,8 +38,8 @@ def find_checkpoint(model_dir: str | Path, checkpoint: str | None = None) -> Pat
 
 def method_name(cfg: DecodeConfig) -> str:
     """greedy, ctc_greedy, beam<width> or ctc_beam<width>; -ctc<w> added for joint CTC/attention
-    decoding (then c<n> when decode.ctc_candidates is not the default), -lm<order>w<weight>
-    [b<bonus>] for ctc_beam with an LM, -oov<penalty> with a lexicon."""
+    decoding (then c<n> / p<n> when decode.ctc_candidates / ctc_lookahead are not the default),
+    -lm<order>w<weight>[b<bonus>] for ctc_beam with an LM, -oov<penalty> with a lexicon."""
     m = cfg.method
     name = f"{m}{int(cfg.beam)}" if m in ("beam", "ctc_beam") else m
     if m == "ctc_beam":
@@ -53,8 +53,9 @@ def method_name(cfg: DecodeConfig) -> str:
     w = cfg.joint_ctc_weight
     if w <= 0:
         return name
-    c = int(cfg.ctc_candidates)
-    return f"{name}-ctc{w:g}" + (f"c{c}" if c != DecodeConfig.ctc_candidates else "")
+    c, la = int(cfg.ctc_candidates), int(cfg.ctc_lookahead)
+    return (f"{name}-ctc{w:g}" + (f"c{c}" if c != DecodeConfig.ctc_candidates else "")
+            + (f"p{la}" if la != DecodeConfig.ctc_lookahead else ""))
 
 
 def run_tag(cfg: DecodeConfig) -> str:

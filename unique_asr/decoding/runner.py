@@ -183,7 +183,7 @@ def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexic
         # the window is given in 40 ms frames; an upsampling CTC head has more per second
         window = int(opts.ctc_window) * model.ctc.upsample
         joint = JointCTC(*ctc, model.ctc_blank, opts.joint_ctc_weight,
-                         int(opts.ctc_candidates), window)
+                         int(opts.ctc_candidates), window, int(opts.ctc_lookahead))
     if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
         hyps = ctc_greedy(*ctc, model.ctc_blank)
         return hyps, GenStats(tokens=sum(len(h) for h in hyps)), joint
