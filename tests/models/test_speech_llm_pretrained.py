@@ -184,7 +184,7 @@ def test_bfloat16_frozen_weights_train_float32_adapters(parts):
         _cfg(parts, llm={"finetune": "full", "dtype": "bfloat16"})
 
 
-def test_ctc_alone_skips_a_frozen_decoder_only(parts, monkeypatch):
+def test_ctc_alone_skips_the_decoder_unless_ddp_needs_its_grads(parts, monkeypatch):
     torch.manual_seed(0)
     frozen = build_model(_cfg(parts)).train()
     lora = build_model(_cfg(parts, llm={"finetune": "lora", "lora_rank": 4})).train()
@@ -200,7 +200,11 @@ def test_ctc_alone_skips_a_frozen_decoder_only(parts, monkeypatch):
     torch.testing.assert_close(out["loss"].detach(), want.float())
     out["loss"].backward()
     assert all(p.grad is not None for p in frozen.projector.parameters())
-    with pytest.raises(RuntimeError, match="decoder ran"):  # trainable decoder: stays in graph
+    out = lora(feats, lens, tokens, tlens, ce_weight=0.0)  # a CTC warm-up before LoRA: skipped
+    assert out["ce_sum"] == 0
+    import unique_asr.models.speech_llm as sl
+    monkeypatch.setattr(sl.dist, "is_initialized", lambda: True)  # under DDP: stays in graph
+    with pytest.raises(RuntimeError, match="decoder ran"):
         lora(feats, lens, tokens, tlens, ce_weight=0.0)
     with pytest.raises(RuntimeError, match="decoder ran"):  # the CE on: the decoder runs
         frozen(feats, lens, tokens, tlens)

@@ -17,6 +17,7 @@ our vocabulary) or on the projector's audio tokens (pretrained decoder: models/e
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -262,9 +263,11 @@ class SpeechLLM(nn.Module):
                 inter = sum(ctc_of(h) for h in tapped)
                 ctc_sum = (1 - w) * ctc_final + w * inter / len(tapped)
         ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
-        if ce_w == 0 and not any(p.requires_grad for p in self.decoder.parameters()):
-            # CTC alone into a frozen decoder: nothing of the decoder learns, so it is not run
-            # (a frozen 135M LLM is ~3/4 of a CPU step); the logged CE reads 0 meanwhile
+        trainable = any(p.requires_grad for p in self.decoder.parameters())
+        if ce_w == 0 and not (trainable and dist.is_available() and dist.is_initialized()):
+            # CTC alone (a frozen decoder, or a CTC warm-up): nothing of the decoder learns, so
+            # it is not run (a 135M LLM is ~3/4 of a CPU step); the logged CE reads 0 meanwhile.
+            # Under DDP a trainable decoder still runs: its parameters must get (zero) grads
             ce_sum = ctc_final.new_zeros(())
             ntokens = (token_lens + 1).sum()
         else:
