@@ -68,6 +68,9 @@ class GraphedStep:
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.cache.storage_version != self._version:  # graphs would write freed tensors
             self._graphs.clear()
+            # the pool dies with its last graph: capturing into its handle again trips the
+            # allocator's use_count assertion, so the next capture takes a new pool
+            self._pool = None
             self._version = self.cache.storage_version
         batch = tokens.shape[0]
         view, static_tokens = self._view(batch)
@@ -95,6 +98,7 @@ class GraphedStep:
         cur = torch.cuda.current_stream()
         if self._stream is None:
             self._stream = torch.cuda.Stream()
+        if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         self._stream.wait_stream(cur)
         with torch.cuda.stream(self._stream):
