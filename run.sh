@@ -127,7 +127,10 @@ signature() {
     k=${o%%=*}; k=${k#++}; k=${k#+}; k=${k#\~}
     if [ -z "$keys" ]; then sig+=" $o"; continue; fi
     for p in $keys; do
-      if [ "$k" = "$p" ] || [[ "$k" == "$p".* ]]; then sig+=" $o"; break; fi
+      # a key of the stage, one below it, or a group above it (model=tiny changes model.encoder)
+      if [ "$k" = "$p" ] || [[ "$k" == "$p".* ]] || [[ "$p" == "$k".* ]]; then
+        sig+=" $o"; break
+      fi
     done
   done
   if [ "$n" -ge 5 ] && [ -n "$decode_also" ]; then sig+=" decode_also=$decode_also"; fi

@@ -97,6 +97,11 @@ def test_partial_range_and_changed_options(smoke):
     assert "stage 2" not in r.stdout
     assert (data / "lang_bpe_40" / "bpe.model").is_file()
     assert cuts.stat().st_mtime_ns == before
+    # a group override above a stage's keys (data= above data.lang) changes its options too
+    r = run_sh(*tiny_args(tmp), "--stage", "3", "--stop-stage", "3", "--",
+               "data.lang.vocab_size=40", "data=default")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "options changed" in r.stdout and "stage 3 (bpe): done in" in r.stdout
     # --force redoes a finished stage; only the selected one
     r = run_sh(*tiny_args(tmp), "--stage", "1", "--stop-stage", "1", "--force", "true")
     assert r.returncode == 0 and "stage 1 (manifests): done in" in r.stdout
