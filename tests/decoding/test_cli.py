@@ -76,3 +76,19 @@ def test_ctc_beam_without_lm_text_is_a_clear_error(recipe, tmp_path):
     res = _run("decode", recipe, "decode.method=ctc_beam", f"decode.lm_text={tmp_path}/none.txt")
     assert res.returncode != 0
     assert "none.txt not found: run stage 3 again" in res.stderr
+
+
+def test_pretrained_tokenizer_reads_the_recipes_lm_text(tmp_path):
+    """A model with its LLM's own tokenizer (no lang dir: bpe_path None) gets stage 3's
+    lm_text.txt of the recipe for ctc_beam; a given decode.lm_text or a lang-dir BPE wins."""
+    from omegaconf import OmegaConf
+
+    from unique_asr.bin.decode import with_lm_text
+    from unique_asr.decoding.config import DecodeConfig
+
+    cfg = OmegaConf.create({"recipe_dir": str(tmp_path), "data_dir": str(tmp_path / "data"),
+                            "data": {"lang": {"vocab_size": 500, "model_type": "char"}}})
+    d = DecodeConfig(method="ctc_beam")
+    assert with_lm_text(d, cfg, None).lm_text == str(tmp_path / "data/lang_char/lm_text.txt")
+    assert with_lm_text(DecodeConfig(lm_text="x.txt"), cfg, None).lm_text == "x.txt"
+    assert with_lm_text(d, cfg, tmp_path / "lang_bpe_500/bpe.model").lm_text is None

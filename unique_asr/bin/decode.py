@@ -9,6 +9,7 @@ Then score with the same overrides: python -m unique_asr.bin.score <same overrid
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 from functools import partial
@@ -48,6 +49,19 @@ def tokenizer(ck_bpe, dcfg, cfg):
     lang = cfg.data.lang
     return rd.load_bpe(lang.vocab_size, lang.model_type), rd.bpe_model_path(lang.vocab_size,
                                                                             lang.model_type)
+
+
+def with_lm_text(dcfg, cfg, bpe_path: Path | None):
+    """decode.method=ctc_beam's LM text for a model with a pretrained LLM's tokenizer (no lang
+    dir beside it, bpe_path None): the recipe's stage-3 lm_text.txt unless decode.lm_text names
+    one. Returns the DecodeConfig to decode with."""
+    if bpe_path is not None or dcfg.lm_text:
+        return dcfg
+    from unique_asr.data.paths import RecipeData
+
+    lang = cfg.data.lang
+    lang_dir = RecipeData(cfg.recipe_dir, cfg.data_dir).lang_dir(lang.vocab_size, lang.model_type)
+    return dataclasses.replace(dcfg, lm_text=str(lang_dir / "lm_text.txt"))
 
 
 def load_model(dcfg, cfg, ck_path: Path, device: torch.device):
@@ -106,6 +120,7 @@ def run(cfg: DictConfig) -> list[dict]:
     out_dir, tag = run_out_dir(dcfg, ck_path), run_tag(dcfg)
     device = device_of(dcfg.device)
     model, mcfg, sp, bpe_path = load_model(dcfg, cfg, ck_path, device)
+    dcfg = with_lm_text(dcfg, cfg, bpe_path)
     audio = AudioInput(int(cfg.data.sample_rate), feature_width(model.cfg, cfg),
                        bool(cfg.data.get("skip_bad", False)), partial(extractor_for, model.cfg))
     lm, lexicon = lm_for_decoding(dcfg, sp, bpe_path)
