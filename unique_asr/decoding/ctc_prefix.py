@@ -97,6 +97,7 @@ class CTCPrefixScorer:
         self.B, self.T, self.C, self.blank, self.eos = B, T, C, blank, eos
         self.window = int(window) if 0 < int(window) < T else 0
         self.full_steps = 0  # windowed calls that needed all frames (diagnostics)
+        self._top: torch.Tensor | None = None  # [B, T, P] per-frame best labels (proposals)
         dev = logp.device
         self.lens = torch.as_tensor(lens, device=dev).long().clamp(0, T)
         # the log-probs are read where a step needs them (log_y): no copy per class, which with
@@ -170,7 +171,7 @@ class CTCPrefixScorer:
         the prefix most likely ends (the tau maximising r^n + r^b). A decoder that does not yet
         rank the spoken token in its top k can then still be outvoted by CTC. Frames past a
         sequence's end propose the blank (which scores -inf)."""
-        if getattr(self, "_top", None) is None or self._top.shape[-1] != per_frame:
+        if self._top is None or self._top.shape[-1] != per_frame:
             self._top = self._frame_top_labels(per_frame)
         pos = torch.logaddexp(st.rn, st.rb).argmax(-1)  # [N] frames consumed
         fr = pos[:, None] + torch.arange(lookahead, device=pos.device)  # [N, F]

@@ -263,8 +263,8 @@ class SpeechLLM(nn.Module):
                 inter = sum(ctc_of(h) for h in tapped)
                 ctc_sum = (1 - w) * ctc_final + w * inter / len(tapped)
         ce_w = self.cfg.ce_weight if ce_weight is None else ce_weight
-        trainable = any(p.requires_grad for p in self.decoder.parameters())
-        if ce_w == 0 and not (trainable and dist.is_available() and dist.is_initialized()):
+        if ce_w == 0 and not (dist.is_available() and dist.is_initialized()
+                              and any(p.requires_grad for p in self.decoder.parameters())):
             # CTC alone (a frozen decoder, or a CTC warm-up): nothing of the decoder learns, so
             # it is not run (a 135M LLM is ~3/4 of a CPU step); the logged CE reads 0 meanwhile.
             # Under DDP a trainable decoder still runs: its parameters must get (zero) grads
