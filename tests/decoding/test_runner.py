@@ -40,6 +40,7 @@ def test_decode_cuts_whole_recordings(tmp_path, tiny_model):
     res = decode_cuts(tiny_model, cuts, WordTokenizer(40), DecodeConfig(**FAST), "cpu")
     assert [r["id"] for r in res.rows] == ["a", "b", "short"]
     assert res.rows[1]["ref"] == "hello there general kenobi"  # supervisions in time order
+    assert [t[1] for t in res.rows[1]["ref_turns"]] == ["hello there", "general kenobi"]
     assert all(r["pieces"] == 1 for r in res.rows)  # whole recordings
     assert res.notes["padded_short"] == 1 and not res.skipped
     for r in res.rows:

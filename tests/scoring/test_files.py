@@ -63,6 +63,21 @@ def test_files_and_row(tmp_path):
     assert "decode.method=greedy" in cells[-1]
 
 
+def test_errs_split_by_speaker_when_rows_carry_turns(tmp_path):
+    rows = [{**r, "ref_turns": [["spk_a", r["ref"]]]} for r in ROWS]
+    rows[0]["ref_turns"] = [["spk_a", "one two three"], ["spk_b", "four five six"]]
+    write_hyps(hyps_path(tmp_path, "test", "greedy"), rows)
+    write_meta(meta_path(tmp_path, "test", "greedy"), META)
+    _, paths = score_run(tmp_path, "test", "greedy")
+    errs = paths["errs"].read_text()
+    assert "spk_a  40.00  [ 4 / 10, 2 ins, 1 del, 1 sub ]" in errs
+    assert "spk_b  0.00  [ 0 / 3, 0 ins, 0 del, 0 sub ]" in errs
+    # rows without turns (the hand-made run above): no per-speaker table
+    _make_run(tmp_path)
+    _, paths = score_run(tmp_path, "test", "greedy")
+    assert "PER-SPEAKER" not in paths["errs"].read_text()
+
+
 def test_skipped_recordings_reported(tmp_path):
     write_hyps(hyps_path(tmp_path, "test", "greedy"), ROWS)
     write_meta(meta_path(tmp_path, "test", "greedy"),

@@ -53,3 +53,27 @@ def test_total_is_pooled_not_averaged():
 def test_duplicate_ids_rejected():
     with pytest.raises(ValueError, match="duplicate"):
         score_set([("a", "x", "x"), ("a", "y", "y")])
+
+
+def test_errors_split_by_speaker():
+    # two turns of A around one of B; "x" inserted after B's last word counts for B
+    turns = {"r": [("A", "Hello there."), ("B", "good day"), ("A", "bye now")],
+             "q": [("B", "one two")]}
+    s = score_set([("r", "Hello there. good day bye now", "hello their good day x bye"),
+                   ("q", "one two", "one two")], turns=turns)
+    r = s.recordings[1]
+    assert (r.speakers["A"].sub, r.speakers["A"].dels, r.speakers["A"].nref) == (1, 1, 4)
+    assert (r.speakers["B"].ins, r.speakers["B"].nref) == (1, 2)
+    by_spk = s.speaker_counts()
+    assert list(by_spk) == ["A", "B"]
+    assert by_spk["A"].wer == pytest.approx(2 / 4)
+    assert by_spk["B"].wer == pytest.approx(1 / 4)
+    assert sum(c.errors for c in by_spk.values()) == s.errors
+
+
+def test_speakers_left_out_when_turns_do_not_match_the_reference():
+    s = score_set([("r", "a b c", "a b c")], turns={"r": [("A", "a b")]})
+    assert s.recordings[0].speakers is None and s.speaker_counts() == {}
+    # a recording without turns: no per-speaker table for the set
+    s = score_set([("r", "a b", "a b"), ("q", "c", "c")], turns={"r": [("A", "a b")]})
+    assert s.recordings[1].speakers is not None and s.speaker_counts() == {}

@@ -11,10 +11,16 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def speaker_turns(sups) -> list[tuple[str, str]]:
+    """(speaker, text) of one recording's supervisions in time order, blanks dropped: what
+    scoring needs to split a whole recording's errors by voice (speaker "?" where unset)."""
+    sups = sorted(sups, key=lambda s: s.start)
+    return [(s.speaker or "?", s.text.strip()) for s in sups if s.text and s.text.strip()]
+
+
 def join_supervisions(sups) -> str:
     """The texts of one recording's supervisions in time order, blanks dropped."""
-    sups = sorted(sups, key=lambda s: s.start)
-    return " ".join(s.text.strip() for s in sups if s.text and s.text.strip())
+    return " ".join(text for _, text in speaker_turns(sups))
 
 
 def _from_supervisions(path: Path) -> dict[str, str]:

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from unique_asr.data.features import BadInputError, load_features
-from unique_asr.data.references import join_supervisions
+from unique_asr.data.references import join_supervisions, speaker_turns
 from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.engine import continuous_greedy
@@ -107,6 +107,7 @@ class TestRecording:
     duration: float  # seconds
     gaps: list[tuple[float, float]] = field(default_factory=list)  # supervision gaps (s)
     load_seconds: float = 0.0  # reading (or computing) its features
+    turns: list[tuple[str, str]] = field(default_factory=list)  # (speaker, text) in time order
 
 
 def load_recordings(cuts, audio: AudioInput, notes: Counter, skipped: list[dict]):
@@ -125,7 +126,7 @@ def load_recordings(cuts, audio: AudioInput, notes: Counter, skipped: list[dict]
             continue
         out.append(TestRecording(cut.id, feats, join_supervisions(cut.supervisions),
                                  float(cut.duration), supervision_gaps(cut),
-                                 time.perf_counter() - t0))
+                                 time.perf_counter() - t0, speaker_turns(cut.supervisions)))
     if skipped:
         log.warning("skipped %d bad recordings (data.skip_bad=true)", len(skipped))
     return out
@@ -238,7 +239,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
             notes["split_recordings"] += 1
         for i, (s, e) in enumerate(spans):
             pieces.append(Piece(len(recs), i, feats[s:e]))
-        recs.append({"id": rec.id, "ref": rec.ref, "duration": rec.duration,
+        recs.append({"id": rec.id, "ref": rec.ref, "ref_turns": rec.turns,
+                     "duration": rec.duration,
                      "pieces": len(spans), "hyp_pieces": [None] * len(spans), "tokens": 0,
                      "seconds": rec.load_seconds})
     speed = Speed(wall_seconds=time.perf_counter() - t_split)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from unique_asr.scoring.speed import Speed
-from unique_asr.scoring.wer import Op, RecordingScore, SetScore
+from unique_asr.scoring.wer import Counts, Op, SetScore
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _counts(s: RecordingScore | SetScore) -> str:
+def _counts(s: Counts | SetScore) -> str:
     return f"[ {s.errors} / {s.nref}, {s.ins} ins, {s.dels} del, {s.sub} sub ]"
 
 
@@ -60,6 +60,11 @@ def write_errs(path: Path, score: SetScore, title: str = "", top_n: int = 20) ->
     ]
     for r in score.recordings:
         out.append(f"{r.rec_id}  {_pct(r.wer)}  {_counts(r)}")
+    speakers = score.speaker_counts()
+    if speakers:
+        out += ["", "PER-SPEAKER (inserted words count for the speaker of the reference word "
+                "before them): speaker  %WER  [ errors / ref words, ins, del, sub ]"]
+        out += [f"{spk}  {_pct(c.wer)}  {_counts(c)}" for spk, c in speakers.items()]
     out += ["", "ALIGNMENTS (S substitution, D deletion, I insertion; * = no word):", ""]
     for r in score.recordings:
         out.append(f"== {r.rec_id}  %WER {_pct(r.wer)} {_counts(r)}")

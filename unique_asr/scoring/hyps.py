@@ -1,7 +1,9 @@
 """The files decoding hands to scoring, one pair per test set and setting.
 
-hyps-<set>-<tag>.jsonl  one JSON object per recording: id, ref (raw reference text), hyp (raw
-                        hypothesis), duration (s), segments (pieces it was decoded in), tokens
+hyps-<set>-<tag>.jsonl  one JSON object per recording: id, ref (raw reference text), ref_turns
+                        ([speaker, text] of its supervisions in time order, for errors by
+                        speaker; optional), hyp (raw hypothesis), duration (s), segments
+                        (pieces it was decoded in), tokens
 meta-<set>-<tag>.json   the run: model, checkpoint, attention, budget, decoding method, speed
                         (see scoring.speed.Speed), skipped recordings, the command line
 Texts are stored raw; scoring normalises them, so a normaliser fix needs no re-decode.

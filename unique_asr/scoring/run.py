@@ -30,7 +30,8 @@ def score_run(
     """
     rows = read_hyps(hyps_path(decode_dir, test_set, tag))
     meta = read_meta(meta_path(decode_dir, test_set, tag))
-    score = score_set(((r["id"], r["ref"], r["hyp"]) for r in rows), normalize)
+    turns = {r["id"]: r["ref_turns"] for r in rows if r.get("ref_turns")}
+    score = score_set(((r["id"], r["ref"], r["hyp"]) for r in rows), normalize, turns)
     speed = Speed.from_dict(meta["speed"]) if "speed" in meta else None
     skipped = meta.get("skipped") or []
     note = f"(skipped {len(skipped)} unreadable recordings: not scored)" if skipped else ""
@@ -43,6 +44,8 @@ def score_run(
         test_set, tag, 100 * score.wer, score.errors, score.nref, score.ins, score.dels,
         score.sub, len(score.recordings),
     )
+    for spk, c in score.speaker_counts().items():
+        log.info("  speaker %s: WER %.2f%% (%d words)", spk, 100 * c.wer, c.nref)
     if results_md is not None:
         row = {
             "date (UTC)": utc_now(),

@@ -26,13 +26,9 @@ def default_normalizer() -> Callable[[str], str]:
 
 
 @dataclass
-class RecordingScore:
-    """Alignment and error counts of one recording (after normalisation)."""
+class Counts:
+    """Error counts of a recording or a part of one (e.g. one speaker's words)."""
 
-    rec_id: str
-    ref: str
-    hyp: str
-    ops: list[Op]
     sub: int
     dels: int
     ins: int
@@ -43,15 +39,26 @@ class RecordingScore:
         return self.sub + self.dels + self.ins
 
     @property
-    def correct(self) -> int:
-        return self.nref - self.sub - self.dels
-
-    @property
     def wer(self) -> float:
         """Errors / reference words; an empty reference gives 0 (no errors) or inf."""
         if self.nref == 0:
             return 0.0 if self.errors == 0 else float("inf")
         return self.errors / self.nref
+
+
+@dataclass
+class RecordingScore(Counts):
+    """Alignment and error counts of one recording (after normalisation)."""
+
+    rec_id: str
+    ref: str
+    hyp: str
+    ops: list[Op]
+    speakers: dict[str, Counts] | None = None  # its errors by speaker (speaker_counts)
+
+    @property
+    def correct(self) -> int:
+        return self.nref - self.sub - self.dels
 
 
 @dataclass
@@ -86,6 +93,18 @@ class SetScore:
         if self.nref == 0:
             return 0.0 if self.errors == 0 else float("inf")
         return self.errors / self.nref
+
+    def speaker_counts(self) -> dict[str, Counts]:
+        """Errors by speaker over all recordings; empty unless every recording has them."""
+        if not self.recordings or any(r.speakers is None for r in self.recordings):
+            return {}
+        out: dict[str, Counts] = {}
+        for r in self.recordings:
+            for spk, c in r.speakers.items():
+                t = out.setdefault(spk, Counts(0, 0, 0, 0))
+                t.sub, t.dels, t.ins, t.nref = (t.sub + c.sub, t.dels + c.dels, t.ins + c.ins,
+                                                t.nref + c.nref)
+        return dict(sorted(out.items()))
 
     def error_counts(self) -> tuple[Counter, Counter, Counter]:
         """Counters of substitutions (ref, hyp), deletions (ref) and insertions (hyp)."""
@@ -140,12 +159,43 @@ def score_recording(
     )
 
 
+def speaker_counts(
+    score: RecordingScore, turns: list[tuple[str, str]],
+    normalize: Callable[[str], str] | None = None,
+) -> dict[str, Counts] | None:
+    """Split one whole recording's alignment by speaker: each reference word belongs to the
+    speaker of its turn, an inserted word to the speaker of the reference word before it (the
+    first word's speaker at the start). None when the turns, each normalised, do not give the
+    recording's normalised reference word for word (nothing can be attributed then)."""
+    norm = normalize or default_normalizer()
+    words = [(spk, w) for spk, text in turns for w in norm(text).split()]
+    if [w for _, w in words] != score.ref.split() or not words:
+        return None
+    out: dict[str, Counts] = {}
+    i = 0  # the next reference word
+    for op, _, _ in score.ops:
+        c = out.setdefault(words[max(i - 1, 0) if op == "I" else i][0], Counts(0, 0, 0, 0))
+        if op == "I":
+            c.ins += 1
+            continue
+        c.nref += 1
+        c.sub += op == "S"
+        c.dels += op == "D"
+        i += 1
+    return out
+
+
 def score_set(
-    items: Iterable[tuple[str, str, str]], normalize: Callable[[str], str] | None = None
+    items: Iterable[tuple[str, str, str]], normalize: Callable[[str], str] | None = None,
+    turns: dict[str, list[tuple[str, str]]] | None = None,
 ) -> SetScore:
-    """Score (rec_id, ref, hyp) triples; recordings are kept sorted by id."""
+    """Score (rec_id, ref, hyp) triples; recordings are kept sorted by id. turns: each
+    recording's (speaker, text) turns, to split its errors by speaker (speaker_counts)."""
     norm = normalize or default_normalizer()
     recs = [score_recording(i, r, h, norm) for i, r, h in items]
+    for r in recs:
+        if turns and r.rec_id in turns:
+            r.speakers = speaker_counts(r, turns[r.rec_id], norm)
     dup = sorted(i for i, n in Counter(r.rec_id for r in recs).items() if n > 1)
     if dup:
         raise ValueError(f"duplicate recording ids in hypotheses: {dup[:5]}")
