@@ -1,4 +1,4 @@
-"""Decode one long recording made by joining a test set's recordings end to end.
+"""Decode one long recording made by joining a test set's recordings end to end (or many at once).
 
 Measures that long-form decoding finishes and what it costs: wall time, peak memory (resident
 and, on CUDA, GPU), RTFx, tokens/s, how many pieces the context forced, and the WER of the joined
@@ -20,6 +20,11 @@ recording's length, the whole recording is decoded in one pass instead of pieces
 --method ctc_beam (run.sh's second decoding) runs the CTC prefix beam search with the token
 n-gram built from the lang dir's lm_text.txt (stage 3), as bin/decode does; its build time and
 memory count in the figures.
+
+--copies N decodes N such recordings at once (the k-th joined from the set rotated by k, so
+copies differ where the set has more than one recording), e.g. 80 concurrent 4-minute recordings
+through the continuous engine: --copies 80 --minutes 4 --engine continuous --slots 80
+[--cuda-graphs] [--kv-pool-pages P] (--batch-size sets the static engine's rows).
 
 --random-init decodes with a randomly initialised tiny model (no trained checkpoint): the flow,
 memory and per-step cost are real, but such a model rarely emits the end token, so it runs to the
@@ -52,17 +57,18 @@ from unique_asr.scoring.wer import score_set
 
 
 def joined_recording(recs: list[TestRecording], minutes: float,
-                     frame_seconds: float) -> TestRecording:
-    """Concatenate recordings (repeating the set if it is shorter) up to `minutes`."""
+                     frame_seconds: float, first: int = 0) -> TestRecording:
+    """Concatenate recordings from recs[first] on (repeating the set if it is shorter) up to
+    `minutes`."""
     feats, refs, gaps, t, i = [], [], [], 0.0, 0
     while t < minutes * 60:
-        r = recs[i % len(recs)]
+        r = recs[(first + i) % len(recs)]
         feats.append(r.feats)
         refs.append(r.ref)
         gaps += [(t + a, t + b) for a, b in r.gaps]
         t += r.feats.shape[0] * frame_seconds
         i += 1
-    return TestRecording(f"joined{i}", torch.cat(feats), " ".join(refs), t, gaps)
+    return TestRecording(f"joined{first}-{i}", torch.cat(feats), " ".join(refs), t, gaps)
 
 
 def load_model(args, device):
@@ -114,6 +120,12 @@ def main() -> None:
     ap.add_argument("--sparse", nargs="+", default=["dense"],
                     help="decode attentions to run, one after another (dense unique quest ...)")
     ap.add_argument("--budget", type=int, default=512, help="sparse attention budget (tokens)")
+    ap.add_argument("--copies", type=int, default=1, help="joined recordings decoded at once")
+    ap.add_argument("--engine", default="static", choices=("static", "continuous"))
+    ap.add_argument("--slots", type=int, help="continuous engine: rows at once (default copies)")
+    ap.add_argument("--batch-size", type=int, help="static engine: rows (default copies)")
+    ap.add_argument("--kv-pool-pages", type=int, help="continuous engine: page pool size")
+    ap.add_argument("--cuda-graphs", action="store_true")
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--lm-weight", type=float, default=0.0, help="ctc_beam: n-gram LM weight")
     ap.add_argument("--lm-order", type=int, default=9)
@@ -134,7 +146,8 @@ def main() -> None:
     rd = RecipeData(Path(args.data_dir).parent, args.data_dir, model.cfg.feature_set)
     notes: Counter = Counter()
     recs = load_recordings(rd.load_cuts(args.set), audio, notes, [])
-    rec = joined_recording(recs, args.minutes, model.input_frame_seconds)
+    joined = [joined_recording(recs, args.minutes, model.input_frame_seconds, k)
+              for k in range(args.copies)]
     del recs
     res_dir = Path(__file__).resolve().parent / "results"
     res_dir.mkdir(exist_ok=True)
@@ -144,19 +157,23 @@ def main() -> None:
             "max_tokens_per_second": args.max_tokens_per_second, "method": args.method,
             "ctc_weight": args.ctc_weight, "beam": args.beam, "lm_weight": args.lm_weight,
             "lm_order": args.lm_order, "token_bonus": args.token_bonus, "dtype": args.dtype,
-            "sparse": {"method": attn, "budget": args.budget}})
+            "engine": args.engine, "slots": args.slots or args.copies,
+            "batch_size": args.batch_size or args.copies, "kv_pool_pages": args.kv_pool_pages,
+            "cuda_graphs": args.cuda_graphs, "sparse": {"method": attn, "budget": args.budget}})
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         lm, _ = lm_for_decoding(opts, sp, bpe_path)
         lm_build_s = time.perf_counter() - t0
-        res = decode_recordings(model, [rec], sp, opts, device, notes, lm=lm)
+        res = decode_recordings(model, joined, sp, opts, device, notes, lm=lm)
         wall = time.perf_counter() - t0
         score = score_set([(r["id"], r["ref"], r["hyp"]) for r in res.rows])
         out = {
-            "what": f"decode one joined recording, {device.type}", "model": what,
-            "attention": attn, "budget": args.budget if attn != "dense" else None,
-            "minutes": rec.duration / 60, "pieces": res.rows[0]["pieces"],
+            "what": f"decode {len(joined)} joined recording(s) at once, {device.type}",
+            "model": what, "attention": attn, "budget": args.budget if attn != "dense" else None,
+            "copies": len(joined), "engine": args.engine, "slots": opts.slots,
+            "cuda_graphs": args.cuda_graphs,
+            "minutes": joined[0].duration / 60, "pieces": max(r["pieces"] for r in res.rows),
             "max_positions": model.cfg.llm.max_positions,
             "wall_s": round(wall, 1), "peak_rss_gb": resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1e6,
@@ -171,7 +188,7 @@ def main() -> None:
             "ctc_weight": args.ctc_weight, "dtype": args.dtype,
             "beam": args.beam, "lm_weight": args.lm_weight, "lm_order": args.lm_order,
             "token_bonus": args.token_bonus, "lm_build_s": round(lm_build_s, 1),
-            "audio_tokens": model.audio_tokens(int(rec.feats.shape[0])),
+            "audio_tokens": model.audio_tokens(int(joined[0].feats.shape[0])),
             "cpu_user_sys_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
             "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if cuda
@@ -182,8 +199,8 @@ def main() -> None:
         with open(res_dir / "decode_60min.jsonl", "a") as f:
             f.write(json.dumps(out) + "\n")
         rows.append(out)
-    print(f"{rec.duration / 60:.1f} min, {rows[0]['audio_tokens']} audio tokens, context "
-          f"{model.cfg.llm.max_positions}:")
+    print(f"{len(joined)} x {joined[0].duration / 60:.1f} min, {rows[0]['audio_tokens']} audio "
+          f"tokens each, context {model.cfg.llm.max_positions}:")
     for r in rows:
         peak = f", peak GPU {r['peak_gpu_gb']} GB" if cuda else ""
         print(f"  {r['attention']:>9}: WER {100 * r['wer']:.2f}%, RTFx {r['rtfx']:.1f}, "
