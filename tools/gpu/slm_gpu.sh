@@ -11,6 +11,11 @@
 #                             bash tools/gpu/slm_gpu.sh send-ckpt   (.gpu4/<tag>.pt.part-NN as
 #                             train_large.sh --keep returned them, + <tag>.pt.sha256) ->
 #                             /tmp/slm/ckpt/<tag>.pt, for train.init_from=... or bench/decode_60min.py
+#   long-form benches on a trained model (later calls, no carry):
+#                             bash tools/gpu/slm_gpu.sh bench TAG CAP_S [decode_60min.py options]
+#                             runs bench/decode_60min.py on exp/TAG's newest avg-*.pt (or
+#                             /tmp/slm/ckpt/TAG.pt) with `large`'s features, on the GPU in bf16,
+#                             6 tokens/s cap, under a CAP_S timeout; log and JSON lines in $OUT
 #
 # `run` joins the GGUF (sha256 checked), unpacks the text packages of .gpu3/text/*.deb (if any)
 # into /tmp/slm/text, builds `large` with --train-h hours of train and the --corpus-args
@@ -106,5 +111,22 @@ case ${1:-} in
     CALL_ELAPSED_S=$SECONDS exec bash tools/gpu/train_large.sh --skip-build \
       --common "$model model.llm.source=$w/smollm2.gguf train=gpu_slm decode.max_tokens_per_second=6 $common" \
       "${pass[@]+"${pass[@]}"}" ;;
+  bench)
+    [ $# -ge 3 ] || die "usage: slm_gpu.sh bench TAG CAP_S [decode_60min.py options]"
+    tag=$2 cap=$3
+    shift 3
+    ckpt=$(ls -t "egs/synth_longform/exp/$tag"/avg-*.pt 2>/dev/null | head -n 1 || true)
+    [ -n "$ckpt" ] || ckpt=/tmp/slm/ckpt/$tag.pt
+    need "$ckpt"
+    out=${OUT:-/tmp}
+    n=$(ls "$out"/bench_"$tag"_*.log 2>/dev/null | wc -l)
+    log=$out/bench_${tag}_$n.log
+    rc=0
+    PYTHONPATH=/tmp/site:$root PYTHONUNBUFFERED=1 timeout -k 5 "$cap" python3 \
+      bench/decode_60min.py --data-dir egs/synth_longform/data/large --checkpoint "$ckpt" \
+      --device cuda --dtype bfloat16 --max-tokens-per-second 6 "$@" > "$log" 2>&1 || rc=$?
+    echo "bench $* -> exit $rc at ${SECONDS}s"
+    grep -E '^ +[a-z]+: WER|min, [0-9]+ audio|Error|error' "$log" | tail -n 12
+    cp bench/results/decode_60min.jsonl "$out/" 2>/dev/null || true ;;
   *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac
