@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--bpe", help="bpe.model (default: the one the checkpoint names)")
     ap.add_argument("--method", default="greedy", help="decode.method (greedy, ctc_beam, ...)")
     ap.add_argument("--ctc-weight", type=float, default=0.0, help="joint CTC weight (greedy)")
+    ap.add_argument("--ctc-lookahead", type=int, default=0,
+                    help="joint CTC: the CTC head's labels of N frames ahead as candidates")
     ap.add_argument("--sparse", nargs="+", default=["dense"],
                     help="decode attentions to run, one after another (dense unique quest ...)")
     ap.add_argument("--budget", type=int, default=512, help="sparse attention budget (tokens)")
@@ -155,7 +157,8 @@ def main() -> None:
     for attn in args.sparse:
         opts = DecodeConfig.from_dict({
             "max_tokens_per_second": args.max_tokens_per_second, "method": args.method,
-            "ctc_weight": args.ctc_weight, "beam": args.beam, "lm_weight": args.lm_weight,
+            "ctc_weight": args.ctc_weight, "ctc_lookahead": args.ctc_lookahead,
+            "beam": args.beam, "lm_weight": args.lm_weight,
             "lm_order": args.lm_order, "token_bonus": args.token_bonus, "dtype": args.dtype,
             "engine": args.engine, "slots": args.slots or args.copies,
             "batch_size": args.batch_size or args.copies, "kv_pool_pages": args.kv_pool_pages,
@@ -185,7 +188,8 @@ def main() -> None:
             "wer": score.wer, "notes": dict(res.notes), "threads": args.threads,
             "data_dir": str(args.data_dir), "bpe_model": str(bpe_path) if bpe_path else None,
             "max_tokens_per_second": args.max_tokens_per_second, "method": args.method,
-            "ctc_weight": args.ctc_weight, "dtype": args.dtype,
+            "ctc_weight": args.ctc_weight, "ctc_lookahead": args.ctc_lookahead,
+            "dtype": args.dtype,
             "beam": args.beam, "lm_weight": args.lm_weight, "lm_order": args.lm_order,
             "token_bonus": args.token_bonus, "lm_build_s": round(lm_build_s, 1),
             "audio_tokens": model.audio_tokens(int(joined[0].feats.shape[0])),
