@@ -168,7 +168,7 @@ def main() -> None:
         t0 = time.perf_counter()
         lm, _ = lm_for_decoding(opts, sp, bpe_path)
         lm_build_s = time.perf_counter() - t0
-        res = decode_recordings(model, joined, sp, opts, device, notes, lm=lm)
+        res = decode_recordings(model, joined, sp, opts, device, Counter(), lm=lm)
         wall = time.perf_counter() - t0
         score = score_set([(r["id"], r["ref"], r["hyp"]) for r in res.rows])
         out = {

@@ -119,7 +119,8 @@ case ${1:-} in
     [ -n "$ckpt" ] || ckpt=/tmp/slm/ckpt/$tag.pt
     need "$ckpt"
     out=${OUT:-/tmp}
-    n=$(ls "$out"/bench_"$tag"_*.log 2>/dev/null | wc -l)
+    n=0
+    while [ -e "$out/bench_${tag}_$n.log" ]; do n=$((n + 1)); done
     log=$out/bench_${tag}_$n.log
     rc=0
     PYTHONPATH=/tmp/site:$root PYTHONUNBUFFERED=1 timeout -k 5 "$cap" python3 \
