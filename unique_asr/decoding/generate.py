@@ -128,6 +128,7 @@ def greedy_pick(logits, model, ctc: JointCTC | None, scorer: CTCPrefixScorer | N
     suppress = tuple(model.suppress_ids)
     if ctc is None:
         return _mask_logits(logits, suppress).argmax(-1), state
+    sync(logits.device)  # the decoder step's queued GPU work is not CTC time
     tc = time.perf_counter()
     logp = torch.log_softmax(_mask_logits(logits, suppress), -1)
     cands = ctc.candidates_of(logp, scorer, state)
@@ -238,6 +239,7 @@ def beam_search(
         if ctc is None:
             score, parent, tok = _expand(score, logp.view(B, K, V), fin, eos)
         else:
+            sync(dev)  # the decoder step's queued GPU work is not CTC time
             tc = time.perf_counter()
             cands = ctc.candidates_of(logp, scorer, state)
             J = cands.shape[1]  # the end token is the last candidate
