@@ -4,7 +4,9 @@
 # GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:19 .gpu2:24 .gpu3`.
 #
 #   call 1, carry [".gpu"]:   bash tools/gpu/slm_gpu.sh send1
-#   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2
+#   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2   (if the carry is refused as too
+#                             large: carry [".gpu2/whisper-base-enc"], then
+#                             [".gpu2/smollm2.gguf.part1"], send2 each time)
 #   call 3, carry [".gpu3"]:  bash tools/gpu/slm_gpu.sh run [--train-h 10] [train_large.sh options]
 #   later calls (no carry):   bash tools/gpu/slm_gpu.sh run --resume ...   (or --decode-only ...)
 #   a kept checkpoint back (any call on the warm machine), carry [".gpu4"]:
@@ -45,8 +47,17 @@ case ${1:-} in
     cp .gpu/smollm2.gguf.part0 .gpu/smollm2.gguf.sha256 "$w/"
     nvidia-smi -L; du -sh "$w" "$b" ;;
   send2)
+    # copies what this call carried of .gpu2; with the repository's tree both files may exceed
+    # one carry: then carry [".gpu2/whisper-base-enc"], and [".gpu2/smollm2.gguf.part1"] next
     need "$w/smollm2.gguf.part0"
-    cp -r .gpu2/smollm2.gguf.part1 .gpu2/whisper-base-enc "$w/"
+    sent=0
+    for f in .gpu2/smollm2.gguf.part1 .gpu2/whisper-base-enc; do
+      if [ -e "$f" ]; then cp -r "$f" "$w/"; sent=$((sent + 1)); fi
+    done
+    [ "$sent" -gt 0 ] || die "nothing of .gpu2 came with this call: carry .gpu2 (or its two files)"
+    for f in smollm2.gguf.part1 whisper-base-enc; do
+      [ -e "$w/$f" ] || echo "[slm_gpu] still to send: .gpu2/$f (carry it and run send2 again)"
+    done
     ls -la "$w" ;;
   send-ckpt)
     shopt -s nullglob
