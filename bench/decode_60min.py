@@ -22,9 +22,9 @@ n-gram built from the lang dir's lm_text.txt (stage 3), as bin/decode does; its 
 memory count in the figures.
 
 --copies N decodes N such recordings at once (the k-th joined from the set rotated by k, so
-copies differ where the set has more than one recording), e.g. 80 concurrent 4-minute recordings
-through the continuous engine: --copies 80 --minutes 4 --engine continuous --slots 80
-[--cuda-graphs] [--kv-pool-pages P] (--batch-size sets the static engine's rows).
+copies differ where the set has more than one recording), all in one batch, e.g. 80 concurrent
+4-minute recordings through the continuous engine: --copies 80 --minutes 4 --engine continuous
+--slots 80 [--cuda-graphs] [--kv-pool-pages P] (--batch-size sets the static engine's rows).
 
 --random-init decodes with a randomly initialised tiny model (no trained checkpoint): the flow,
 memory and per-step cost are real, but such a model rarely emits the end token, so it runs to the
@@ -162,7 +162,9 @@ def main() -> None:
             "lm_order": args.lm_order, "token_bonus": args.token_bonus, "dtype": args.dtype,
             "engine": args.engine, "slots": args.slots or args.copies,
             "batch_size": args.batch_size or args.copies, "kv_pool_pages": args.kv_pool_pages,
-            "cuda_graphs": args.cuda_graphs, "sparse": {"method": attn, "budget": args.budget}})
+            "cuda_graphs": args.cuda_graphs, "sparse": {"method": attn, "budget": args.budget},
+            # every copy in one batch (decoding's default caps a batch at 3600 s of audio)
+            "max_batch_seconds": 2 * sum(r.duration for r in joined)})
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
