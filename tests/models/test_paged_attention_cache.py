@@ -207,6 +207,31 @@ def test_dense_cache_tracks_its_longest_row_on_the_host():
         c.step(0, *(torch.randn(2, 1, 1, 4) for _ in range(3)))
 
 
+def test_dense_cache_beam_reorder_in_place_equals_a_gather():
+    """A reorder that keeps the row count (beam search) rewrites only the moved rows, in place
+    (the storage a captured step points at stays), and reads as index_select would up to each
+    row's length; compaction still allocates."""
+    g = torch.Generator().manual_seed(0)
+    c = DenseKVCache(2, 4, 12, 2, 3, "cpu", torch.float32)
+    for t in c.k + c.v:
+        t.copy_(torch.randn(t.shape, generator=g))
+    c.set_lens(torch.tensor([5, 9, 7, 6]))
+    before = [t.clone() for t in c.k + c.v]
+    ptrs = [t.data_ptr() for t in c.k + c.v]
+    index = torch.tensor([1, 0, 1, 3])  # a swap, a duplicate, a row kept
+    c.reorder(index)
+    assert [t.data_ptr() for t in c.k + c.v] == ptrs and c.storage_version == 0
+    assert c.lens.tolist() == [9, 5, 9, 6] and c.top == 9 and c.low == 5
+    for got, old in zip(c.k + c.v, before):
+        want = old.index_select(0, index)
+        for r, n in enumerate(c.lens.tolist()):
+            assert torch.equal(got[r, :, :n], want[r, :, :n]), r
+    c.reorder(torch.tensor([0, 1, 2, 3]))  # no-op
+    assert c.lens.tolist() == [9, 5, 9, 6]
+    c.reorder(torch.tensor([2, 3]))  # compaction
+    assert c.k[0].shape[0] == 2 and c.storage_version == 1 and c.lens.tolist() == [9, 6]
+
+
 def test_dense_cache_step_without_mask_when_rows_are_equal():
     """Rows of one length attend without a mask (low == top); the output is the masked one's."""
     g = torch.Generator().manual_seed(0)

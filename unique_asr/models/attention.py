@@ -167,7 +167,19 @@ class DenseKVCache:
         self.low += n
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Beam search: row i of the cache becomes old row index[i]."""
+        """Beam search: row i of the cache becomes old row index[i]. When the row count stays,
+        only the rows that change are rewritten, up to the longest filled length, in place (a
+        beam step moves a few hypotheses; copying every row's whole max_len was most of a CPU
+        beam step); otherwise (compaction) new storage is allocated."""
+        if index.numel() == self.lens.numel() and self.lens.numel() > 0:
+            moved = (index != torch.arange(index.numel(), device=index.device)).nonzero()[:, 0]
+            if moved.numel():
+                src, n = index[moved], self.top
+                for t in self.k + self.v:
+                    t[moved, :, :n] = t[src, :, :n]  # the right side is gathered first
+                self.lens = self.lens.index_select(0, index)
+                self._bounds()
+            return
         self.k = [t.index_select(0, index) for t in self.k]
         self.v = [t.index_select(0, index) for t in self.v]
         self.lens = self.lens.index_select(0, index)
