@@ -62,8 +62,8 @@ def write_errs(path: Path, score: SetScore, title: str = "", top_n: int = 20) ->
         out.append(f"{r.rec_id}  {_pct(r.wer)}  {_counts(r)}")
     speakers = score.speaker_counts()
     if speakers:
-        out += ["", "PER-SPEAKER (inserted words count for the speaker of the reference word "
-                "before them): speaker  %WER  [ errors / ref words, ins, del, sub ]"]
+        out += ["", ("PER-SPEAKER (inserted words count for the speaker of the reference word "
+                     "before them): speaker  %WER  [ errors / ref words, ins, del, sub ]")]
         out += [f"{spk}  {_pct(c.wer)}  {_counts(c)}" for spk, c in speakers.items()]
     out += ["", "ALIGNMENTS (S substitution, D deletion, I insertion; * = no word):", ""]
     for r in score.recordings:
