@@ -21,6 +21,8 @@ at most the cache's length). With --smoke the split step runs eagerly (no graphs
 
     python3 bench/e2e_decode.py [--contexts 8192 16384 32768] [--batch 80] [--stats-dtype fp8]
     python3 bench/e2e_decode.py --cuda-graphs          # eager and graphed steps, one record each
+    python3 bench/e2e_decode.py --cuda-graphs --pytorch-ops  # norms, RoPE, cache write unfused
+    python3 bench/e2e_decode.py --cuda-graphs --profile      # + CUDA time by kernel, unique step
     TRITON_INTERPRET=1 .venv/bin/python bench/e2e_decode.py --smoke [--cuda-graphs]  # CPU: flow
 
 One JSON line per context (bench = "e2e_decode") is appended to --out.
@@ -93,6 +95,25 @@ def time_steps(step, batch: int, vocab: int, steps: int, warmup: int, dev) -> fl
     return sorted(ts)[len(ts) // 2]
 
 
+def profile(step, batch: int, vocab: int, dev) -> None:
+    """CUDA time by kernel over 3 calls of `step`, per step, and the number of launches."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    tok = torch.randint(0, vocab, (batch,), device=dev)
+    with torch.no_grad(), torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step(tok)
+        _sync(dev)
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    events.sort(key=lambda e: -e.device_time_total)
+    launches = sum(e.count for e in events) / 3
+    total = sum(e.device_time_total for e in events) / 3 / 1e3
+    print(f"profile: {launches:.0f} kernel launches, {total:.3f} ms CUDA time per step")
+    for e in events[:15]:
+        print(f"  {e.device_time_total / 3 / 1e3:8.3f} ms  x{e.count / 3:5.0f}  {e.key[:90]}")
+
+
 def floors(cfg: LLMConfig, B: int, ctx: int, budget: int, stats_dtype: str, bw: float,
            weight_bytes: int) -> tuple[float, float]:
     """(dense, unique) byte floors in seconds per token."""
@@ -125,7 +146,18 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny model on the CPU: the flow only")
     ap.add_argument("--cuda-graphs", action="store_true",
                     help="also time the steps replayed from CUDA graphs (same cache, continued)")
+    ap.add_argument("--pytorch-ops", action="store_true",
+                    help="RMSNorm, RoPE and the paged cache's decode write as PyTorch ops instead "
+                         "of their one-launch kernels (models/triton_ops.py, "
+                         "attention/triton/cache_write.py)")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --cuda-graphs: print the CUDA time by kernel of 3 graphed unique steps "
+                         "at each context")
     a = ap.parse_args()
+    if a.pytorch_ops:
+        import unique_asr.models.decoder as decoder_module
+
+        decoder_module.fused_inference = lambda x: False
     dev = torch.device("cpu" if a.smoke else "cuda")
     if a.smoke:
         a.contexts, a.batch, a.budget, a.steps, a.warmup = [64, 200], 3, 32, 2, 1
@@ -150,6 +182,8 @@ def main() -> None:
             sparse = SparseConfig(method, a.budget, stats_dtype=a.stats_dtype)
             cache = new_decode_cache(cfg.layers, B, ctx + runs * (a.warmup + a.steps) + 8,
                                      cfg.kv_heads, cfg.head_dim, dev, dtype, sparse)
+            if a.pytorch_ops and method != "dense":
+                cache.kv.fused_write = False
             fill(cache, ctx, g)
             timing = (B, cfg.vocab, a.steps, a.warmup, dev)
             ms[method] = time_steps(lambda tok, c=cache: model.decode_step(tok, c),
@@ -162,6 +196,8 @@ def main() -> None:
                     traceback.print_exc()
                     graphed[method], errors[method] = None, repr(e)
                 captures[method] = step.captures
+                if a.profile and method == "unique":
+                    profile(step, B, cfg.vocab, dev)
                 del step
             del cache
             if dev.type == "cuda":
@@ -181,7 +217,8 @@ def main() -> None:
                "speedup_vs_dense": round(ms["dense"] / ms["unique"], 2),
                "paper_speedup_vs_vllm": PAPER_SPEEDUP.get(ctx),
                "copy_bw_tbs": round(bw / 1e12, 3), "weights_gb": round(weight_bytes / 1e9, 3),
-               "steps": a.steps, "dense_cache": "DenseKVCache (SDPA over [B, Hkv, L, D])",
+               "steps": a.steps, "ops": "pytorch" if a.pytorch_ops else "fused",
+               "dense_cache": "DenseKVCache (SDPA over [B, Hkv, L, D])",
                "unique_cache": "PagedAttentionCache (api.decode, Triton kernels on CUDA)",
                "timing": "median wall time of one eager decode step, CUDA-synchronised",
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -149,3 +149,50 @@ def test_split_decode_append_equals_reserve(stats_dtype):
         assert torch.equal(a.float(), b.float()), name
     with pytest.raises(ValueError, match="twice"):
         split.plan_decode([seqs[0], seqs[0]])
+
+
+@pytest.mark.parametrize("dtype,D,quest", [(torch.float32, 16, True), (torch.bfloat16, 24, False),
+                                           (torch.bfloat16, 64, True)])
+def test_fused_decode_write_equals_torch_write(dtype, D, quest):
+    """The one-launch decode write (triton/cache_write.py) leaves K/V, the running sums, means,
+    stds and Quest's min/max as the PyTorch write does, over decode steps that start pages, on
+    pages recycled from a freed sequence (stale statistics), for a head dim that is not a power
+    of two."""
+    def build(write_impl):
+        c = PagedKVCache(2, 2, D, num_pages=24, max_seqs=4, page_size=4, device=DEV,
+                         dtype=dtype, quest=quest, write_impl=write_impl)
+        g = torch.Generator(device=DEV).manual_seed(1)
+        seqs = [c.add_sequence() for _ in range(4)]
+        for s, n in zip(seqs, [6, 3, 9, 4]):
+            c.reserve([s], n)
+            for layer in range(2):
+                c.write(layer, torch.randn(n, 2, D, device=DEV, generator=g).to(dtype),
+                        torch.randn(n, 2, D, device=DEV, generator=g).to(dtype))
+        c.free_sequence(seqs[1])
+        return c, [seqs[2], seqs[0], seqs[3]], g
+
+    ref, seqs, g = build("torch")
+    fused, _, _ = build("triton")
+    assert fused.fused_write and not ref.fused_write
+    for _ in range(6):
+        k = (torch.randn(2, 3, 2, D, device=DEV, generator=g) + 2.0).to(dtype)
+        v = torch.randn(2, 3, 2, D, device=DEV, generator=g).to(dtype)
+        for c in (ref, fused):
+            taken = c.plan_decode(seqs)
+            c.apply_decode(torch.tensor(seqs, device=DEV), torch.tensor(taken, device=DEV))
+            for layer in range(2):
+                c.write(layer, k[layer], v[layer])
+    used = ref.page_table[ref.page_table >= 0].long()
+    assert torch.equal(fused.page_table, ref.page_table)
+    for name in ref.page_stat_names:
+        a, b = getattr(ref, name)[:, used], getattr(fused, name)[:, used]
+        if name in ("k", "v", "kmin", "kmax"):
+            assert torch.equal(a, b), name
+        else:  # sums of squares add in another order
+            tol = 1e-5 if name != "mean" or dtype == torch.float32 else 1e-2
+            torch.testing.assert_close(b.float(), a.float(), atol=tol, rtol=tol, msg=name)
+
+
+def test_write_impl_is_checked():
+    with pytest.raises(ValueError, match="write_impl"):
+        PagedKVCache(1, 1, 8, 4, 1, write_impl="cuda")

@@ -81,6 +81,7 @@ class PagedKVCache:
         device: str | torch.device = "cpu",
         quest: bool = False,
         stats_dtype: str = "bf16",
+        write_impl: str = "auto",
     ) -> None:
         if page_size < 1 or num_pages < 1 or max_seqs < 1:
             raise ValueError("PagedKVCache: page_size, num_pages and max_seqs must be >= 1")
@@ -92,6 +93,13 @@ class PagedKVCache:
         self.max_pages_per_seq = max_pages_per_seq or num_pages
         self.dtype, self.quest = dtype, quest
         self.device = torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0', as tensors report
+        if write_impl not in ("auto", "triton", "torch"):
+            raise ValueError(f"PagedKVCache: write_impl must be auto, triton or torch, got "
+                             f"{write_impl!r}")
+        # a decode step's write in one Triton launch per layer (triton/cache_write.py; auto: on
+        # CUDA); one-byte means keep the PyTorch path
+        self.fused_write = stats_dtype == "bf16" and (
+            write_impl == "triton" or (write_impl == "auto" and self.device.type == "cuda"))
         L, N, H, S, D = num_layers, num_pages, num_kv_heads, page_size, head_dim
         dev = self.device
         self.k = torch.zeros(L, N, H, S, D, dtype=dtype, device=dev)
@@ -292,6 +300,11 @@ class PagedKVCache:
                                  f"expected {(T, H, D)} (reserved tokens, KV heads, head dim)")
         if not 0 <= layer < self.num_layers:
             raise ValueError(f"PagedKVCache.write: layer {layer} not in [0, {self.num_layers})")
+        if self._fresh is not None and self.fused_write:
+            from .triton.cache_write import decode_write
+
+            decode_write(self, layer, k, v, pid, off, self._fresh)
+            return
         self.k[layer][pid, :, off] = k.to(self.dtype)
         self.v[layer][pid, :, off] = v.to(self.dtype)
         kf = k.float()

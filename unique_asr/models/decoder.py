@@ -22,6 +22,12 @@ from unique_asr.models.llm_config import LLMConfig
 from unique_asr.models.rope import apply_rope, rope_angles
 
 
+def fused_inference(x: torch.Tensor) -> bool:
+    """Whether the norms and RoPE take the one-launch kernels of triton_ops.py for x: on CUDA
+    with no gradient recorded (decoding)."""
+    return x.is_cuda and not torch.is_grad_enabled()
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -29,6 +35,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_inference(x):
+            from unique_asr.models import triton_ops
+
+            return triton_ops.rms_norm(x, self.weight, self.eps)
         xf = x.float()
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y * self.weight.float()).to(x.dtype)
@@ -67,6 +77,10 @@ class DecoderAttention(nn.Module):
         k, v = self.kv(x).view(B, L, 2, self.hkv, self.dh).permute(2, 0, 3, 1, 4)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
+        if fused_inference(q):
+            from unique_asr.models import triton_ops
+
+            return triton_ops.apply_rope(q, cos, sin), triton_ops.apply_rope(k, cos, sin), v
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def _out(self, y):

@@ -63,7 +63,9 @@ class PagedAttentionCache:
         return PagedKVCache(self.n_layers, self.n_kv_heads, self.head_dim,
                             pages, rows, self.pages_per_seq,
                             self.page_size, self.dtype, self.device,
-                            quest=self.method == "quest", stats_dtype=self.sparse.stats_dtype)
+                            quest=self.method == "quest", stats_dtype=self.sparse.stats_dtype,
+                            write_impl={"reference": "torch"}.get(self.sparse.impl,
+                                                                  self.sparse.impl))
 
     def pages_for(self, tokens: int) -> int:
         """Pages a sequence of `tokens` tokens occupies."""
