@@ -6,7 +6,10 @@ Geometry: 16 layers, 32 query / 8 KV heads, head dim 64, width 2048, SwiGLU FFN 
 32,000 (tied), random bf16 weights; budget 512 tokens, page 8. Each context is decoded with
 the largest batch up to --batch whose cache fits the GPU (stated in the record). The caches are
 filled with random post-RoPE-like keys (unit noise plus a per-dimension offset) written through
-their own APIs (no prefill), then --steps decode steps of the model (embedding, 16 layers, final
+their own APIs (no prefill) up to the context less the steps to come, so that every timed step
+attends within the stated context and the cache holds exactly that many tokens (a paged cache
+one page longer than a power of two would double the top-k kernel's row block), then --steps
+decode steps of the model (embedding, 16 layers, final
 norm, LM head, cache advance) are timed after --warmup steps, CUDA-synchronised.
 
 Byte floor (per token, over the measured copy bandwidth): the weights read once, plus dense: the
@@ -175,16 +178,17 @@ def main() -> None:
         B = a.batch
         if dev.type == "cuda":
             free = torch.cuda.mem_get_info(dev)[0] - a.headroom_gb * 1e9
-            B = max(1, min(a.batch, int(free // cache_bytes_per_row(cfg, ctx + a.steps + 8))))
+            B = max(1, min(a.batch, int(free // cache_bytes_per_row(cfg, ctx))))
         ms, graphed, captures, errors = {}, {}, {}, {}
         runs = 2 if a.cuda_graphs else 1
+        grow = runs * (a.warmup + a.steps) + (3 if a.profile else 0)  # decode steps to come
         for method in ("dense", "unique"):
             sparse = SparseConfig(method, a.budget, stats_dtype=a.stats_dtype)
-            cache = new_decode_cache(cfg.layers, B, ctx + runs * (a.warmup + a.steps) + 8,
+            cache = new_decode_cache(cfg.layers, B, ctx,
                                      cfg.kv_heads, cfg.head_dim, dev, dtype, sparse)
             if a.pytorch_ops and method != "dense":
                 cache.kv.fused_write = False
-            fill(cache, ctx, g)
+            fill(cache, ctx - grow, g)
             timing = (B, cfg.vocab, a.steps, a.warmup, dev)
             ms[method] = time_steps(lambda tok, c=cache: model.decode_step(tok, c),
                                     *timing) * 1e3
@@ -205,7 +209,7 @@ def main() -> None:
         f_dense, f_unique = floors(cfg, B, ctx, a.budget, a.stats_dtype, bw, weight_bytes)
         rec = {"bench": "e2e_decode",
                "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (smoke)",
-               "torch": torch.__version__, "context": ctx, "batch": B,
+               "torch": torch.__version__, "context": ctx, "filled": ctx - grow, "batch": B,
                "batch_asked": a.batch, "budget": a.budget, "stats_dtype": a.stats_dtype,
                "geometry": {k: getattr(cfg, k) for k in FIG3},
                "unique_ms_per_token": round(ms["unique"], 3),
