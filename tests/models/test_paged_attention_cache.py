@@ -265,3 +265,26 @@ def test_registry_and_config():
     with pytest.raises(ValueError, match=r"decode\.sparse\.impl='fast'"):
         PagedAttentionCache(1, 1, 16, 1, 8, "cpu", torch.float32,
                             SparseConfig("unique", 8, impl="fast"))
+
+
+def test_static_step_view_scores_a_power_of_two_of_the_longest_row():
+    """The static step view's pages per row (its graph key) follow the longest row in use,
+    rounded up to a power of two (>= 16), capped at the cache's pages per sequence."""
+    sparse = SparseConfig("unique", 16, page_size=8)
+    cache = PagedAttentionCache(1, 2, 300, 2, 8, "cpu", torch.float32, sparse)  # 38 pages
+    view = cache.step_view(2, static=True)
+    for s, n in zip(cache.slots, (129, 40)):
+        cache.kv.reserve([s], n)
+        cache.kv.write(0, torch.randn(n, 2, 8), torch.randn(n, 2, 8))
+    cache.lens[:] = torch.tensor([129, 40])
+    assert view.prepare()[1] == 32  # 130 tokens: 17 pages
+    for _ in range(6):
+        view.step(0, torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8))
+        cache.advance(1)
+        key = view.prepare()
+    assert cache.kv.seq_length(cache.slots[0]) == 136 and key[1] == 32  # 17 pages
+    cache.kv.reserve([cache.slots[0]], 150)  # 286 tokens: 36 pages -> 64, capped at 38
+    cache.kv.write(0, torch.randn(150, 2, 8), torch.randn(150, 2, 8))
+    cache.lens[0] = 286
+    assert view.prepare()[1] == 38
+    assert cache.step_view(2, static=False).prepare()[1] is None

@@ -211,7 +211,10 @@ class PagedStepView:
     step() is the device work, reading only those buffers and the cache's own tensors: at layer
     0 apply_decode (page table, lengths, page counts) and the rows' page-table rows and lengths
     (api.StepRows); in every layer the K/V write and the attention. static: the kernels score
-    max_pages_per_seq pages per row (fixed shapes); prepare's key says whether the step attends
+    a fixed number of pages per row: the longest row's pages rounded up to a power of two
+    (at most max_pages_per_seq), so the top-k kernel's row block follows the rows in use, not
+    the longest recording the cache was sized for; prepare's key holds that count (a new one
+    is a new graph, at most log2 of them) and whether the step attends
     sparsely, a host choice (api.is_sparse_step) that a captured step bakes in.
     """
 
@@ -225,9 +228,11 @@ class PagedStepView:
         # the reference implementation reads lengths on the host: it cannot be captured
         self.capturable = impl == "triton" or (impl == "auto" and dev.type == "cuda")
         self.rows: StepRows | None = None
+        self.max_pages: int | None = None
 
     def prepare(self) -> tuple:
-        """The step's host work; returns the key of its shapes: (attends sparsely,)."""
+        """The step's host work; returns the key of its shapes: (attends sparsely, pages
+        scored per row or None)."""
         c = self.cache
         if len(c.slots) != self.batch:
             raise ValueError(f"PagedStepView: the cache has {len(c.slots)} rows, the view "
@@ -236,7 +241,10 @@ class PagedStepView:
         plan = torch.tensor([c.slots, taken], dtype=torch.long, pin_memory=self._pin)
         self._plan.copy_(plan, non_blocking=self._pin)
         self.positions.copy_(c.lens)
-        return (is_sparse_step(c.kv, c.sparse, c.slots),)
+        if self.static:
+            longest = c.pages_for(max(c.kv.seq_length(s) for s in c.slots))
+            self.max_pages = min(c.kv.max_pages_per_seq, 1 << max(4, (longest - 1).bit_length()))
+        return (is_sparse_step(c.kv, c.sparse, c.slots), self.max_pages)
 
     def step(self, layer: int, q, k, v) -> torch.Tensor:
         kv = self.cache.kv
@@ -246,6 +254,6 @@ class PagedStepView:
             self.rows = StepRows(list(self.cache.slots), slots,
                                  kv.page_table.index_select(0, slots),
                                  kv.lengths.index_select(0, slots),
-                                 kv.max_pages_per_seq if self.static else None)
+                                 self.max_pages)
         kv.write(layer, k[:, :, 0], v[:, :, 0])
         return self.cache.attend(q[:, :, 0], layer, self.rows)[:, :, None].to(q.dtype)
