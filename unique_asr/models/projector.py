@@ -1,6 +1,8 @@
 """Projector: stack `model.stack` consecutive encoder frames into one audio token (conformer:
 2 x 40 ms -> 80 ms; Whisper: 4 x 20 ms -> 80 ms) and map them to the decoder width with a
-2-layer MLP.
+2-layer MLP, optionally followed by `model.adapter_layers` transformer layers that attend within
++- adapter_span_s seconds (a trainable acoustic model on top of a frozen encoder: the same span
+in training windows and in whole recordings).
 
 The audio-token geometry (input feature frames per audio token) is defined here, from the
 encoder's subsampling and the stack, for everything that needs it: training's shortest usable
@@ -54,9 +56,22 @@ class Projector(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(cfg.stack * enc_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim),
         )
+        heads = next(h for h in (8, 9, 6, 4, 3, 2, 1) if llm_dim % h == 0 and llm_dim // h >= 32)
+        self.adapter = nn.ModuleList(
+            nn.TransformerEncoderLayer(llm_dim, heads, 2 * llm_dim, dropout=0.1,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(int(cfg.adapter_layers)))
+        self.span = max(1, round(cfg.adapter_span_s / audio_token_seconds(cfg)))
 
     def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor):
         B, T, D = enc.shape
         Ta = T // self.stack
         x = enc[:, : Ta * self.stack].reshape(B, Ta, self.stack * D)
-        return self.net(x), enc_lens // self.stack
+        x, lens = self.net(x), enc_lens // self.stack
+        if len(self.adapter):
+            pos = torch.arange(Ta, device=x.device)
+            far = (pos[:, None] - pos[None, :]).abs() > self.span  # True: not attended
+            pad = pos[None, :] >= lens[:, None]
+            for layer in self.adapter:
+                x = layer(x, src_mask=far, src_key_padding_mask=pad)
+        return x, lens
