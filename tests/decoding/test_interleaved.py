@@ -42,7 +42,7 @@ def test_pack_interleaved_layout():
 
 def test_speech_llm_trains_on_the_interleaved_layout():
     torch.manual_seed(0)
-    m = build_model(ModelConfig(n_text=40, interleave_s=1.0))
+    m = build_model(ModelConfig(n_text=40, interleave_s=1.0, ctc_segments=True))
     feats = torch.randn(2, 300, 80)
     seg = {"row": torch.tensor([0, 0, 1]), "start": torch.tensor([0.2, 1.6, 0.3]),
            "end": torch.tensor([1.2, 2.6, 2.0]), "tokens": torch.randint(0, 40, (3, 4)),
@@ -153,7 +153,7 @@ def test_training_validation_decodes_whole_recordings_chunk_by_chunk(monkeypatch
     from unique_asr.decoding.generate import greedy_decode
 
     torch.manual_seed(0)
-    m = build_model(ModelConfig(n_text=40, interleave_s=1.0)).eval()
+    m = build_model(ModelConfig(n_text=40, interleave_s=1.0, ctc_segments=True)).eval()
     seen = {}
     real = interleaved.interleaved_greedy
 

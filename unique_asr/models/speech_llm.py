@@ -69,6 +69,9 @@ class SpeechLLM(nn.Module):
 
     def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
+        if cfg.interleave_s > 0 and not cfg.ctc_segments:
+            raise ValueError("model.interleave_s > 0 builds its chunks from the windows' sentence "
+                             "times: set model.ctc_segments=true")
         self.cfg = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)  # the conformer's; Whisper normalises its own log-mel
         self.specaug = SpecAugment(cfg)

@@ -157,7 +157,8 @@ class Trainer:
             dev = self.dev_data
             if dev and dev[1]:
                 wins = self.curriculum.valid_windows(dev[1])[: cfg.valid_max_windows]
-                self.dev_batches = fixed_batches(dev[0], wins, self.sp, frame_shift=shift)
+                self.dev_batches = fixed_batches(
+                    WindowBatcher(dev[0], self.sp, self.model_cfg.ctc_segments, shift), wins)
 
     def _resume_or_init(self) -> None:
         last = self.exp_dir / "last.pt"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from unique_asr.training.data import FRAME_SHIFT, collate
-
 
 @torch.no_grad()
 def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> dict:
@@ -60,17 +58,10 @@ def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recording
     return scored.wer, [(r.rec_id, r.ref, r.hyp) for r in scored.recordings]
 
 
-def fixed_batches(feats: dict, windows, sp, max_items: int = 8,
-                  frame_shift: float = FRAME_SHIFT) -> list[dict]:
-    """Batches of dev windows (fixed order, small) for validation loss."""
-    out, cur = [], []
-    for w in windows:
-        a = round(w.start / frame_shift)
-        x = feats[w.rec_id][a: a + round(w.duration / frame_shift)]
-        cur.append((x, torch.tensor(sp.encode(w.text), dtype=torch.long), w.rec_id))
-        if len(cur) == max_items:
-            out.append(collate(*map(list, zip(*cur))))
-            cur = []
-    if cur:
-        out.append(collate(*map(list, zip(*cur))))
-    return out
+def fixed_batches(batcher, windows, max_items: int = 8) -> list[dict]:
+    """Batches of dev windows (fixed order, small) for validation loss, made by the training
+    batches' own `batcher` (training/data.WindowBatcher: sentence times included)."""
+    from unique_asr.training.data import windows_to_cuts
+
+    cuts = list(windows_to_cuts(windows))
+    return [batcher(cuts[i: i + max_items]) for i in range(0, len(cuts), max_items)]
