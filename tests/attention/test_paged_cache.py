@@ -24,7 +24,9 @@ def test_stats_after_prefill_and_decode_match_reference(page_size):
             assert (pages >= 0).all() and (pt[b, n:] == -1).all()
             got_m = cache.mean[layer, pages].permute(1, 0, 2)
             assert torch.allclose(got_m, mean[b, :, :n], atol=1e-5)
-            assert torch.allclose(cache.std[layer, pages].T, std[b, :, :n], atol=1e-4)
+            # std = sqrt(E|k|^2 - |E k|^2) in float32 carries ~sqrt(eps * |k|^2) ~ 2e-3 of
+            # cancellation noise (a one-token page's true std 0 reads up to that on CUDA)
+            assert torch.allclose(cache.std[layer, pages].T, std[b, :, :n], atol=3e-3)
             assert torch.equal(cache.kmin[layer, pages].permute(1, 0, 2), kmin[b, :, :n].float())
             assert torch.equal(cache.kmax[layer, pages].permute(1, 0, 2), kmax[b, :, :n].float())
 
@@ -113,8 +115,11 @@ def test_split_decode_append_equals_reserve(stats_dtype):
     1) + write: page table, lengths, page counts, K/V and every page statistic, over steps that
     cross page boundaries, on pages recycled from a freed sequence (stale statistics)."""
     def build():
+        # the PyTorch write on both sides: exact equality tests the split bookkeeping; the fused
+        # write has its own test against it (test_fused_decode_write_equals_torch_write)
         c = PagedKVCache(2, 2, 16, num_pages=24, max_seqs=4, page_size=4, device=DEV,
-                         dtype=torch.float32, quest=True, stats_dtype=stats_dtype)
+                         dtype=torch.float32, quest=True, stats_dtype=stats_dtype,
+                         write_impl="torch")
         g = torch.Generator(device=DEV).manual_seed(0)
         seqs = [c.add_sequence() for _ in range(4)]
         for s, n in zip(seqs, [6, 3, 9, 4]):

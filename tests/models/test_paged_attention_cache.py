@@ -97,7 +97,7 @@ def _ref_step(q, dense: DenseKVCache, layer, method, budget, sink):
     return R.sparse_attention(q, k, v, lens, sel, 8), sel
 
 
-IMPLS = ["reference"] + (["triton"] if INTERP or torch.cuda.is_available() else [])
+IMPLS = ["reference"] + (["triton"] if INTERP else [])  # CPU tensors: Triton's interpreter
 
 
 @pytest.mark.parametrize("impl", IMPLS)
