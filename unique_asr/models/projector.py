@@ -68,10 +68,25 @@ class Projector(nn.Module):
         Ta = T // self.stack
         x = enc[:, : Ta * self.stack].reshape(B, Ta, self.stack * D)
         x, lens = self.net(x), enc_lens // self.stack
-        if len(self.adapter):
-            pos = torch.arange(Ta, device=x.device)
+        if not len(self.adapter):
+            return x, lens
+        # each row on its own (no padding inside attention), in blocks whose margins cover the
+        # layers' reach, so a whole recording costs its length times the span
+        out = torch.zeros_like(x)
+        for b, n in enumerate(lens.tolist()):
+            out[b, :n] = self._adapt(x[b, :n])
+        return out, lens
+
+    def _adapt(self, x: torch.Tensor, block: int = 1024) -> torch.Tensor:
+        """The adapter layers over one row's tokens x [T, D]: each layer attends within +-span."""
+        reach = self.span * len(self.adapter)
+        parts = []
+        for a in range(0, max(1, x.shape[0]), block):
+            lo, hi = max(0, a - reach), min(x.shape[0], a + block + reach)
+            pos = torch.arange(hi - lo, device=x.device)
             far = (pos[:, None] - pos[None, :]).abs() > self.span  # True: not attended
-            pad = pos[None, :] >= lens[:, None]
+            y = x[None, lo:hi]
             for layer in self.adapter:
-                x = layer(x, src_mask=far, src_key_padding_mask=pad)
-        return x, lens
+                y = layer(y, src_mask=far)
+            parts.append(y[0, a - lo: a - lo + block])
+        return torch.cat(parts)
