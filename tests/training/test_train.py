@@ -114,15 +114,3 @@ def test_ctc_segments_train_the_ctc_head_on_windows_of_any_length(data, tmp_path
     assert all(r["ctc"] == 0 for r in rows[False])
     assert all(r["ctc"] > 0.5 for r in rows[True]), rows[True]
 
-
-def test_interleaved_layout_trains_validates_and_decodes(data, tmp_path):
-    """model.interleave_s: training, the dev loss (its batches carry the sentence times) and the
-    dev greedy WER (chunk by chunk) run, and the loss goes down."""
-    exp = tmp_path / "exp"
-    summary = train(tiny_model_cfg(interleave_s=1.0, ctc_segments=True), train_cfg(max_steps=16, valid_every=8,
-                                                               valid_wer_recordings=1),
-                    exp, data, data, CharTokenizer(), seed=3, greedy=greedy_decode)
-    losses = _losses(exp)
-    assert sum(losses[s] for s in (14, 15, 16)) < 0.8 * sum(losses[s] for s in (1, 2, 3))
-    logged = [json.loads(x) for x in (exp / "train_log.jsonl").read_text().splitlines()]
-    assert any("valid_loss" in r for r in logged) and "dev_greedy_wer_last" in summary

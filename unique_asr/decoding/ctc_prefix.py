@@ -86,31 +86,19 @@ class CTCPrefixScorer:
     """
 
     def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int,
-                 window: int = 0, rows: torch.Tensor | None = None,
-                 offsets: torch.Tensor | None = None):
-        """rows, offsets: score stretches of the log-probs instead of whole rows: sequence i is
-        frames offsets[i] .. offsets[i] + lens[i] - 1 of row rows[i] (an interleaved chunk's
-        audio); read in place, not copied."""
+                 window: int = 0):
         if logp.dim() != 3:
             raise ValueError(f"CTC log-probs must be [batch, frames, classes]; got {logp.shape}")
-        Bl, Tl, C = logp.shape
+        B, T, C = logp.shape
         if not 0 <= blank < C:
             raise ValueError(f"CTC blank id {blank} outside 0..{C - 1}")
         if eos == blank:
             raise ValueError(f"eos id {eos} is the CTC blank; it must differ from it")
-        dev = logp.device
-        if rows is None:
-            B, T = Bl, Tl
-            self.src = torch.arange(B, device=dev)
-            self.off = torch.zeros(B, dtype=torch.long, device=dev)
-        else:
-            self.src, self.off = rows.to(dev).long(), offsets.to(dev).long()
-            B = self.src.numel()
-            T = max(1, int(torch.as_tensor(lens).max())) if B else 1
         self.B, self.T, self.C, self.blank, self.eos = B, T, C, blank, eos
         self.window = int(window) if 0 < int(window) < T else 0
         self.full_steps = 0  # windowed calls that needed all frames (diagnostics)
-        self._top: torch.Tensor | None = None  # [Bl, Tl, P] per-frame best labels (proposals)
+        self._top: torch.Tensor | None = None  # [B, T, P] per-frame best labels (proposals)
+        dev = logp.device
         self.lens = torch.as_tensor(lens, device=dev).long().clamp(0, T)
         # the log-probs are read where a step needs them (log_y): no copy per class, which with
         # a pretrained LLM's ~50k classes would be tens of GB for a batch of long recordings
@@ -121,18 +109,12 @@ class CTCPrefixScorer:
         # X_blank[tau] = sum_{u<tau} log y_u(blank): the empty prefix's r^b
         self.cum_blank = torch.cat([blank.new_zeros(B, 1), blank.cumsum(-1)], 1)  # [B, T+1]
 
-    def _frames(self, seq: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, frames) of the log-probs that sequences seq [N] read at their frames [N, W]."""
-        fr = (self.off[seq][:, None] + frames.clamp(max=self.T - 1)).clamp(
-            max=self.logp.shape[1] - 1)
-        return self.src[seq], fr
-
     def log_y(self, seq: torch.Tensor, labels: torch.Tensor, frames: torch.Tensor
               ) -> torch.Tensor:
         """float64 log y_t(c) [N, K, W] of sequences seq [N], classes labels [N, K] at frames
         [N, W]: clamped at LOG_FLOOR, 0 (log 1) on padding frames so every sum stays finite."""
-        row, fr = self._frames(seq, frames)
-        v = self.logp[row[:, None, None], fr[:, None, :], labels[:, :, None]].to(torch.float64)
+        fr = frames.clamp(max=self.T - 1)
+        v = self.logp[seq[:, None, None], fr[:, None, :], labels[:, :, None]].to(torch.float64)
         pad = frames >= self.lens[seq][:, None]
         return v.clamp_min(LOG_FLOOR).masked_fill(pad[:, None, :], 0.0)
 
@@ -193,16 +175,14 @@ class CTCPrefixScorer:
             self._top = self._frame_top_labels(per_frame)
         pos = torch.logaddexp(st.rn, st.rb).argmax(-1)  # [N] frames consumed
         fr = pos[:, None] + torch.arange(lookahead, device=pos.device)  # [N, F]
-        row, at = self._frames(st.seq, fr)
-        top = self._top[row[:, None], at]  # [N, F, P]
+        top = self._top[st.seq[:, None], fr.clamp(max=self.T - 1)]  # [N, F, P]
         top = top.masked_fill((fr >= self.lens[st.seq][:, None])[..., None], self.blank)
         return top.flatten(1)
 
     def _frame_top_labels(self, per_frame: int, chunk: int = 256) -> torch.Tensor:
-        """[B, T, per_frame] best labels of every frame of the log-probs, blank and end token
-        excluded."""
+        """[B, T, per_frame] best labels of every frame, blank and end token excluded."""
         out = []
-        for t0 in range(0, self.logp.shape[1], chunk):
+        for t0 in range(0, self.T, chunk):
             idx = self.logp[:, t0:t0 + chunk].topk(min(per_frame + 2, self.C), -1).indices
             bad = (idx == self.blank) | (idx == self.eos)
             order = bad.long().argsort(dim=-1, stable=True)[..., :per_frame]  # valid ones first

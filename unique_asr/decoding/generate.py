@@ -305,18 +305,6 @@ def _backtrack(toks, parents, best, eos) -> list[list[int]]:
 
 @torch.inference_mode()
 def greedy_decode(model, feats: torch.Tensor, feat_lens: torch.Tensor, max_new_tokens: int):
-    """fbank [B,T,80] -> greedy text ids per sequence (training validation's entry point).
-    An interleaved model (model.interleave_s) shares max_new_tokens among a recording's chunks
-    by their lengths, plus 16 each."""
+    """fbank [B,T,80] -> greedy text ids per sequence (training validation's entry point)."""
     audio, audio_lens = model.encode(feats, feat_lens)
-    if model.cfg.interleave_s <= 0:
-        return greedy_search(model, audio, audio_lens, max_new_tokens)[0]
-    from unique_asr.decoding.interleaved import interleaved_greedy
-    from unique_asr.decoding.longform import chunk_spans
-
-    chunks = [chunk_spans(feats[b, : int(feat_lens[b])], int(n), model.cfg.interleave_s,
-                          model.input_frame_seconds, model.frames_per_token)
-              for b, n in enumerate(audio_lens.tolist())]
-    limits = [[max_new_tokens * (a1 - a0) // max(1, int(audio_lens[b])) + 16 for a0, a1 in sp]
-              for b, sp in enumerate(chunks)]
-    return interleaved_greedy(model, audio, audio_lens, chunks, limits)[0]
+    return greedy_search(model, audio, audio_lens, max_new_tokens)[0]

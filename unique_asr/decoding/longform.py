@@ -127,18 +127,6 @@ def split_points(
     return pieces
 
 
-def chunk_spans(feats: torch.Tensor, n_audio: int, chunk_s: float, frame_seconds: float,
-                frames_per_token: int) -> list[tuple[int, int]]:
-    """The interleaved layout's chunks of one piece (model.interleave_s) in audio tokens: cuts
-    at pauses (split_points, energy) so that no chunk is longer than chunk_s seconds; the last
-    chunk ends at the piece's last audio token."""
-    fpt = frames_per_token
-    cuts = split_points(feats, max(fpt, int(chunk_s / frame_seconds)), "energy", None,
-                        frame_seconds)
-    return [(min(n_audio, s // fpt), n_audio if i == len(cuts) - 1 else min(n_audio, e // fpt))
-            for i, (s, e) in enumerate(cuts)]
-
-
 def supervision_gaps(cut) -> list[tuple[float, float]]:
     """Silences between the cut's supervisions (seconds, relative to the cut)."""
     sups = sorted(cut.supervisions, key=lambda s: s.start)

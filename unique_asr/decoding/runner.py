@@ -35,9 +35,7 @@ from unique_asr.decoding.config import CTC_ONLY, DecodeConfig
 from unique_asr.decoding.ctc_beam import ctc_prefix_beam_search
 from unique_asr.decoding.engine import continuous_greedy
 from unique_asr.decoding.generate import GenStats, JointCTC, beam_search, greedy_search, sync
-from unique_asr.decoding.interleaved import interleaved_greedy
 from unique_asr.decoding.longform import (
-    chunk_spans,
     max_new_tokens,
     max_piece_frames,
     min_frames,
@@ -178,33 +176,15 @@ def decode_cuts(model, cuts, tokenizer, opts: DecodeConfig, device, lm=None, lex
     return total
 
 
-def interleave_chunks(batch, audio_lens, chunk_s: float, fs: float, fpt: int, tps: float,
-                      min_new: int) -> tuple[list[list[tuple[int, int]]], list[list[int]]]:
-    """The interleaved layout's chunks of each piece (longform.chunk_spans) and the transcript
-    token limit of each chunk."""
-    spans = [chunk_spans(p.feats, n, chunk_s, fs, fpt) for p, n in zip(batch, audio_lens.tolist())]
-    limits = [[max_new_tokens(b - a, tps, min_new, frames_per_token=fpt, frame_seconds=fs)
-               for a, b in sp] for sp in spans]
-    return spans, limits
-
-
-def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexicon,
-            chunks=None):
+def _search(model, opts: DecodeConfig, audio, audio_lens, limits, ctc, lm, lexicon):
     """One batch's search by decode.method: (hyps, GenStats, the JointCTC or None).
-    ctc: the pieces' (CTC log-probs, lengths), or None when no method needs them; chunks: the
-    interleaved layout's (audio token spans, token limits) per piece (model.interleave_s)."""
+    ctc: the pieces' (CTC log-probs, lengths), or None when no method needs them."""
     joint = None
     if opts.joint_ctc_weight > 0:
         # the window is given in 40 ms frames; an upsampling CTC head has more per second
         window = int(opts.ctc_window) * model.ctc.upsample
         joint = JointCTC(*ctc, model.ctc_blank, opts.joint_ctc_weight,
                          int(opts.ctc_candidates), window, int(opts.ctc_lookahead))
-    if chunks is not None and opts.method not in CTC_ONLY:
-        if opts.method != "greedy":
-            raise ValueError(f"decode.method={opts.method}: a model with interleaved chunks "
-                             "(model.interleave_s > 0) decodes with greedy (or the CTC methods)")
-        return (*interleaved_greedy(model, audio, audio_lens, chunks[0], chunks[1], opts.sparse,
-                                    joint), joint)
     if opts.method == "ctc_greedy":  # diagnoses the encoder apart from the decoder
         hyps = ctc_greedy(*ctc, model.ctc_blank)
         return hyps, GenStats(tokens=sum(len(h) for h in hyps)), joint
@@ -284,14 +264,8 @@ def decode_recordings(model, recordings: list[TestRecording], tokenizer, opts: D
         limits = [max_new_tokens(int(n), tps, opts.min_new_tokens,
                                  frames_per_token=model.frames_per_token, frame_seconds=fs)
                   for n in audio_lens.tolist()]
-        chunks = None
-        if model.cfg.interleave_s > 0:
-            chunks = interleave_chunks(batch, audio_lens, model.cfg.interleave_s, fs,
-                                       model.frames_per_token, tps, opts.min_new_tokens)
-            limits = [sum(lim) for lim in chunks[1]]
         hyps, st, joint = _search(model, opts, audio, audio_lens, limits,
-                                  (ctc_logp, ctc_lens) if need_ctc else None, lm, lexicon,
-                                  chunks)
+                                  (ctc_logp, ctc_lens) if need_ctc else None, lm, lexicon)
         if joint is not None:
             notes["ctc_seconds"] += round(st.ctc_seconds, 3)
             notes["ctc_full_window_calls"] += st.ctc_full_steps

@@ -8,9 +8,7 @@
   library's METHODS (attention/api.py): dense is DenseKVCache (contiguous, torch SDPA), the
   sparse methods PagedAttentionCache (paged_attention_cache.py). A cache's protocol:
   `prefill(layer, q, k, v, lens)` stores the prompt and returns its attention output,
-  `step(layer, q, k, v)` appends one token per sequence and attends, `extend(layer, q, k, v,
-  n)` appends n[b] tokens to every row and attends over the row's whole history (interleaved
-  audio/text chunks: speech_llm.extend), `advance(n)` moves the
+  `step(layer, q, k, v)` appends one token per sequence and attends, `advance(n)` moves the
   lengths once all layers are done, `set_lens(lens)`, `reorder(index)` (beam search,
   batch compaction). prefill and set_lens take `rows=` to fill only some rows; `SlotRows(
   cache, rows)` empties those rows and gives the model a cache-shaped view that prefills them
@@ -66,20 +64,6 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                           enable_gqa=q.shape[1] != k.shape[1])
 
 
-def extend_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     old: torch.Tensor) -> torch.Tensor:
-    """Queries of new tokens over a cache that already holds them: q [B,H,L,D] are the tokens
-    at positions old[b] + i, k/v [B,Hkv,T,D] the rows' cached keys and values (T >= old + L);
-    query i of row b sees keys 0..old[b] + i. Padded queries (past a row's new tokens) see the
-    same and are ignored by the caller."""
-    L, T = q.shape[2], k.shape[2]
-    qpos = old.to(q.device)[:, None] + torch.arange(L, device=q.device)[None, :]
-    mask = torch.arange(T, device=q.device)[None, None, :] <= qpos[:, :, None]
-    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype),
-                                          attn_mask=mask[:, None],
-                                          enable_gqa=q.shape[1] != k.shape[1])
-
-
 def _softmask(q, k, v, cfg: TrainAttentionConfig, mode: str):
     """UNIQUE sparsity-aware training attention (docs/method.md soft page mask)."""
     from unique_asr.attention.softmask import softmask_attention
@@ -132,24 +116,6 @@ class DenseKVCache:
         self.k[layer][at, :, :L] = k.to(self.k[layer].dtype)
         self.v[layer][at, :, :L] = v.to(self.v[layer].dtype)
         return dense_attention(q, k, v)
-
-    def extend(self, layer: int, q, k, v, n: torch.Tensor, rows=None) -> torch.Tensor:
-        """Append n[i] tokens to row rows[i] (default: row i; q [R,H,L,D], k/v [R,Hkv,L,D]
-        right-padded) after its cached ones and attend over the row's history and them; after
-        the last layer the lengths include them."""
-        rows = torch.arange(len(self.lens), device=self.lens.device) if rows is None else rows
-        before = self.lens[rows]
-        n = n.to(before.device)
-        if int((before + n).max()) > self.max_len:
-            raise ValueError(f"KV cache full (max_len={self.max_len}); allocate a larger cache")
-        for i, (r, o, m) in enumerate(zip(rows.tolist(), before.tolist(), n.tolist())):
-            self.k[layer][r, :, o:o + m] = k[i, :, :m].to(self.k[layer].dtype)
-            self.v[layer][r, :, o:o + m] = v[i, :, :m].to(self.v[layer].dtype)
-        T = int((before + n).max())
-        out = extend_attention(q, self.k[layer][rows, :, :T], self.v[layer][rows, :, :T], before)
-        if layer == len(self.k) - 1:
-            self.set_lens(before + n, rows=rows)
-        return out
 
     def _check_room(self) -> None:
         if self.top >= self.max_len:
@@ -271,22 +237,6 @@ class SlotRows:
 
     def set_lens(self, lens: torch.Tensor) -> None:
         self.cache.set_lens(lens, rows=self.rows)
-
-
-class ExtendRows:
-    """Some rows of a decode cache seen by the model's extend as a whole cache (interleaved
-    chunks: only the rows whose next chunk starts are extended)."""
-
-    def __init__(self, cache, rows: torch.Tensor):
-        self.cache = cache
-        self.rows = torch.as_tensor(rows, dtype=torch.long, device=cache.lens.device)
-
-    @property
-    def lens(self) -> torch.Tensor:
-        return self.cache.lens[self.rows]
-
-    def extend(self, layer: int, q, k, v, n: torch.Tensor) -> torch.Tensor:
-        return self.cache.extend(layer, q, k, v, n, rows=self.rows)
 
 
 def new_decode_cache(n_layers: int, batch: int, max_len: int, n_kv_heads: int, head_dim: int,

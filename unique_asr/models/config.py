@@ -190,11 +190,6 @@ class ModelConfig:
     inter_ctc_layers: list = field(default_factory=list)
     inter_ctc_weight: float = 0.3
     dropout: float = 0.0
-    # decoder layout: > 0 interleaves audio and transcript in chunks of up to this many seconds
-    # ([audio 1][prompt][text 1][eos][audio 2][prompt][text 2][eos]...; chunks end in pauses
-    # between sentences), so a whole recording is still one sequence but each transcript piece
-    # follows its own audio; 0: all audio tokens first, then the whole transcript
-    interleave_s: float = 0.0
     text_input_noise: float = 0.0  # training: share of the decoder's input text tokens replaced
                                    # by random ones (speech_llm._pack), so it must use the audio
 

@@ -93,8 +93,6 @@ class DecoderAttention(nn.Module):
             y = TRAIN_ATTENTION[self.train_attention.kind](q, k, v, self.train_attention)
         elif mode == "prefill":
             y = cache.prefill(self.layer, q, k, v, lens)
-        elif mode == "extend":  # lens: tokens appended per row
-            y = cache.extend(self.layer, q, k, v, lens)
         else:
             y = cache.step(self.layer, q, k, v)
         return self._out(y)

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from unique_asr.attention.api import SparseConfig, StepRows, decode, is_sparse_step
 from unique_asr.attention.paged_cache import PagedKVCache
-from unique_asr.models.attention import extend_attention
 
 
 def _expand_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -96,39 +95,6 @@ class PagedAttentionCache:
         if len(self._prompt) == self.n_layers:
             self._write_prompt(lens, targets)
         return out
-
-    def extend(self, layer: int, q, k, v, n: torch.Tensor, rows=None) -> torch.Tensor:
-        """Append n[i] tokens to row rows[i] (default: row i; q [R,H,L,D], k/v [R,Hkv,L,D]
-        right-padded) after its cached ones and attend densely over the row's history and them
-        (a chunk's prefill); the tokens are paged (page statistics updated) once every layer has
-        been seen, and the lengths then include them."""
-        rows = list(range(len(self.slots))) if rows is None else [int(r) for r in rows]
-        before = self.lens[rows]
-        old, counts = before.tolist(), [int(m) for m in n.tolist()]
-        T = max(o + m for o, m in zip(old, counts))
-        shape = (len(rows), k.shape[1], T, k.shape[3])
-        fk, fv = k.new_zeros(shape), v.new_zeros(shape)
-        if max(old) > 0:
-            hk, hv, _ = self.kv.contiguous(layer, [self.slots[r] for r in rows])
-            for i, o in enumerate(old):
-                fk[i, :, :o], fv[i, :, :o] = hk[i, :, :o], hv[i, :, :o]
-        for i, (o, m) in enumerate(zip(old, counts)):
-            fk[i, :, o:o + m], fv[i, :, o:o + m] = k[i, :, :m], v[i, :, :m]
-        self._prompt[layer] = (k, v)
-        if len(self._prompt) == self.n_layers:
-            self._append(rows, counts)
-        return extend_attention(q, fk, fv, before)
-
-    def _append(self, rows: list[int], counts: list[int]) -> None:
-        for i, (r, m) in enumerate(zip(rows, counts)):
-            if m:
-                self.kv.reserve([self.slots[r]], m)
-                for layer in range(self.n_layers):
-                    k, v = self._prompt[layer]
-                    self.kv.write(layer, k[i, :, :m].transpose(0, 1), v[i, :, :m].transpose(0, 1))
-        self._prompt.clear()
-        self.lens = self.lens.clone()
-        self.lens[rows] += torch.tensor(counts, device=self.device)
 
     def _write_prompt(self, lens: torch.Tensor, targets: list[int]) -> None:
         n = lens.tolist()

@@ -22,14 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from unique_asr.attention.api import SparseConfig
-from unique_asr.models.attention import ExtendRows, TrainAttentionConfig, new_decode_cache
+from unique_asr.models.attention import TrainAttentionConfig, new_decode_cache
 from unique_asr.models.config import ModelConfig
 from unique_asr.models.ctc import CTCHead
 from unique_asr.models.decoder import Decoder
 from unique_asr.models.embed_ctc import EmbeddingCTC
 from unique_asr.models.encoder import ConformerEncoder
 from unique_asr.models.frontend import GlobalCMVN, SpecAugment, sliding_cmn
-from unique_asr.models.interleave import pack_interleaved
 from unique_asr.models.projector import (
     Projector,
     audio_token_count,
@@ -69,9 +68,6 @@ class SpeechLLM(nn.Module):
 
     def __init__(self, cfg: ModelConfig, train_attention: TrainAttentionConfig | None = None):
         super().__init__()
-        if cfg.interleave_s > 0 and not cfg.ctc_segments:
-            raise ValueError("model.interleave_s > 0 builds its chunks from the windows' sentence "
-                             "times: set model.ctc_segments=true")
         self.cfg = cfg
         self.cmvn = GlobalCMVN(cfg.n_mels)  # the conformer's; Whisper normalises its own log-mel
         self.specaug = SpecAugment(cfg)
@@ -236,22 +232,6 @@ class SpeechLLM(nn.Module):
         tgt = torch.where((j < P - 1) | (j > last), torch.full_like(tgt, -100), tgt)
         return x, tgt
 
-    def _pack_interleaved(self, audio, audio_lens, seg):
-        """Decoder inputs [B,L,D] and targets [B,L] of the interleaved layout (models/interleave)."""
-        if seg is None:
-            raise ValueError("model.interleave_s > 0 needs the windows' sentence times: keep "
-                             "model.ctc_segments=true (the trainer then passes them)")
-        src, tok, tgt, is_text = pack_interleaved(
-            audio, audio_lens, seg, self.audio_token_seconds, self.cfg.interleave_s,
-            self.prompt_ids.tolist(), self.eos_id)
-        if self.training and self.cfg.text_input_noise > 0:
-            noisy = is_text & (torch.rand(tok.shape, device=tok.device) < self.cfg.text_input_noise)
-            tok = torch.where(noisy, torch.randint_like(tok, self.cfg.n_text), tok)
-        x = self.decoder.embed(tok)
-        a = audio.gather(1, src.clamp_min(0)[..., None].expand(-1, -1, audio.shape[2]))
-        x = torch.where((src >= 0)[..., None], a.to(x.dtype), x)
-        return x, tgt
-
     def forward(self, feats, feat_lens, tokens, token_lens, ce_weight: float | None = None,
                 ctc_segments: dict | None = None) -> dict:
         """Returns loss (per target token of this batch) and the sums a trainer can normalise
@@ -291,10 +271,7 @@ class SpeechLLM(nn.Module):
             ce_sum = ctc_final.new_zeros(())
             ntokens = (token_lens + 1).sum()
         else:
-            if self.cfg.interleave_s > 0:
-                x, tgt = self._pack_interleaved(audio, audio_lens, ctc_segments)
-            else:
-                x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
+            x, tgt = self._pack(audio, audio_lens, tokens, token_lens)
             h = self.decoder.hidden(x, torch.arange(x.shape[1], device=x.device))
             sel = tgt >= 0
             logits = self.decoder.logits(h[sel]).float()
@@ -334,33 +311,6 @@ class SpeechLLM(nn.Module):
         h = self.decoder.hidden(x, torch.arange(Ta + P, device=x.device), cache, "prefill", lens)
         cache.set_lens(lens)
         return self.decoder.logits(h[rows, lens - 1]).float()
-
-    def chunk_inputs(self, audio_emb: torch.Tensor, spans: list[tuple[int, int]],
-                     lead: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs of an interleaved chunk per row: [lead tokens][audio tokens a0..a1-1 of the
-        row][prompt], right-padded -> (x [B, L, D], n [B]). lead: tokens still to feed before
-        the audio (the end token of a chunk cut at its token limit; otherwise the decode step
-        that picked the end token fed it)."""
-        emb = self.decoder.embed
-        prompt = emb(self.prompt_ids.to(audio_emb.device))
-        parts = []
-        for b, (a0, a1) in enumerate(spans):
-            first = emb(torch.tensor(lead[b] if lead else [], dtype=torch.long,
-                                     device=audio_emb.device))
-            parts.append(torch.cat([first, audio_emb[b, a0:a1].to(prompt.dtype), prompt]))
-        n = torch.tensor([len(p) for p in parts], device=audio_emb.device)
-        return torch.nn.utils.rnn.pad_sequence(parts, batch_first=True), n
-
-    def extend(self, x: torch.Tensor, n: torch.Tensor, cache, rows: torch.Tensor | None = None
-               ) -> torch.Tensor:
-        """Append n[i] input embeddings (x [R, L, D], right-padded) to cache row rows[i] (default:
-        every row) after its tokens, attending densely over the row's history -> next-token
-        logits of each row's last new position [R, vocab] float32."""
-        view = cache if rows is None else ExtendRows(cache, rows)
-        pos = view.lens[:, None] + torch.arange(x.shape[1], device=x.device)[None, :]
-        h = self.decoder.hidden(x, pos, view, "extend", n)
-        at = torch.arange(x.shape[0], device=x.device)
-        return self.decoder.logits(h[at, (n - 1).clamp_min(0)]).float()
 
     def decode_step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
         """One token per sequence at position cache.lens[b]; returns logits [B, vocab]."""

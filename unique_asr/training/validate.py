@@ -16,15 +16,14 @@ def valid_losses(model, batches, device, autocast, shuffled: bool = False) -> di
     for b in batches:
         feats, flens = b["feats"].to(device), b["feat_lens"].to(device)
         toks, tlens = b["tokens"].to(device), b["token_lens"].to(device)
-        seg = b.get("ctc_segments")  # sentence times: the interleaved layout's chunks
         with autocast():
-            out = model(feats, flens, toks, tlens, ctc_segments=seg)
+            out = model(feats, flens, toks, tlens)
         tot += float(out["loss_sum"])
         n += int(out["ntokens"])
         if shuffled and feats.shape[0] > 1:
             ce += float(out["ce_sum"])
             with autocast():
-                out = model(feats.roll(1, 0), flens.roll(1, 0), toks, tlens, ctc_segments=seg)
+                out = model(feats.roll(1, 0), flens.roll(1, 0), toks, tlens)
             ce_shuf += float(out["ce_sum"])
             n_shuf += int(out["ntokens"])
     model.train(was)
