@@ -113,4 +113,3 @@ def test_ctc_segments_train_the_ctc_head_on_windows_of_any_length(data, tmp_path
                      if '"ctc"' in x]
     assert all(r["ctc"] == 0 for r in rows[False])
     assert all(r["ctc"] > 0.5 for r in rows[True]), rows[True]
-

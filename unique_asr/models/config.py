@@ -167,10 +167,6 @@ class ModelConfig:
     cmn_window: int = 1000
     encoder: Any = field(default_factory=ConformerConfig)
     stack: int = 2                # projector: encoder frames stacked into one audio token
-    # projector: bidirectional transformer layers after its MLP (at the decoder width), each
-    # token attending to the tokens within adapter_span_s seconds; 0 = the MLP alone
-    adapter_layers: int = 0
-    adapter_span_s: float = 10.0
     llm: Any = field(default_factory=ScratchLLMConfig)
     n_text: int = 256             # text vocabulary size; set from the tokenizer
     # losses

@@ -1,8 +1,6 @@
 """Projector: stack `model.stack` consecutive encoder frames into one audio token (conformer:
 2 x 40 ms -> 80 ms; Whisper: 4 x 20 ms -> 80 ms) and map them to the decoder width with a
-2-layer MLP, optionally followed by `model.adapter_layers` transformer layers that attend within
-+- adapter_span_s seconds (a trainable acoustic model on top of a frozen encoder: the same span
-in training windows and in whole recordings).
+2-layer MLP.
 
 The audio-token geometry (input feature frames per audio token) is defined here, from the
 encoder's subsampling and the stack, for everything that needs it: training's shortest usable
@@ -56,37 +54,9 @@ class Projector(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(cfg.stack * enc_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim),
         )
-        heads = next(h for h in (8, 9, 6, 4, 3, 2, 1) if llm_dim % h == 0 and llm_dim // h >= 32)
-        self.adapter = nn.ModuleList(
-            nn.TransformerEncoderLayer(llm_dim, heads, 2 * llm_dim, dropout=0.1,
-                                       activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(int(cfg.adapter_layers)))
-        self.span = max(1, round(cfg.adapter_span_s / audio_token_seconds(cfg)))
 
     def forward(self, enc: torch.Tensor, enc_lens: torch.Tensor):
         B, T, D = enc.shape
         Ta = T // self.stack
         x = enc[:, : Ta * self.stack].reshape(B, Ta, self.stack * D)
-        x, lens = self.net(x), enc_lens // self.stack
-        if not len(self.adapter):
-            return x, lens
-        # each row on its own (no padding inside attention), in blocks whose margins cover the
-        # layers' reach, so a whole recording costs its length times the span
-        out = torch.zeros_like(x)
-        for b, n in enumerate(lens.tolist()):
-            out[b, :n] = self._adapt(x[b, :n])
-        return out, lens
-
-    def _adapt(self, x: torch.Tensor, block: int = 1024) -> torch.Tensor:
-        """The adapter layers over one row's tokens x [T, D]: each layer attends within +-span."""
-        reach = self.span * len(self.adapter)
-        parts = []
-        for a in range(0, max(1, x.shape[0]), block):
-            lo, hi = max(0, a - reach), min(x.shape[0], a + block + reach)
-            pos = torch.arange(hi - lo, device=x.device)
-            far = (pos[:, None] - pos[None, :]).abs() > self.span  # True: not attended
-            y = x[None, lo:hi]
-            for layer in self.adapter:
-                y = layer(y, src_mask=far)
-            parts.append(y[0, a - lo: a - lo + block])
-        return torch.cat(parts)
+        return self.net(x), enc_lens // self.stack
