@@ -157,8 +157,9 @@ class Trainer:
             dev = self.dev_data
             if dev and dev[1]:
                 wins = self.curriculum.valid_windows(dev[1])[: cfg.valid_max_windows]
-                self.dev_batches = fixed_batches(
-                    WindowBatcher(dev[0], self.sp, self.model_cfg.ctc_segments, shift), wins)
+                # the dev loss scores CTC on whole windows: no per-sentence targets needed
+                self.dev_batches = fixed_batches(WindowBatcher(dev[0], self.sp, False, shift),
+                                                 wins)
 
     def _resume_or_init(self) -> None:
         last = self.exp_dir / "last.pt"

@@ -58,8 +58,8 @@ def greedy_wer(model, greedy, feats: dict, recs: dict, sp, device, max_recording
 
 
 def fixed_batches(batcher, windows, max_items: int = 8) -> list[dict]:
-    """Batches of dev windows (fixed order, small) for validation loss, made by the training
-    batches' own `batcher` (training/data.WindowBatcher: sentence times included)."""
+    """Batches of dev windows (fixed order, small) for validation loss, made by a
+    training/data.WindowBatcher like the training batches."""
     from unique_asr.training.data import windows_to_cuts
 
     cuts = list(windows_to_cuts(windows))
