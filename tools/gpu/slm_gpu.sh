@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pretrained speech LLM (model=whisper_base_smollm2) on the GPU host, one step per device call
 # on a warm machine (its weights exceed one carry; tools/README.md, "Pretrained speech LLM on the
-# GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:19 .gpu2:24 .gpu3`.
+# GPU"). The parts come from `tools/gpu/pack_slm.py --parts .gpu:19.5 .gpu2:22.5 .gpu3`.
 #
 #   call 1, carry [".gpu"]:   bash tools/gpu/slm_gpu.sh send1
 #   call 2, carry [".gpu2"]:  bash tools/gpu/slm_gpu.sh send2   (if the carry is refused as too
