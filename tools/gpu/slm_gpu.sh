@@ -23,10 +23,10 @@
 # into /tmp/slm/text, builds `large` with --train-h hours of train and the --corpus-args
 # overrides (stages 0-2, Whisper on the GPU; skipped once built), e.g. more distinct training
 # text: --corpus-args "corpus.text.wordnet_dir=/tmp/slm/text/usr/share/wordnet" with
-# wordnet-base_*.deb in .gpu3/text (tools/README.md); with --mel also the Whisper log-mel
-# features (stage 2 again, model.encoder.cached=false), which a config that trains the encoder's
-# top blocks reads (model.encoder.cached=false model.encoder.trainable_layers=N: the encoder
-# then runs in every step); then runs train_large.sh --skip-build with the model's
+# wordnet-base_*.deb in .gpu3/text (tools/README.md); with --mel stage 2 writes the Whisper
+# log-mel features instead of the encoder's outputs: a config that trains the encoder's top
+# blocks reads them (model.encoder.cached=false model.encoder.trainable_layers=N: the encoder
+# then runs in every step), and every config of that call must; then runs train_large.sh --skip-build with the model's
 # overrides as --common prefix (any --common given is appended to them) and the other options
 # passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...);
 # train_large.sh's clock (--deadline-s, --halt-at-s) starts at this call's start, build included.
@@ -103,21 +103,17 @@ case ${1:-} in
     # the frozen LLM's weights in bf16: no per-call casts under autocast (bench/profile_slm_step.py)
     model="model=whisper_base_smollm2 model.encoder.source=$w/whisper-base-enc model.llm.dtype=bfloat16"
     data=egs/synth_longform/data/large
-    if [ ! -f "$data/whisper_enc_whisper-base-enc/cuts_test.jsonl.gz" ]; then
+    # stage 2 writes what the configs read: the frozen encoder's outputs, or with --mel only the
+    # log-mel features (an encoder that trains runs in every step; its cached outputs go unused)
+    if $mel; then feats=whisper_mel enc_args=model.encoder.cached=false
+    else feats=whisper_enc_whisper-base-enc enc_args=""; fi
+    if [ ! -f "$data/$feats/cuts_test.jsonl.gz" ]; then
       bash tools/gpu/build_corpus.sh --size large --nj "$(nproc)" --stop-stage 2 \
         --wheels "$b/wheels" --tts-debs "$b/tts" -- \
-        "corpus.splits.train.target_s=$((train_h * 3600))" $corpus_args $model \
+        "corpus.splits.train.target_s=$((train_h * 3600))" $corpus_args $model $enc_args \
         > "${OUT:-/tmp}/build.log" 2>&1 ||
         { tail -n 30 "${OUT:-/tmp}/build.log"; die "corpus build failed"; }
       grep -E '^\| |^  (train|dev|test)|all done' "${OUT:-/tmp}/build.log"
-    fi
-    if $mel && [ ! -f "$data/whisper_mel/cuts_test.jsonl.gz" ]; then
-      bash tools/gpu/build_corpus.sh --size large --nj "$(nproc)" --stage 2 --stop-stage 2 \
-        --wheels "$b/wheels" --tts-debs "$b/tts" -- \
-        "corpus.splits.train.target_s=$((train_h * 3600))" $corpus_args $model \
-        model.encoder.cached=false > "${OUT:-/tmp}/build_mel.log" 2>&1 ||
-        { tail -n 30 "${OUT:-/tmp}/build_mel.log"; die "log-mel features failed"; }
-      grep -E 'stage 2' "${OUT:-/tmp}/build_mel.log"
     fi
     CALL_ELAPSED_S=$SECONDS exec bash tools/gpu/train_large.sh --skip-build \
       --common "$model model.llm.source=$w/smollm2.gguf train=gpu_slm decode.max_tokens_per_second=6 $common" \
