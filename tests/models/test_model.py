@@ -200,6 +200,24 @@ def test_checkpoint_from_other_config_is_rejected(tmp_path):
         load_checkpoint(path)
 
 
+def test_checkpoint_with_removed_config_keys_loads_with_a_warning(tmp_path, caplog):
+    """A checkpoint saved while an option existed that this version has removed (top-level and
+    inside model.encoder) still loads, naming the ignored keys and their values."""
+    torch.manual_seed(0)
+    m = build_model(small_cfg())
+    cfg = m.cfg.to_dict()
+    cfg["interleave_s"] = 10.0
+    cfg["encoder"]["old_option"] = 3
+    path = tmp_path / "ck.pt"
+    torch.save({"model": m.state_dict(), "model_cfg": cfg}, path)
+    with caplog.at_level("WARNING"):
+        m2, cfg2 = load_checkpoint(path)
+    assert "model.interleave_s=10.0" in caplog.text and "model.encoder.old_option=3" in caplog.text
+    assert "interleave_s" not in cfg2 and "old_option" not in cfg2["encoder"]
+    for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_subsampled_lengths():
     assert subsampled_lengths(torch.tensor([7, 8, 100])).tolist() == [1, 1, 24]
 

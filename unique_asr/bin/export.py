@@ -35,10 +35,10 @@ def export_checkpoint(cfg: DictConfig, dcfg, ck_path: Path, out: Path) -> Path:
 
     from unique_asr.bin.decode import feature_width, tokenizer
     from unique_asr.decoding.export import check_tokenizer, export_model
-    from unique_asr.models.config import ModelConfig
+    from unique_asr.models.config import ModelConfig, known_keys_only
 
     ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-    mcfg = ModelConfig.from_dict(dict(ck["model_cfg"]))
+    mcfg = ModelConfig.from_dict(known_keys_only(ck["model_cfg"])[0])  # load_checkpoint warns
     bpe_path = None
     if mcfg.llm.kind != "pretrained":  # a pretrained LLM brings its own tokenizer
         sp, bpe_path = tokenizer(ck.get("bpe_model"), dcfg, cfg)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from unique_asr.models.config import ModelConfig
+from unique_asr.models.config import ModelConfig, known_keys_only
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -106,7 +109,10 @@ def load_checkpoint(path: str | Path, map_location="cpu", model_cfg: dict | None
     ck = torch.load(path, map_location=map_location, weights_only=False)
     if "model" not in ck or "model_cfg" not in ck:
         raise CheckpointMismatchError(f"{path} is not a unique_asr checkpoint (no model/model_cfg)")
-    saved = dict(ck["model_cfg"])
+    saved, dropped = known_keys_only(ck["model_cfg"])
+    if dropped:
+        log.warning("checkpoint %s: config keys this unique_asr no longer has, ignored: %s",
+                    path, ", ".join(f"{k}={_flat(ck['model_cfg']).get(k[6:])!r}" for k in dropped))
     if model_cfg is not None:
         check_config(saved, ModelConfig.from_dict(dict(model_cfg)).to_dict(), path)
     cfg = dict(saved)

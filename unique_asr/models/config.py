@@ -248,6 +248,27 @@ class ModelConfig:
             raise ValueError(f"model.stack={self.stack} must be >= 1")
 
 
+def known_keys_only(d: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A stored model config without the keys this version's ModelConfig does not know, and
+    their dotted names: a checkpoint written before an option was removed still loads (its
+    weights are then checked key by key). A flat config of an older layout is returned as is,
+    for from_dict's own error."""
+    d = dict(d)
+    if "enc_dim" in d or "dec_dim" in d:
+        return d, []
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    dropped = [f"model.{k}" for k in sorted(set(d) - names)]
+    d = {k: v for k, v in d.items() if k in names}
+    for part, registry, default in (("encoder", ENCODERS, "conformer"), ("llm", LLMS, "scratch")):
+        sub = d.get(part)
+        if not isinstance(sub, dict) or sub.get("kind", default) not in registry:
+            continue
+        fields = {f.name for f in dataclasses.fields(registry[sub.get("kind", default)])}
+        dropped += [f"model.{part}.{k}" for k in sorted(set(sub) - fields)]
+        d[part] = {k: v for k, v in sub.items() if k in fields}
+    return d, dropped
+
+
 def check_keys(cls, d: dict, where: str) -> dict:
     """d itself when every key is a field of dataclass `cls`; else a ValueError naming the
     unknown keys (as `where`.key) and the valid ones. Every typed config's from_dict uses it."""
