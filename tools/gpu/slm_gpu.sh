@@ -26,9 +26,10 @@
 # wordnet-base_*.deb in .gpu3/text (tools/README.md); with --mel stage 2 writes the Whisper
 # log-mel features instead of the encoder's outputs: a config that trains the encoder's top
 # blocks reads them (model.encoder.cached=false model.encoder.trainable_layers=N: the encoder
-# then runs in every step), and every config of that call must; then runs train_large.sh --skip-build with the model's
-# overrides as --common prefix (any --common given is appended to them) and the other options
-# passed on (--config, --deadline-s, --halt-at-s, --resume, --extra-decode, --per-gpu, ...);
+# then runs in every step), and every config of that call must; then runs train_large.sh
+# --skip-build with the model's overrides as --common prefix (any --common given is appended
+# to them) and the other options passed on (--config, --deadline-s, --halt-at-s, --resume,
+# --extra-decode, --per-gpu, ...);
 # train_large.sh's clock (--deadline-s, --halt-at-s) starts at this call's start, build included.
 # Everything lives in /tmp/slm (weights, bundle) and the repository's egs/*/data, egs/*/exp.
 set -euo pipefail

@@ -111,8 +111,9 @@ def load_checkpoint(path: str | Path, map_location="cpu", model_cfg: dict | None
         raise CheckpointMismatchError(f"{path} is not a unique_asr checkpoint (no model/model_cfg)")
     saved, dropped = known_keys_only(ck["model_cfg"])
     if dropped:
+        stored = _flat(ck["model_cfg"])
         log.warning("checkpoint %s: config keys this unique_asr no longer has, ignored: %s",
-                    path, ", ".join(f"{k}={_flat(ck['model_cfg']).get(k[6:])!r}" for k in dropped))
+                    path, ", ".join(f"model.{k}={stored[k]!r}" for k in dropped))
     if model_cfg is not None:
         check_config(saved, ModelConfig.from_dict(dict(model_cfg)).to_dict(), path)
     cfg = dict(saved)

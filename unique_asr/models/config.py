@@ -147,6 +147,9 @@ class PretrainedLLMConfig:
 
 ENCODERS: dict[str, type] = {"conformer": ConformerConfig, "whisper": WhisperEncoderConfig}
 LLMS: dict[str, type] = {"scratch": ScratchLLMConfig, "pretrained": PretrainedLLMConfig}
+# ModelConfig's nested parts: their config classes by kind, and the kind when none is given
+PARTS: dict[str, tuple[dict[str, type], str]] = {"encoder": (ENCODERS, "conformer"),
+                                                 "llm": (LLMS, "scratch")}
 
 
 @dataclass
@@ -229,15 +232,15 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = dict(d)
-        if "enc_dim" in d or "dec_dim" in d:
+        if _is_flat(d):
             raise ValueError("this model config is flat (enc_dim, dec_dim, ...): it was written by "
                              "an older unique_asr, whose checkpoints do not load here; the model "
                              "config is now nested (model.encoder.*, model.llm.*), see "
                              "conf/model/*.yaml")
-        enc = _pick(ENCODERS, d.pop("encoder", None) or {}, "model.encoder", "conformer")
-        llm = _pick(LLMS, d.pop("llm", None) or {}, "model.llm", "scratch")
+        parts = {part: _pick(registry, d.pop(part, None) or {}, f"model.{part}", default)
+                 for part, (registry, default) in PARTS.items()}
         check_keys(cls, d, "model")
-        cfg = cls(**d, encoder=enc, llm=llm)
+        cfg = cls(**d, **parts)
         cfg.validate()
         return cfg
 
@@ -250,23 +253,32 @@ class ModelConfig:
 
 def known_keys_only(d: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A stored model config without the keys this version's ModelConfig does not know, and
-    their dotted names: a checkpoint written before an option was removed still loads (its
-    weights are then checked key by key). A flat config of an older layout is returned as is,
-    for from_dict's own error."""
+    their dotted names within it (e.g. "encoder.old_option"): a checkpoint written before an
+    option was removed still loads (its weights are then checked key by key). A flat config of
+    an older layout is returned as is, for from_dict's own error."""
     d = dict(d)
-    if "enc_dim" in d or "dec_dim" in d:
+    if _is_flat(d):
         return d, []
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    dropped = [f"model.{k}" for k in sorted(set(d) - names)]
+    names = _field_names(ModelConfig)
+    dropped = sorted(set(d) - names)
     d = {k: v for k, v in d.items() if k in names}
-    for part, registry, default in (("encoder", ENCODERS, "conformer"), ("llm", LLMS, "scratch")):
+    for part, (registry, default) in PARTS.items():
         sub = d.get(part)
         if not isinstance(sub, dict) or sub.get("kind", default) not in registry:
-            continue
-        fields = {f.name for f in dataclasses.fields(registry[sub.get("kind", default)])}
-        dropped += [f"model.{part}.{k}" for k in sorted(set(sub) - fields)]
+            continue  # a bare kind name, or a kind from_dict will name as unknown
+        fields = _field_names(registry[sub.get("kind", default)])
+        dropped += [f"{part}.{k}" for k in sorted(set(sub) - fields)]
         d[part] = {k: v for k, v in sub.items() if k in fields}
     return d, dropped
+
+
+def _is_flat(d: dict) -> bool:
+    """A model config of the old flat layout (enc_dim, dec_dim, ...)."""
+    return "enc_dim" in d or "dec_dim" in d
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def check_keys(cls, d: dict, where: str) -> dict:
